@@ -1,0 +1,185 @@
+"""Typed, validated configuration: what every library module works with.
+
+Raw JSON never leaves ``phoenix_tasks.config``: it is schema-checked, cross-checked,
+and then turned into these frozen dataclasses.  Library code takes these objects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Mapping
+
+SwarmRole = Literal["manager", "worker"]
+HostKeyPolicy = Literal["strict", "accept-new", "off"]
+LabelPolicy = Literal["merge", "replace"]
+ProviderName = Literal["proxmox", "lab"]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    ip: ipaddress.IPv4Interface  # address with prefix, e.g. 10.0.0.101/24
+    gw: ipaddress.IPv4Address
+    nameserver: ipaddress.IPv4Address
+
+    @property
+    def address(self) -> str:
+        """The bare IP address, as SSH and `--advertise-addr` want it."""
+        return str(self.ip.ip)
+
+
+@dataclass(frozen=True)
+class VM:
+    vmid: int
+    name: str  # lower-case hostname; also the swarm node's hostname
+    network: NetworkConfig
+    username: str
+    cores: int
+    memory_mb: int
+    disk_size_gb: int
+    clone_from_vmid: int | None = None
+    is_template: bool = False
+    docker_stacks: tuple[str, ...] = ()
+    swarm_role: SwarmRole | None = None
+    # Ordered key -> value; duplicate keys are refused by validation.
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+    index: int = 0  # position in the `vms` array, for JSON pointers in messages
+
+    @property
+    def address(self) -> str:
+        return self.network.address
+
+    @property
+    def in_swarm(self) -> bool:
+        return self.swarm_role is not None and not self.is_template
+
+    def __str__(self) -> str:  # how a VM is named in every message
+        return f"{self.name} (vmid {self.vmid})"
+
+
+@dataclass(frozen=True)
+class VMAccess:
+    """How the transport reaches a VM over SSH.  No secret value lives here."""
+
+    user: str
+    port: int
+    private_key_file: Path
+    host_key_policy: HostKeyPolicy
+    known_hosts_file: Path
+    connect_timeout_s: float
+
+
+@dataclass(frozen=True)
+class SwarmSettings:
+    # "vm_ip": advertise the VM's configured IP; "interface:<name>": let docker pick
+    # the address of that interface on the manager.
+    advertise: str
+    label_policy: LabelPolicy
+
+    def advertise_addr(self, vm: VM) -> str:
+        if self.advertise == "vm_ip":
+            return vm.address
+        return self.advertise.split(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class PortainerSettings:
+    stack: str
+    env: str
+    images: Mapping[str, str]
+    admin_password_file: Path | None
+
+
+@dataclass(frozen=True)
+class ProxmoxSettings:
+    host: str
+    node: str
+    ssh_user: str
+    ssh_port: int
+    api_token_env: str | None
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Interface  # bridge address in the root namespace
+    bridge: str
+    state_dir: Path
+
+
+@dataclass(frozen=True)
+class Hypervisor:
+    provider: ProviderName
+    domain: str
+    network_subnet: ipaddress.IPv4Network
+    vm_access: VMAccess
+    swarm: SwarmSettings
+    portainer: PortainerSettings
+    proxmox: ProxmoxSettings | None = None
+    lab: LabSettings | None = None
+
+
+@dataclass(frozen=True)
+class StackService:
+    name: str
+    placement_constraints: tuple[str, ...]  # manifest + compose, stack-wide included
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    directory: Path
+    description: str
+    placement_constraints: tuple[str, ...]
+    services: Mapping[str, StackService]
+    # env name -> effective variables (default merged under the env's own)
+    environments: Mapping[str, Mapping[str, str]]
+
+    @property
+    def compose_file(self) -> Path:
+        return self.directory / "docker-compose.yml"
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.directory / "phoenix.json"
+
+    def variables_for(self, env: str) -> Mapping[str, str]:
+        """Variables for an environment; unknown names take `default`."""
+        return self.environments.get(env, self.environments.get("default", {}))
+
+
+@dataclass(frozen=True)
+class Config:
+    config_dir: Path
+    stacks_dir: Path
+    hypervisor: Hypervisor
+    vms: tuple[VM, ...]
+    stacks: Mapping[str, Stack]
+
+    @property
+    def vm_file(self) -> Path:
+        return self.config_dir / "phoenix_vm_configs.json"
+
+    @property
+    def hypervisor_file(self) -> Path:
+        return self.config_dir / "phoenix_hypervisor_config.json"
+
+    @property
+    def real_vms(self) -> tuple[VM, ...]:
+        """Every VM that is not a template (what a provider creates)."""
+        return tuple(vm for vm in self.vms if not vm.is_template)
+
+    @property
+    def swarm_vms(self) -> tuple[VM, ...]:
+        return tuple(vm for vm in self.vms if vm.in_swarm)
+
+    @property
+    def managers(self) -> tuple[VM, ...]:
+        return tuple(vm for vm in self.swarm_vms if vm.swarm_role == "manager")
+
+    def vm_by_id(self, vmid: int) -> VM:
+        for vm in self.vms:
+            if vm.vmid == vmid:
+                return vm
+        raise KeyError(vmid)
