@@ -1,0 +1,6 @@
+"""Configuration: read, schema-checked, cross-checked, then typed (see loader.py)."""
+
+from .loader import load_config, max_env_length, service_name, validate
+from .problems import ConfigInvalid, Problem
+
+__all__ = ["ConfigInvalid", "Problem", "load_config", "max_env_length", "service_name", "validate"]

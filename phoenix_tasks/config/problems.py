@@ -1,0 +1,42 @@
+"""A problem found in the configuration: file, JSON pointer, message, severity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+from ..errors import PhoenixError
+from ..paths import display
+
+Severity = Literal["error", "warning"]
+
+
+def pointer(*parts: object) -> str:
+    """An RFC 6901 JSON pointer from path parts ('' is the whole document)."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    file: Path
+    pointer: str
+    message: str
+    severity: Severity = "error"
+
+    def render(self) -> str:
+        mark = "warning: " if self.severity == "warning" else ""
+        return f"{display(self.file)}: {self.pointer or '/'}: {mark}{self.message}"
+
+
+def errors(problems: Sequence[Problem]) -> list[Problem]:
+    return [p for p in problems if p.severity == "error"]
+
+
+class ConfigInvalid(PhoenixError):
+    """Validation failed; `.problems` holds every problem found, not only the first."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = list(problems)
+        n = len(errors(self.problems))
+        super().__init__(f"configuration is invalid: {n} error{'s' if n != 1 else ''}")

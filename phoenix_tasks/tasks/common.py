@@ -1,0 +1,53 @@
+"""What every task shares: validated config or a clean exit, and user errors without tracebacks."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from invoke.exceptions import Exit
+from rich.console import Console
+
+from ..config import ConfigInvalid, load_config, validate
+from ..config.problems import errors
+from ..errors import PhoenixError
+from ..model import Config
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_problems(problems) -> None:
+    for p in problems:
+        style = "yellow" if p.severity == "warning" else "red"
+        err.print(p.render(), style=style, markup=False)
+
+
+def load_config_or_exit() -> Config:
+    """The validated config; on any error, print every problem and exit 1 (no connection made)."""
+    config, problems = validate()
+    print_problems([p for p in problems if p.severity == "warning"] if config else problems)
+    if config is None:
+        n = len(errors(problems))
+        err.print(f"configuration is invalid ({n} error{'s' if n != 1 else ''}): nothing was done", style="red")
+        raise Exit(code=1)
+    return config
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a PhoenixError into one line on stderr and a non-zero exit."""
+    try:
+        yield
+    except ConfigInvalid as exc:
+        print_problems(exc.problems)
+        raise Exit(code=1) from None
+    except PhoenixError as exc:
+        err.print(f"error: {exc}", style="red", markup=False)
+        raise Exit(code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("interrupted", style="red")
+        raise Exit(code=130) from None
+
+
+__all__ = ["err", "load_config", "load_config_or_exit", "out", "print_problems", "user_errors"]

@@ -1,0 +1,11 @@
+"""Phoenix task collection: `inv --list` shows every task.
+
+This file only composes collections; each area lives in phoenix_tasks/tasks/.
+"""
+
+from invoke import Collection
+
+from phoenix_tasks.tasks import config
+
+ns = Collection()
+ns.add_task(config.validate)
