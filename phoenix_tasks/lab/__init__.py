@@ -1,0 +1,15 @@
+"""The local lab: each "VM" is a network namespace on a bridge with its own dockerd and sshd.
+
+Modules, by what they hold:
+
+- ``naming``: names and paths derived from the lab settings and a vmid (pure).
+- ``commands``: every command the lab runs, as pure functions returning argv lists.
+- ``checks``: refusals before anything is made (root, packages, subnet, IPs).
+- ``system``: running commands and reading facts from this machine.
+- ``procs``: pid files, liveness, and killing what the lab started (never by name).
+- ``keys``: the lab's SSH key pair, host keys, known_hosts and sshd_config.
+- ``images``: stand-in images built from busybox-static for every image the stacks use.
+- ``vm``: one VM: observe facts, plan actions, apply them.
+- ``control``: the whole lab: up, down (also from the state dir alone), status.
+- ``configgen``: an N-VM lab configuration directory for tests and benchmarks.
+"""

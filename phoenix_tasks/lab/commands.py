@@ -1,0 +1,117 @@
+"""Every command the lab runs, as pure functions that return an argv list.
+
+Nothing here runs anything or builds shell text: values travel as separate argv
+entries (the one `sh -c` script is a constant that reads its values from "$0"/"$@").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from phoenix_tasks.lab.naming import INSIDE_IFACE, VMNames
+
+Argv = list[str]
+
+# Sets the UTS namespace's hostname from $0, then becomes the daemon given as "$@".
+HOSTNAME_THEN_EXEC = 'hostname "$0" && exec "$@"'
+
+
+# --- the bridge -------------------------------------------------------------------
+def bridge_add(bridge: str) -> Argv:
+    return ["ip", "link", "add", "name", bridge, "type", "bridge"]
+
+
+def bridge_address(bridge: str, gateway: ipaddress.IPv4Interface) -> Argv:
+    return ["ip", "addr", "replace", str(gateway), "dev", bridge]
+
+
+def link_up(name: str) -> Argv:
+    return ["ip", "link", "set", "dev", name, "up"]
+
+
+def link_delete(name: str) -> Argv:
+    return ["ip", "link", "delete", "dev", name]
+
+
+# --- one VM's network ---------------------------------------------------------------
+def netns_add(names: VMNames) -> Argv:
+    return ["ip", "netns", "add", names.netns]
+
+
+def netns_delete(names: VMNames) -> Argv:
+    return ["ip", "netns", "delete", names.netns]
+
+
+def veth_add(names: VMNames) -> Argv:
+    """The veth pair, its inside end created directly in the VM's namespace as eth0."""
+    return ["ip", "link", "add", "name", names.veth, "type", "veth",
+            "peer", "name", INSIDE_IFACE, "netns", names.netns]
+
+
+def veth_attach(names: VMNames, bridge: str) -> Argv:
+    return ["ip", "link", "set", "dev", names.veth, "master", bridge, "up"]
+
+
+def inside_address(names: VMNames, ip: ipaddress.IPv4Interface) -> Argv:
+    return ["ip", "-n", names.netns, "addr", "replace", str(ip), "dev", INSIDE_IFACE]
+
+
+def inside_up(names: VMNames, iface: str) -> Argv:
+    return ["ip", "-n", names.netns, "link", "set", "dev", iface, "up"]
+
+
+def inside_default_route(names: VMNames, gw: ipaddress.IPv4Address) -> Argv:
+    return ["ip", "-n", names.netns, "route", "replace", "default", "via", str(gw),
+            "dev", INSIDE_IFACE]
+
+
+# --- daemons ------------------------------------------------------------------------
+def in_vm(names: VMNames, hostname: str, argv: Argv) -> Argv:
+    """Run argv detached (new session, re-parented to init) in the VM's network
+    namespace and a new UTS namespace whose hostname is the VM's name.
+
+    nsenter, not `ip netns exec`: the latter remounts /sys and dockerd then dies
+    with "Devices cgroup isn't mounted".
+    """
+    return ["setsid", "--fork", "nsenter", f"--net={names.netns_file}",
+            "unshare", "--uts", "sh", "-c", HOSTNAME_THEN_EXEC, hostname, *argv]
+
+
+def dockerd(names: VMNames) -> Argv:
+    return [
+        "dockerd",
+        "--data-root", str(names.data_root),
+        "--exec-root", str(names.exec_root),
+        "--host", names.docker_host,
+        "--pidfile", str(names.dockerd_pidfile),
+        "--cgroup-parent", names.cgroup_parent,
+        "--shutdown-timeout", "5",
+    ]
+
+
+def sshd(names: VMNames, sshd_binary: str = "/usr/sbin/sshd") -> Argv:
+    # sshd daemonizes itself and then writes its PidFile; -E: log to a file.
+    return [sshd_binary, "-f", str(names.sshd_config), "-E", str(names.sshd_log)]
+
+
+def sshd_test_config(names: VMNames, sshd_binary: str = "/usr/sbin/sshd") -> Argv:
+    return [sshd_binary, "-t", "-f", str(names.sshd_config)]
+
+
+# --- keys -----------------------------------------------------------------------------
+def keygen(path: Path, comment: str) -> Argv:
+    return ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)]
+
+
+# --- mounts ---------------------------------------------------------------------------
+def umount(path: str, lazy: bool = False) -> Argv:
+    return ["umount", *(["--lazy"] if lazy else []), path]
+
+
+def rootfs_import(names: VMNames, image: str, changes: list[str]) -> Argv:
+    """`docker import` of the stand-in rootfs tar (read from stdin) as `image`."""
+    argv = ["docker", "--host", names.docker_host, "import"]
+    for change in changes:
+        argv += ["--change", change]
+    return [*argv, "-", image]

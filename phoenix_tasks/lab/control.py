@@ -1,0 +1,286 @@
+"""The whole lab: up, down and status.
+
+`up` refuses before making anything (root, packages, config, subnet, bridge
+ownership), records what it will make in the state dir, then brings every VM up in
+parallel.  `down` needs only the state dir: it is what cleans up after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.lab import checks, commands, images, keys, system
+from phoenix_tasks.lab import vm as labvm
+from phoenix_tasks.lab.naming import RUN_ROOT, LabNames, VMNames
+from phoenix_tasks.model import VM, Config
+
+RECORD_VERSION = 1
+Report = Callable[[str], None]
+
+
+class LabFailed(PhoenixError):
+    """One or more VMs failed; the message names each with its reason."""
+
+
+@dataclass(frozen=True)
+class VMResult:
+    vm: VM
+    actions: tuple[str, ...]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class UpResult:
+    lab_actions: tuple[str, ...]
+    vms: tuple[VMResult, ...]
+    seconds: float
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.lab_actions) or any(r.actions for r in self.vms)
+
+
+@dataclass(frozen=True)
+class VMStatus:
+    vm: VM
+    netns: str
+    namespace: bool
+    engine: bool
+    sshd: bool
+
+    @property
+    def up(self) -> bool:
+        return self.namespace and self.engine and self.sshd
+
+
+def names_for(config: Config) -> LabNames:
+    lab = config.hypervisor.lab
+    assert lab is not None
+    return LabNames(lab.bridge, lab.state_dir)
+
+
+def desired_for(config: Config, names: LabNames, vm: VM) -> labvm.Desired:
+    access = config.hypervisor.vm_access
+    return labvm.Desired(
+        vm=vm, bridge=names.bridge, ssh_port=access.port,
+        sshd_config=keys.sshd_config_text(names.vm(vm.vmid), vm, access.port, access.user,
+                                          names.authorized_keys))
+
+
+# --- checks ---------------------------------------------------------------------------
+def refuse_unless_runnable(config: Config) -> None:
+    """Every refusal, before anything is made."""
+    checks.require_root(os.geteuid())
+    checks.require_packages(checks.missing_packages())
+    problems = checks.config_problems(config)
+    if problems:
+        raise checks.LabRefused("the lab cannot run this configuration:\n  - "
+                                + "\n  - ".join(problems))
+    names = names_for(config)
+    lab = config.hypervisor.lab
+    recorded = read_record(names.state_dir)
+    if recorded and recorded.get("bridge") != names.bridge:
+        raise checks.LabRefused(
+            f"state dir {names.state_dir} belongs to a lab on bridge "
+            f"{recorded.get('bridge')!r}, not {names.bridge!r}; run `inv lab.down` with "
+            "the old configuration first, or pick another state_dir")
+    if system.link_exists(names.bridge) and not recorded:
+        raise checks.LabRefused(
+            f"interface {names.bridge!r} exists but is not recorded in {names.state_dir}; "
+            f"it is not this lab's: pick another lab.bridge, or remove it with "
+            f"`ip link delete {names.bridge}` if it is left from an old lab")
+    checks.require_free_subnet(lab.subnet, checks.route_conflicts(
+        lab.subnet, names.bridge, system.ipv4_routes(), system.ipv4_addresses()))
+
+
+# --- state record ---------------------------------------------------------------------
+def read_record(state_dir: Path) -> dict | None:
+    try:
+        return json.loads((state_dir / "lab.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_record(config: Config, names: LabNames) -> None:
+    lab = config.hypervisor.lab
+    names.state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(names.state_dir, 0o700)
+    keys.write_private(names.record_file, json.dumps({
+        "version": RECORD_VERSION, "bridge": names.bridge, "prefix": names.prefix,
+        "subnet": str(lab.subnet), "gateway": str(lab.gateway),
+        "run_dir": str(names.run_dir), "config_dir": str(config.config_dir),
+    }, indent=2) + "\n")
+
+
+def recorded_vmids(names: LabNames) -> list[int]:
+    """VMs this lab made: those with a state dir, and namespaces with its prefix."""
+    vmids = set()
+    if names.vms_dir.is_dir():
+        vmids |= {int(p.name) for p in names.vms_dir.iterdir() if p.name.isdigit()}
+    for ns in system.netns_names():
+        tail = ns.removeprefix(names.netns_prefix)
+        if ns.startswith(names.netns_prefix) and tail.isdigit():
+            vmids.add(int(tail))
+    return sorted(vmids)
+
+
+# --- up -----------------------------------------------------------------------------------
+def ensure_bridge(config: Config, names: LabNames) -> list[str]:
+    lab = config.hypervisor.lab
+    done = []
+    if not system.link_exists(names.bridge):
+        system.run(commands.bridge_add(names.bridge))
+        done.append(f"created bridge {names.bridge}")
+    addresses = [f"{a['local']}/{a['prefixlen']}" for link in
+                 system.ip_json(["-4", "addr", "show", "dev", names.bridge])
+                 for a in link.get("addr_info", [])]
+    if str(lab.gateway) not in addresses:
+        system.run(commands.bridge_address(names.bridge, lab.gateway))
+        done.append(f"gave {names.bridge} address {lab.gateway}")
+    flags = system.ip_json(["link", "show", "dev", names.bridge])[0].get("flags", [])
+    if "UP" not in flags:
+        system.run(commands.link_up(names.bridge))
+        done.append(f"set {names.bridge} up")
+    return done
+
+
+def up_vm(config: Config, names: LabNames, vm: VM, stand_ins: list[images.StandIn],
+          report: Report) -> VMResult:
+    vnames = names.vm(vm.vmid)
+    desired = desired_for(config, names, vm)
+    done: list[str] = []
+    try:
+        labvm.record(vnames, vm)
+        facts = labvm.read_facts(vnames, vm, desired.ssh_port)
+        for action in labvm.plan(vnames, desired, facts):
+            report(action.summary)
+            labvm.apply(vnames, desired, action)
+            done.append(action.summary)
+        labvm.wait_ready(vnames, vm, desired.ssh_port)
+        present = labvm.engine_images(vnames)
+        if present is None:
+            raise labvm.VMNotReady(f"{vm}: the engine stopped answering")
+        for action in labvm.image_actions(vnames, vm, stand_ins, present):
+            report(action.summary)
+            labvm.apply(vnames, desired, action)
+            done.append(action.summary)
+    except PhoenixError as e:
+        text = str(e)
+        return VMResult(vm, tuple(done), text if text.startswith(str(vm)) else f"{vm}: {text}")
+    except Exception as e:  # one VM's failure must not hide the others' results
+        return VMResult(vm, tuple(done), f"{vm}: {type(e).__name__}: {e}")
+    return VMResult(vm, tuple(done))
+
+
+def write_known_hosts(config: Config, names: LabNames) -> bool:
+    port = config.hypervisor.vm_access.port
+    text = keys.known_hosts_text([(vm.address, port, keys.host_public_key(names.vm(vm.vmid)))
+                                  for vm in config.real_vms])
+    if names.known_hosts.exists() and names.known_hosts.read_text() == text:
+        return False
+    keys.write_private(names.known_hosts, text)
+    return True
+
+
+def up(config: Config, report: Report = lambda line: None) -> UpResult:
+    """Create and start every non-template VM of a lab config; idempotent."""
+    started = time.monotonic()
+    refuse_unless_runnable(config)
+    names = names_for(config)
+    stand_ins = images.stand_ins_for_stacks(config.stacks_dir)
+    lab_actions: list[str] = []
+    if read_record(names.state_dir) is None:
+        lab_actions.append(f"recorded the lab in {names.state_dir}")
+    write_record(config, names)
+    lab_actions += ensure_bridge(config, names)
+    if keys.ensure_client_key(names):
+        lab_actions.append(f"generated the lab's SSH key {names.private_key}")
+    if images.ensure_rootfs_tar(names.rootfs_tar, checks.BUSYBOX):
+        lab_actions.append(f"built the stand-in rootfs {names.rootfs_tar}")
+    for line in lab_actions:
+        report(line)
+    wanted = {vm.vmid for vm in config.real_vms}
+    for vmid in recorded_vmids(names):
+        if vmid not in wanted:
+            report(f"vmid {vmid}: no longer in the config: removing it")
+            labvm.destroy(names.vm(vmid))
+            lab_actions.append(f"removed vmid {vmid} (no longer in the config)")
+    vms = config.real_vms
+    with ThreadPoolExecutor(max_workers=max(1, len(vms))) as pool:
+        results = tuple(pool.map(lambda vm: up_vm(config, names, vm, stand_ins, report), vms))
+    failed = [r for r in results if r.error]
+    if failed:
+        raise LabFailed("lab.up failed for " + "; ".join(r.error for r in failed))
+    if write_known_hosts(config, names):
+        lab_actions.append(f"wrote {names.known_hosts}")
+        report(f"wrote {names.known_hosts}")
+    return UpResult(tuple(lab_actions), results, time.monotonic() - started)
+
+
+# --- status -------------------------------------------------------------------------------
+def status(config: Config) -> list[VMStatus]:
+    names = names_for(config)
+    port = config.hypervisor.vm_access.port
+
+    def one(vm: VM) -> VMStatus:
+        v = names.vm(vm.vmid)
+        namespace = v.netns_file.exists()
+        engine = namespace and labvm.engine_name(v) == vm.name
+        sshd = namespace and labvm.sshd_pid(v) is not None and labvm.ssh_answers(vm.address, port)
+        return VMStatus(vm, v.netns, namespace, engine, sshd)
+
+    vms = config.real_vms
+    with ThreadPoolExecutor(max_workers=max(1, len(vms))) as pool:
+        return list(pool.map(one, vms))
+
+
+# --- down ---------------------------------------------------------------------------------
+def down(state_dir: Path, bridge: str | None = None,
+         report: Report = lambda line: None) -> list[str]:
+    """Destroy every VM, the bridge and the state of the lab recorded in state_dir.
+
+    bridge: the configured bridge, used when the record is missing (crash before it
+    was written).  Twice in a row is fine: the second finds nothing to do."""
+    checks.require_root(os.geteuid())
+    record = read_record(state_dir)
+    bridges = [b for b in {(record or {}).get("bridge"), bridge} if b]
+    done: list[str] = []
+    for br in bridges:
+        names = LabNames(br, state_dir)
+        vmids = recorded_vmids(names)
+        with ThreadPoolExecutor(max_workers=max(1, len(vmids))) as pool:
+            for vmid, lines in zip(vmids, pool.map(lambda i: labvm.destroy(names.vm(i)), vmids)):
+                for line in lines:
+                    report(f"vmid {vmid}: {line}")
+                done += [f"vmid {vmid}: {line}" for line in lines]
+        if system.link_exists(br):
+            system.run(commands.link_delete(br))
+            report(f"deleted bridge {br}")
+            done.append(f"deleted bridge {br}")
+        if names.run_dir.exists():
+            shutil.rmtree(names.run_dir)
+        for path in (names.ssh_dir, names.image_dir, names.vms_dir):
+            if path.exists():
+                shutil.rmtree(path)
+        names.record_file.unlink(missing_ok=True)
+    for leftover in (state_dir, RUN_ROOT):
+        try:
+            leftover.rmdir()  # only when empty: never remove what the lab did not make
+            done.append(f"removed {leftover}")
+        except OSError:
+            pass
+    if state_dir.exists():
+        report(f"left {state_dir} in place: it holds files the lab did not make")
+    return done
+
+
+def vm_names(config: Config, vmid: int) -> VMNames:
+    return names_for(config).vm(vmid)

@@ -1,0 +1,147 @@
+"""Stand-in images: no registry is reachable, so the lab makes its own.
+
+Every image that `stacks/*/docker-compose.yml` references gets, on every lab VM, a
+tiny image built from Debian's busybox-static and tagged with the real name and tag.
+It accepts any arguments (and ignores them) and answers HTTP with busybox httpd on
+every port that image's services listen on (compose `ports[].target` and `expose`).
+These are stand-ins: the program inside is not the real service.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from phoenix_tasks.errors import PhoenixError
+
+BUSYBOX_APPLETS = ("sh", "sleep", "httpd", "wget", "cat", "echo", "ls", "ps", "hostname",
+                   "env", "kill", "mkdir", "nc", "true", "false", "id", "ip", "nslookup")
+
+# Runs as `sh -c SCRIPT stand-in ARGS...`: SCRIPT reads only PHX_PORTS, so whatever
+# command or arguments a stack gives the container land in $0.. and are ignored.
+# A TERM handler makes `docker stop` fast (pid 1 ignores signals it does not trap).
+SERVE_SCRIPT = (
+    'trap "exit 0" TERM INT; '
+    'for port in $PHX_PORTS; do httpd -f -p "$port" -h /www & done; '
+    'sleep 2147483647 & wait'
+)
+
+
+class ComposeUnreadable(PhoenixError):
+    pass
+
+
+@dataclass(frozen=True)
+class StandIn:
+    image: str  # name:tag, as the stacks write it
+    ports: tuple[int, ...]
+
+    def changes(self) -> list[str]:
+        """`docker import --change` instructions giving the image its behaviour."""
+        return [
+            "ENTRYPOINT " + json.dumps(["/bin/sh", "-c", SERVE_SCRIPT, "stand-in"]),
+            'CMD []',
+            "ENV PHX_PORTS=" + json.dumps(" ".join(str(p) for p in self.ports)),
+            "ENV PHX_STANDIN_FOR=" + self.image,
+            "LABEL io.phoenix.lab.stand-in=true",
+        ]
+
+
+def _port_numbers(value: Any, where: str) -> list[int]:
+    """Container ports from one `ports`/`expose` entry (short or long syntax)."""
+    if isinstance(value, dict):
+        value = value.get("target")
+        if value is None:
+            raise ComposeUnreadable(f"{where}: a long-syntax port without 'target'")
+    text = str(value).strip()
+    text = text.rsplit("/", 1)[0]          # 8080/tcp
+    text = text.rsplit(":", 1)[-1]         # [ip:]published:target
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
+    if not match:
+        raise ComposeUnreadable(f"{where}: cannot read a container port from {value!r}")
+    first = int(match.group(1))
+    last = int(match.group(2) or first)
+    if not 1 <= first <= last <= 65535 or last - first > 100:
+        raise ComposeUnreadable(f"{where}: port range {value!r} is out of bounds")
+    return list(range(first, last + 1))
+
+
+def stand_ins_from_compose(documents: Iterable[tuple[str, dict]]) -> list[StandIn]:
+    """One StandIn per image name, with the union of its services' ports.
+
+    documents: (file name for messages, parsed compose YAML) pairs."""
+    ports: dict[str, set[int]] = {}
+    for where, doc in documents:
+        services = (doc or {}).get("services") or {}
+        for service_name, service in services.items():
+            image = (service or {}).get("image")
+            if not image:
+                continue
+            if "$" in str(image):
+                raise ComposeUnreadable(f"{where}: service {service_name}: image "
+                                        f"{image!r} uses a variable; the lab needs "
+                                        "literal image names")
+            here = f"{where}: service {service_name}"
+            found = ports.setdefault(str(image), set())
+            for entry in service.get("ports") or []:
+                found.update(_port_numbers(entry, here))
+            for entry in service.get("expose") or []:
+                found.update(_port_numbers(entry, here))
+    return [StandIn(image, tuple(sorted(p))) for image, p in sorted(ports.items())]
+
+
+def stand_ins_for_stacks(stacks_dir: Path) -> list[StandIn]:
+    documents = []
+    for compose in sorted(stacks_dir.glob("*/docker-compose.yml")):
+        try:
+            documents.append((str(compose), yaml.safe_load(compose.read_text())))
+        except (OSError, yaml.YAMLError) as e:
+            raise ComposeUnreadable(f"{compose}: cannot read: {e}") from e
+    return stand_ins_from_compose(documents)
+
+
+def rootfs_tar_bytes(busybox: Path) -> bytes:
+    """A root filesystem: /bin/busybox, applet links, /www/index.html, /tmp."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        def add_dir(name: str, mode: int = 0o755) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+
+        def add_file(name: str, data: bytes, mode: int = 0o644) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+
+        for d in ("bin", "www", "etc", "proc", "sys", "dev", "root", "var"):
+            add_dir(d)
+        add_dir("tmp", 0o1777)
+        add_file("bin/busybox", busybox.read_bytes(), 0o755)
+        for applet in BUSYBOX_APPLETS:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname, link.mode = tarfile.SYMTYPE, "busybox", 0o777
+            tar.addfile(link)
+        add_file("www/index.html", b"phoenix lab stand-in image\n")
+        add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+        add_file("etc/group", b"root:x:0:\n")
+    return buf.getvalue()
+
+
+def ensure_rootfs_tar(path: Path, busybox: Path) -> bool:
+    """Write the rootfs tar if missing or different; True if written."""
+    data = rootfs_tar_bytes(busybox)
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return True

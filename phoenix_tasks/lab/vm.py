@@ -1,0 +1,341 @@
+"""One lab VM: read its facts, plan the actions that reach the desired state, apply.
+
+Desired state of a running VM: namespace + veth on the bridge with the VM's IP and
+default route; dockerd answering on its socket with hostname = VM name; sshd on the
+VM's IP with the current config; every stand-in image loaded.  A VM that is already
+there yields no actions, so a second `lab.up` changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.lab import commands, keys, procs, system
+from phoenix_tasks.lab.images import StandIn
+from phoenix_tasks.lab.naming import INSIDE_IFACE, VMNames
+from phoenix_tasks.model import VM
+
+ENGINE_API_VERSION = "1.41"  # docker 20.10; newer engines still speak it
+READY_TIMEOUT_S = 90.0
+
+
+class VMNotReady(PhoenixError):
+    pass
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What one VM should be, from its config entry and the lab settings."""
+
+    vm: VM
+    bridge: str
+    ssh_port: int
+    sshd_config: str  # full text
+
+
+@dataclass(frozen=True)
+class Facts:
+    netns: bool
+    veth: bool
+    veth_master: str | None
+    addresses: tuple[str, ...]
+    eth0_up: bool
+    lo_up: bool
+    gateway: str | None
+    host_key: bool
+    sshd_config: str | None
+    dockerd_pid: int | None
+    engine_name: str | None  # None: no answer on the socket
+    sshd_pid: int | None
+    sshd_listening: bool
+    images: frozenset[str] | None = None  # None: not read (engine down)
+
+
+@dataclass(frozen=True)
+class Action:
+    vm: str
+    step: str  # network | host-key | sshd-config | dockerd-start | dockerd-restart | ...
+    summary: str
+    argv: tuple[tuple[str, ...], ...] = field(default=())
+
+
+# --- facts ---------------------------------------------------------------------------
+def engine_client(names: VMNames, timeout: float = 5) -> docker.APIClient:
+    return docker.APIClient(base_url=names.docker_host, version=ENGINE_API_VERSION,
+                            timeout=timeout)
+
+
+def engine_name(names: VMNames) -> str | None:
+    """The engine's hostname (`docker info` Name), or None if it does not answer."""
+    if not names.socket.exists():
+        return None
+    try:
+        with engine_client(names) as client:
+            return client.info().get("Name")
+    except (docker.errors.DockerException, OSError, ValueError):
+        return None
+
+
+def engine_images(names: VMNames) -> frozenset[str] | None:
+    try:
+        with engine_client(names) as client:
+            return frozenset(tag for image in client.images()
+                             for tag in (image.get("RepoTags") or []))
+    except (docker.errors.DockerException, OSError, ValueError):
+        return None
+
+
+def ssh_answers(address: str, port: int, timeout: float = 1.0) -> bool:
+    """True if an SSH server greets on address:port (a lab address only)."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            return conn.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def dockerd_pid(names: VMNames) -> int | None:
+    return procs.lab_pid(names.dockerd_pidfile, str(names.dockerd_pidfile))
+
+
+def sshd_pid(names: VMNames) -> int | None:
+    return procs.lab_pid(names.sshd_pidfile, str(names.sshd_config))
+
+
+def read_facts(names: VMNames, vm: VM, ssh_port: int) -> Facts:
+    netns = names.netns_file.exists()
+    veth = system.link_exists(names.veth)
+    pid = dockerd_pid(names)
+    spid = sshd_pid(names)
+    return Facts(
+        netns=netns,
+        veth=veth,
+        veth_master=system.link_master(names.veth) if veth else None,
+        addresses=tuple(system.netns_addresses(names.netns, INSIDE_IFACE)) if netns else (),
+        eth0_up=netns and system.netns_link_up(names.netns, INSIDE_IFACE),
+        lo_up=netns and system.netns_link_up(names.netns, "lo"),
+        gateway=system.netns_default_gateway(names.netns) if netns else None,
+        host_key=names.host_key.exists() and Path(f"{names.host_key}.pub").exists(),
+        sshd_config=names.sshd_config.read_text() if names.sshd_config.exists() else None,
+        dockerd_pid=pid,
+        engine_name=engine_name(names) if pid else None,
+        sshd_pid=spid,
+        sshd_listening=bool(spid) and ssh_answers(vm.address, ssh_port),
+    )
+
+
+# --- plan (pure) ---------------------------------------------------------------------
+def network_argvs(names: VMNames, vm: VM, bridge: str, facts: Facts) -> list[list[str]]:
+    argvs = []
+    if not facts.netns:
+        argvs.append(commands.netns_add(names))
+    if not facts.veth:
+        argvs.append(commands.veth_add(names))
+    if not facts.veth or facts.veth_master != bridge:
+        argvs.append(commands.veth_attach(names, bridge))
+    if str(vm.network.ip) not in facts.addresses:
+        argvs.append(commands.inside_address(names, vm.network.ip))
+    if not facts.eth0_up:
+        argvs.append(commands.inside_up(names, INSIDE_IFACE))
+    if not facts.lo_up:
+        argvs.append(commands.inside_up(names, "lo"))
+    if facts.gateway != str(vm.network.gw):
+        argvs.append(commands.inside_default_route(names, vm.network.gw))
+    return argvs
+
+
+def plan(names: VMNames, desired: Desired, facts: Facts) -> list[Action]:
+    """Actions that bring one VM from facts to desired (empty: nothing to change)."""
+    vm = desired.vm
+    label = str(vm)
+    actions: list[Action] = []
+    net = network_argvs(names, vm, desired.bridge, facts)
+    if net:
+        actions.append(Action(label, "network", f"{label}: set up namespace {names.netns}, "
+                              f"veth {names.veth}, IP {vm.network.ip}",
+                              tuple(tuple(a) for a in net)))
+    if not facts.host_key:
+        actions.append(Action(label, "host-key", f"{label}: generate SSH host key"))
+    if facts.sshd_config != desired.sshd_config:
+        actions.append(Action(label, "sshd-config", f"{label}: write sshd_config"))
+    if facts.dockerd_pid is None:
+        actions.append(Action(label, "dockerd-start", f"{label}: start dockerd",
+                              (tuple(commands.in_vm(names, vm.name, commands.dockerd(names))),)))
+    elif facts.engine_name != vm.name:
+        why = "does not answer" if facts.engine_name is None else \
+            f"has hostname {facts.engine_name!r}"
+        actions.append(Action(label, "dockerd-restart",
+                              f"{label}: restart dockerd (pid {facts.dockerd_pid} {why})",
+                              (tuple(commands.in_vm(names, vm.name, commands.dockerd(names))),)))
+    sshd_changed = facts.sshd_config != desired.sshd_config or not facts.host_key
+    if facts.sshd_pid is None:
+        actions.append(Action(label, "sshd-start", f"{label}: start sshd on {vm.address}",
+                              (tuple(commands.in_vm(names, vm.name, commands.sshd(names))),)))
+    elif sshd_changed or not facts.sshd_listening:
+        actions.append(Action(label, "sshd-restart",
+                              f"{label}: restart sshd (pid {facts.sshd_pid})",
+                              (tuple(commands.in_vm(names, vm.name, commands.sshd(names))),)))
+    return actions
+
+
+def image_actions(names: VMNames, vm: VM, stand_ins: list[StandIn],
+                  present: frozenset[str]) -> list[Action]:
+    return [Action(str(vm), "image", f"{vm}: load stand-in image {s.image}",
+                   (tuple(commands.rootfs_import(names, s.image, s.changes())),))
+            for s in stand_ins if s.image not in present]
+
+
+# --- apply ---------------------------------------------------------------------------
+def record(names: VMNames, vm: VM) -> None:
+    """Write what this VM is made of before making it, so teardown finds it."""
+    names.state_dir.mkdir(parents=True, exist_ok=True)
+    keys.write_private(names.record_file, json.dumps({
+        "vmid": vm.vmid, "name": vm.name, "ip": str(vm.network.ip),
+        "netns": names.netns, "veth": names.veth, "run_dir": str(names.run_dir),
+        "socket": str(names.socket), "cgroup_parent": names.cgroup_parent,
+    }, indent=2) + "\n")
+
+
+def apply(names: VMNames, desired: Desired, action: Action) -> None:
+    if action.step == "network":
+        for argv in action.argv:
+            system.run(list(argv))
+    elif action.step == "host-key":
+        keys.ensure_host_key(names)
+    elif action.step == "sshd-config":
+        keys.write_private(names.sshd_config, desired.sshd_config)
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        system.run(commands.sshd_test_config(names))
+    elif action.step in ("dockerd-start", "dockerd-restart"):
+        stop_dockerd(names)
+        names.dockerd_pidfile.unlink(missing_ok=True)
+        names.exec_root.mkdir(parents=True, exist_ok=True)
+        with open(names.dockerd_log, "ab") as log:
+            log.write(f"--- phoenix lab: starting dockerd {time.ctime()}\n".encode())
+        _spawn(list(action.argv[0]), names.dockerd_log)
+    elif action.step in ("sshd-start", "sshd-restart"):
+        stop_sshd(names)
+        names.sshd_pidfile.unlink(missing_ok=True)
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        _spawn(list(action.argv[0]), names.sshd_log)
+    elif action.step == "image":
+        argv = list(action.argv[0])
+        # The tar is the only input: `docker import -` reads it from stdin.
+        system.run(argv, stdin_file=names.lab.rootfs_tar)
+    else:  # pragma: no cover - plan() only makes the steps above
+        raise ValueError(action.step)
+
+
+def _spawn(argv: list[str], log: Path) -> None:
+    """Start a detached daemon: `setsid --fork` returns at once, the daemon is
+    re-parented to init and found later through its pid file."""
+    with open(log, "ab") as out:
+        system.subprocess.run(argv, stdin=system.subprocess.DEVNULL, stdout=out,
+                              stderr=out, check=True, timeout=30)
+
+
+def wait_ready(names: VMNames, vm: VM, ssh_port: int, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Until the engine answers with the VM's hostname and sshd greets on the VM's IP."""
+    deadline = time.monotonic() + timeout_s
+    engine_ok = ssh_ok = False
+    while time.monotonic() < deadline:
+        engine_ok = engine_ok or engine_name(names) == vm.name
+        ssh_ok = ssh_ok or (sshd_pid(names) is not None
+                            and ssh_answers(vm.address, ssh_port, timeout=0.5))
+        if engine_ok and ssh_ok:
+            return
+        if not engine_ok and dockerd_pid(names) is None and names.dockerd_pidfile.exists():
+            break  # dockerd wrote its pid file and died
+        time.sleep(0.1)
+    down = [what for what, ok in (("dockerd", engine_ok), ("sshd", ssh_ok)) if not ok]
+    log = names.dockerd_log if not engine_ok else names.sshd_log
+    raise VMNotReady(f"{vm}: {' and '.join(down)} not ready after {timeout_s:.0f} s; "
+                     f"see {log}: {_last_line(log)}")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1][-300:] if lines else "(empty log)"
+
+
+# --- stop and destroy ----------------------------------------------------------------
+def stop_dockerd(names: VMNames, grace_s: float = 20) -> None:
+    pid = dockerd_pid(names)
+    if pid:
+        procs.stop([pid], grace_s)
+
+
+def stop_sshd(names: VMNames) -> None:
+    pid = sshd_pid(names)
+    if pid:
+        procs.stop([pid], 5)
+
+
+def stop(names: VMNames) -> list[str]:
+    """Stop sshd and dockerd (dockerd stops its containers), then end every process
+    still in the VM's namespace and everything below them (shims, containers)."""
+    done = []
+    if sshd_pid(names):
+        stop_sshd(names)
+        done.append("stopped sshd")
+    if dockerd_pid(names):
+        stop_dockerd(names)
+        done.append("stopped dockerd")
+    leftovers = procs.with_descendants(procs.pids_in_netns(names.netns_file))
+    if leftovers:
+        procs.signal_pids(leftovers, signal.SIGKILL)
+        left = procs.wait_gone(leftovers, 10)
+        if left:
+            raise PhoenixError(f"vmid {names.vmid}: processes {left} did not end")
+        done.append(f"ended {len(leftovers)} leftover process(es)")
+    return done
+
+
+def destroy(names: VMNames) -> list[str]:
+    """Remove everything of one VM: processes, mounts, namespace, veth, its state."""
+    done = stop(names)
+    for point in system.mounts_under(names.data_root, names.run_dir):
+        if system.run(commands.umount(point), check=False).returncode != 0:
+            system.run(commands.umount(point, lazy=True), check=False)
+        done.append(f"unmounted {point}")
+    if names.netns_file.exists() or names.netns in system.netns_names():
+        system.run(commands.netns_delete(names))
+        done.append(f"deleted namespace {names.netns}")
+    if system.link_exists(names.veth):
+        system.run(commands.link_delete(names.veth))
+        done.append(f"deleted veth {names.veth}")
+    for cgroup in Path("/sys/fs/cgroup").glob(f"*/{names.cgroup_parent}"):
+        _remove_cgroup(cgroup)
+    for path in (names.run_dir, names.state_dir):
+        if path.exists():
+            shutil.rmtree(path)
+            done.append(f"removed {path}")
+    return done
+
+
+def _remove_cgroup(path: Path) -> None:
+    """rmdir a cgroup directory tree that no process uses any more (deepest first)."""
+    for sub in sorted((p for p in path.rglob("*") if p.is_dir()),
+                      key=lambda p: -len(p.parts)):
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
+    try:
+        path.rmdir()
+    except OSError:
+        pass
