@@ -1,0 +1,136 @@
+"""Apply: facts -> plan -> show -> (dry-run stops) -> apply phase by phase -> read again.
+
+Each phase is re-planned from fresh facts, so a join's node ID or a token is never
+guessed.  One VM failing is recorded by name; the other VMs still converge.  After
+the apply the facts are read again: anything still pending is an error.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from ..errors import PhoenixError
+from ..model import VM, Config
+from ..secrets import Secret
+from ..transport import Transport
+from . import commands
+from .facts import ClusterFacts, read_facts
+from .plan import PHASES, Action, Blocked, Options, Plan, plan_phases
+
+
+@dataclass
+class Outcome:
+    plan: Plan  # what was shown before anything ran
+    dry_run: bool = False
+    applied: list[Action] = field(default_factory=list)
+    failed: list[tuple[VM, str]] = field(default_factory=list)
+    blocked: list[Blocked] = field(default_factory=list)
+    pending: list[Action] = field(default_factory=list)  # still to do after the apply
+    facts: ClusterFacts | None = None  # the last facts read
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.blocked or self.pending)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied)
+
+
+class _Tokens:
+    """Join tokens, fetched from the control manager once per role, in memory only."""
+
+    def __init__(self, transport: Transport, control: VM):
+        self.transport, self.control = transport, control
+        self._tokens: dict[str, Secret] = {}
+        self._lock = threading.Lock()
+
+    def get(self, role: str) -> Secret:
+        with self._lock:
+            if role not in self._tokens:
+                res = self.transport.run(self.control, commands.join_token(role), mutating=False)
+                self._tokens[role] = self.transport.keep_secret(Secret(res.stdout.strip()))
+            return self._tokens[role]
+
+
+def _argv(action: Action, config: Config, facts: ClusterFacts, tokens: _Tokens | None):
+    if action.argv is not None:
+        return action.argv
+    if action.kind == "join" and tokens is not None and facts.manager_addr:
+        addr = config.hypervisor.swarm.advertise_addr(action.target)
+        return tuple(commands.swarm_join(tokens.get(action.role), facts.manager_addr, addr))
+    return None
+
+
+def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, actions: Sequence[Action],
+               outcome: Outcome) -> None:
+    """Run one phase's actions: the chain of each target VM in order, targets in parallel."""
+    tokens = _Tokens(transport, facts.control) if facts.control else None
+    chains: dict[int, list[Action]] = {}
+    for a in actions:
+        chains.setdefault(a.target.vmid, []).append(a)
+    lock = threading.Lock()
+
+    def run_chain(vm: VM):
+        for action in chains[vm.vmid]:
+            argv = _argv(action, config, facts, tokens)
+            if argv is None:
+                continue  # unresolved: the final read reports it as pending
+            transport.run(action.run_on, argv, mutating=True)
+            with lock:
+                outcome.applied.append(action)
+
+    targets = [chains[vmid][0].target for vmid in chains]
+    # Promote/demote run on the control manager: keep them in order, one at a time.
+    serial = any(a.kind in ("promote", "demote", "init") for a in actions)
+    if serial:
+        results = {}
+        for vm in targets:
+            try:
+                results[vm.vmid] = run_chain(vm)
+            except PhoenixError as exc:
+                results[vm.vmid] = exc
+    else:
+        results = transport.each(targets, run_chain)
+    for vm in targets:
+        if isinstance(results[vm.vmid], PhoenixError):
+            outcome.failed.append((vm, str(results[vm.vmid])))
+
+
+def converge(
+    transport: Transport,
+    config: Config,
+    opts: Options,
+    phases: Sequence[str] = PHASES,
+    *,
+    dry_run: bool = False,
+    show: Callable[[Plan], None] = lambda plan: None,
+) -> Outcome:
+    facts = read_facts(transport, config)
+    plan = plan_phases(config, facts, opts, phases)
+    show(plan)
+    outcome = Outcome(plan, dry_run=dry_run, blocked=list(plan.blocked), facts=facts)
+    if dry_run or plan.empty:
+        return outcome
+    fresh = True
+    for phase in PHASES:
+        if phase not in phases:
+            continue
+        if not fresh:
+            facts = read_facts(transport, config)
+        step = plan_phases(config, facts, opts, [phase])
+        failed = {vm.vmid for vm, _ in outcome.failed}
+        todo = [a for a in step.actions if a.target.vmid not in failed]
+        if todo:
+            before = len(outcome.applied)
+            _run_phase(transport, config, facts, todo, outcome)
+            fresh = len(outcome.applied) == before
+    final = read_facts(transport, config)
+    outcome.facts = final
+    after = plan_phases(config, final, opts, phases)
+    failed = {vm.vmid for vm, _ in outcome.failed}
+    outcome.pending = [a for a in after.actions if a.target.vmid not in failed]
+    outcome.blocked = [b for b in after.blocked if b.vm.vmid not in failed]
+    return outcome

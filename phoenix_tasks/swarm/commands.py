@@ -1,0 +1,72 @@
+"""Every docker command Phoenix runs on a VM, as a pure function returning argv.
+
+Nothing here quotes, formats shell text or talks to a VM: the transport quotes the
+argv once.  Secrets stay `Secret` objects inside the argv.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from ..secrets import Secret
+from ..transport import Arg
+
+DOCKER = "docker"
+SWARM_PORT = 2377
+
+# Reads (facts).
+def info() -> list[str]:
+    """The engine's state, swarm part included, as one JSON document."""
+    return [DOCKER, "info", "--format", "{{json .}}"]
+
+
+# One fixed script (no data from config in it): every node of the swarm, inspected,
+# in a single round trip.  Only valid on a manager.
+NODES_SCRIPT = "ids=$(docker node ls -q) && if [ -n \"$ids\" ]; then docker node inspect $ids; else echo '[]'; fi"
+
+
+def inspect_nodes() -> list[str]:
+    return ["sh", "-c", NODES_SCRIPT]
+
+
+def join_token(role: str) -> list[str]:
+    if role not in ("manager", "worker"):
+        raise ValueError(f"role must be manager or worker, not {role!r}")
+    return [DOCKER, "swarm", "join-token", "-q", role]
+
+
+def services() -> list[str]:
+    return [DOCKER, "service", "ls", "--format", "{{json .}}"]
+
+
+# Changes.
+def swarm_init(advertise_addr: str) -> list[str]:
+    return [DOCKER, "swarm", "init", "--advertise-addr", advertise_addr]
+
+
+def swarm_join(token: Secret, manager_addr: str, advertise_addr: str) -> list[Arg]:
+    if not isinstance(token, Secret):
+        raise TypeError("a join token must be a Secret")
+    return [DOCKER, "swarm", "join", "--token", token, "--advertise-addr", advertise_addr, manager_addr]
+
+
+def swarm_leave(force: bool = False) -> list[str]:
+    return [DOCKER, "swarm", "leave"] + (["--force"] if force else [])
+
+
+def node_promote(node_id: str) -> list[str]:
+    return [DOCKER, "node", "promote", node_id]
+
+
+def node_demote(node_id: str) -> list[str]:
+    return [DOCKER, "node", "demote", node_id]
+
+
+def node_update_labels(node_id: str, add: Mapping[str, str], remove: Sequence[str]) -> list[str]:
+    """One `docker node update` that adds/updates `add` and removes `remove`."""
+    argv = [DOCKER, "node", "update"]
+    for key in sorted(add):
+        argv += ["--label-add", f"{key}={add[key]}"]
+    for key in sorted(remove):
+        argv += ["--label-rm", key]
+    return argv + [node_id]

@@ -1,0 +1,169 @@
+"""Facts: what each VM's engine says about the swarm, read without changing anything.
+
+Per VM one round trip (`docker info` as JSON); on one manager a second one (every
+node, inspected).  Nodes are identified by the node ID each engine reports about
+itself, never by hostname.  Parsers are pure functions of the recorded output.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..errors import PhoenixError
+from ..model import VM, Config
+from ..transport import Transport, Unreachable
+from . import commands
+
+# Engine states (docker info .Swarm.LocalNodeState), plus what we could not read.
+UNREACHABLE = "unreachable"  # SSH failed
+NO_ENGINE = "no-engine"  # SSH works, docker does not answer
+INACTIVE = "inactive"
+PENDING = "pending"
+ACTIVE = "active"
+LOCKED = "locked"
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    vm: VM
+    state: str
+    detail: str = ""  # why unreachable / no engine / error
+    hostname: str | None = None
+    node_id: str | None = None
+    node_addr: str | None = None
+    is_manager: bool = False  # ControlAvailable
+    cluster_id: str | None = None  # only managers know it
+    remote_managers: tuple[tuple[str, str], ...] = ()  # (node id, addr)
+
+    @property
+    def known(self) -> bool:
+        return self.state not in (UNREACHABLE, NO_ENGINE)
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    id: str
+    hostname: str
+    role: str
+    availability: str
+    status: str  # ready / down / unknown
+    addr: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    leader: bool = False
+    reachability: str | None = None  # managers only
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    engines: Mapping[int, EngineFacts]  # by vmid, every swarm VM of the config
+    nodes: Mapping[str, NodeFacts] | None = None  # by node id, from `control`
+    control: VM | None = None  # the manager the node list came from
+    cluster_id: str | None = None  # our swarm
+    problems: tuple[str, ...] = ()  # what could not be read beyond one VM
+
+    def engine(self, vm: VM) -> EngineFacts:
+        return self.engines[vm.vmid]
+
+    def node_of(self, vm: VM) -> NodeFacts | None:
+        e = self.engines.get(vm.vmid)
+        if self.nodes is None or e is None or not e.node_id:
+            return None
+        return self.nodes.get(e.node_id)
+
+    @property
+    def manager_addr(self) -> str | None:
+        if self.control is None:
+            return None
+        addr = self.engines[self.control.vmid].node_addr
+        return f"{addr}:{commands.SWARM_PORT}" if addr else None
+
+
+def parse_info(vm: VM, stdout: str) -> EngineFacts:
+    """Facts from `docker info --format '{{json .}}'` (recorded output in tests)."""
+    try:
+        info = json.loads(stdout)
+    except json.JSONDecodeError:
+        return EngineFacts(vm, NO_ENGINE, "docker info did not print JSON")
+    server_errors = info.get("ServerErrors") or []
+    swarm = info.get("Swarm")
+    if server_errors or not isinstance(swarm, dict) or not info.get("ID", True):
+        reason = "; ".join(server_errors) if server_errors else "no swarm section in docker info"
+        return EngineFacts(vm, NO_ENGINE, reason)
+    state = swarm.get("LocalNodeState") or INACTIVE
+    cluster = swarm.get("Cluster") or {}
+    remote = tuple(
+        (m.get("NodeID", ""), m.get("Addr", "")) for m in (swarm.get("RemoteManagers") or [])
+    )
+    return EngineFacts(
+        vm=vm,
+        state=state,
+        detail=swarm.get("Error") or "",
+        hostname=info.get("Name"),
+        node_id=swarm.get("NodeID") or None,
+        node_addr=swarm.get("NodeAddr") or None,
+        is_manager=bool(swarm.get("ControlAvailable")),
+        cluster_id=cluster.get("ID") or None,
+        remote_managers=remote,
+    )
+
+
+def parse_nodes(stdout: str) -> dict[str, NodeFacts]:
+    """Nodes from `docker node inspect` (a JSON array)."""
+    nodes = {}
+    for n in json.loads(stdout or "[]"):
+        spec = n.get("Spec") or {}
+        status = n.get("Status") or {}
+        manager = n.get("ManagerStatus") or {}
+        nodes[n["ID"]] = NodeFacts(
+            id=n["ID"],
+            hostname=(n.get("Description") or {}).get("Hostname", ""),
+            role=spec.get("Role", "worker"),
+            availability=spec.get("Availability", "active"),
+            status=status.get("State", "unknown"),
+            addr=status.get("Addr", ""),
+            labels=dict(spec.get("Labels") or {}),
+            leader=bool(manager.get("Leader")),
+            reachability=manager.get("Reachability"),
+            version=(n.get("Version") or {}).get("Index", 0),
+        )
+    return nodes
+
+
+def read_engine(transport: Transport, vm: VM) -> EngineFacts:
+    try:
+        res = transport.run(vm, commands.info(), mutating=False, check=False)
+    except Unreachable as exc:
+        return EngineFacts(vm, UNREACHABLE, str(exc))
+    if not res.ok:
+        lines = (res.stderr or res.stdout).strip().splitlines()
+        return EngineFacts(vm, NO_ENGINE, lines[-1] if lines else f"docker info exited {res.exited}")
+    return parse_info(vm, res.stdout)
+
+
+def control_candidates(config: Config, engines: Mapping[int, EngineFacts]) -> list[VM]:
+    """VMs whose engine is a swarm manager, configured managers first (config order)."""
+    ordered = list(config.managers) + [vm for vm in config.swarm_vms if vm.swarm_role != "manager"]
+    return [vm for vm in ordered if engines[vm.vmid].state == ACTIVE and engines[vm.vmid].is_manager]
+
+
+def read_facts(transport: Transport, config: Config) -> ClusterFacts:
+    """Every swarm VM's engine in parallel, then the node list from one manager."""
+    results = transport.each(config.swarm_vms, lambda vm: read_engine(transport, vm))
+    engines = {
+        vmid: (r if isinstance(r, EngineFacts) else EngineFacts(config.vm_by_id(vmid), UNREACHABLE, str(r)))
+        for vmid, r in results.items()
+    }
+    problems = []
+    for vm in control_candidates(config, engines):
+        try:
+            res = transport.run(vm, commands.inspect_nodes(), mutating=False)
+            nodes = parse_nodes(res.stdout)
+        except (PhoenixError, json.JSONDecodeError, KeyError) as exc:
+            problems.append(f"{vm}: cannot list the swarm's nodes: {exc}")
+            continue
+        return ClusterFacts(engines, nodes, vm, engines[vm.vmid].cluster_id, tuple(problems))
+    return ClusterFacts(engines, None, None, None, tuple(problems))

@@ -1,0 +1,263 @@
+"""Classification of every swarm VM, and the plan: the actions that make the swarm
+match the config.  Pure functions of (config, facts): tested from recorded facts.
+
+An action with `argv=None` depends on something only the apply can know (a join
+token, the node ID a VM gets when it joins); the apply re-plans each phase from
+fresh facts, so what it runs is always computed from the real state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from ..model import VM, Config
+from . import commands
+from .facts import ACTIVE, INACTIVE, LOCKED, NO_ENGINE, PENDING, UNREACHABLE, ClusterFacts, NodeFacts
+
+# Classification of one swarm VM.
+MEMBER = "member"  # in our swarm, with the configured role
+WRONG_ROLE = "wrong-role"  # in our swarm, other role than configured
+FOREIGN = "foreign"  # in a swarm that is not ours
+NO_SWARM = "inactive"  # not in any swarm
+# plus UNREACHABLE, NO_ENGINE, PENDING, LOCKED and "error" from the facts
+
+PHASES = ("init", "join", "labels")
+
+
+@dataclass(frozen=True)
+class Classified:
+    vm: VM
+    kind: str
+    node: NodeFacts | None = None
+    detail: str = ""
+
+    @property
+    def actual_role(self) -> str | None:
+        return self.node.role if self.node else None
+
+
+def classify(config: Config, facts: ClusterFacts) -> dict[int, Classified]:
+    out = {}
+    for vm in config.swarm_vms:
+        e = facts.engine(vm)
+        if e.state in (UNREACHABLE, NO_ENGINE):
+            out[vm.vmid] = Classified(vm, e.state, detail=e.detail)
+        elif e.state == INACTIVE:
+            out[vm.vmid] = Classified(vm, NO_SWARM)
+        elif e.state in (PENDING, LOCKED):
+            out[vm.vmid] = Classified(vm, e.state, detail=e.detail)
+        elif e.state != ACTIVE:
+            out[vm.vmid] = Classified(vm, "error", detail=e.detail or f"swarm state {e.state!r}")
+        else:
+            node = facts.nodes.get(e.node_id) if facts.nodes is not None and e.node_id else None
+            ours = node is not None and (not e.is_manager or e.cluster_id == facts.cluster_id)
+            if not ours:
+                where = f"cluster {e.cluster_id[:12]}" if e.cluster_id else "managers " + ", ".join(a for _, a in e.remote_managers) or "unknown managers"
+                out[vm.vmid] = Classified(vm, FOREIGN, detail=where)
+            elif node.role != vm.swarm_role:
+                out[vm.vmid] = Classified(vm, WRONG_ROLE, node)
+            else:
+                out[vm.vmid] = Classified(vm, MEMBER, node)
+    return out
+
+
+@dataclass(frozen=True)
+class Action:
+    phase: str  # init | join | labels
+    kind: str  # init, leave, join, promote, demote, labels
+    run_on: VM  # where the command runs
+    target: VM  # which VM it changes
+    summary: str  # one line for people; never a secret
+    argv: tuple | None = None  # None: resolved by the apply from fresh facts
+    role: str | None = None  # join: the token's role
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A VM the plan cannot converge, and what to do about it."""
+
+    vm: VM
+    reason: str
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    blocked: list[Blocked] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions
+
+    def extend(self, other: "Plan") -> None:
+        self.actions += other.actions
+        self.blocked += [b for b in other.blocked if b not in self.blocked]
+
+
+@dataclass(frozen=True)
+class Options:
+    vmids: frozenset[int] | None = None  # None: every swarm VM
+    force_rejoin: bool = False
+    label_policy: str = "merge"
+
+    def wants(self, vm: VM) -> bool:
+        return self.vmids is None or vm.vmid in self.vmids
+
+
+def _blocked_reason(c: Classified, force_rejoin: bool) -> str | None:
+    if c.kind == UNREACHABLE:
+        return f"unreachable: {c.detail}"
+    if c.kind == NO_ENGINE:
+        return f"no docker engine answers: {c.detail}"
+    if c.kind == LOCKED:
+        return "its swarm is locked: unlock it with `docker swarm unlock` on the VM, then run again"
+    if c.kind in (FOREIGN, PENDING, "error") and not force_rejoin:
+        what = {FOREIGN: f"is in another swarm ({c.detail})", PENDING: "is pending (a join that never finished)",
+                "error": f"is in swarm state error ({c.detail})"}[c.kind]
+        return (f"{what}; Phoenix will not take it over. Make it leave (`docker swarm leave --force` "
+                f"on the VM) or run again with --force-rejoin")
+    return None
+
+
+# -- phase: init ------------------------------------------------------------------
+
+def plan_init(config: Config, facts: ClusterFacts, classes: Mapping[int, Classified], opts: Options) -> tuple[Plan, VM | None]:
+    """Init only when no configured manager is in a swarm. Returns the plan and the
+    VM that is (or will be) the control manager."""
+    plan = Plan()
+    if facts.control is not None:
+        return plan, facts.control
+    managers = config.managers
+    unknown = [classes[vm.vmid] for vm in managers if classes[vm.vmid].kind in (UNREACHABLE, NO_ENGINE, LOCKED)]
+    if unknown:
+        for c in unknown:
+            plan.blocked.append(Blocked(c.vm, _blocked_reason(c, opts.force_rejoin) or c.kind))
+        plan.blocked.append(Blocked(managers[0], "the swarm is not initialised, and it cannot be while a configured "
+                                    "manager's state is unknown (it may already be in a swarm)"))
+        return plan, None
+    first = managers[0]
+    c = classes[first.vmid]
+    addr = config.hypervisor.swarm.advertise_addr(first)
+    if c.kind != NO_SWARM:
+        reason = _blocked_reason(c, opts.force_rejoin)
+        if reason:
+            plan.blocked.append(Blocked(first, reason))
+            return plan, None
+        plan.actions.append(Action("init", "leave", first, first, "leave the swarm it is in (--force-rejoin)",
+                                   tuple(commands.swarm_leave(force=True))))
+    plan.actions.append(Action("init", "init", first, first, f"initialise the swarm, advertising {addr}",
+                               tuple(commands.swarm_init(addr))))
+    return plan, first
+
+
+# -- phase: join (and role changes) -------------------------------------------------
+
+def plan_join(config: Config, facts: ClusterFacts, classes: Mapping[int, Classified], opts: Options,
+              control: VM | None) -> tuple[Plan, set[int]]:
+    """Join what is out, promote/demote what has the wrong role. Returns the plan and
+    the vmids that will have joined (their node IDs are known only after)."""
+    plan = Plan()
+    joining: set[int] = set()
+    if control is None:
+        for vm in config.swarm_vms:
+            if opts.wants(vm) and vm not in config.managers[:1]:
+                plan.blocked.append(Blocked(vm, "no swarm to join yet: run `inv swarm.init` first"))
+        return plan, joining
+    manager_addr = facts.manager_addr or f"{config.hypervisor.swarm.advertise_addr(control)}:{commands.SWARM_PORT}"
+    managers_now = sum(1 for n in (facts.nodes or {}).values() if n.role == "manager")
+    promotes, demotes = [], []
+    for vm in config.swarm_vms:
+        if vm == control or not opts.wants(vm):
+            continue
+        c = classes[vm.vmid]
+        if c.kind == MEMBER:
+            continue
+        if c.kind == WRONG_ROLE:
+            (promotes if vm.swarm_role == "manager" else demotes).append((vm, c.node))
+            continue
+        reason = _blocked_reason(c, opts.force_rejoin)
+        if reason:
+            plan.blocked.append(Blocked(vm, reason))
+            continue
+        if c.kind != NO_SWARM:  # foreign / pending / error, with --force-rejoin
+            plan.actions.append(Action("join", "leave", vm, vm, f"leave the swarm it is in (--force-rejoin; was {c.kind})",
+                                       tuple(commands.swarm_leave(force=True))))
+        plan.actions.append(Action("join", "join", vm, vm, f"join as {vm.swarm_role} via {manager_addr}",
+                                   None, role=vm.swarm_role))
+        joining.add(vm.vmid)
+    for vm, node in promotes:
+        plan.actions.append(Action("join", "promote", control, vm, "promote to manager",
+                                   tuple(commands.node_promote(node.id))))
+    remaining = managers_now + len(promotes)
+    for vm, node in demotes:
+        if remaining <= 1:
+            plan.blocked.append(Blocked(vm, "configured as worker, but it is the last manager: not demoted"))
+            continue
+        remaining -= 1
+        plan.actions.append(Action("join", "demote", control, vm, "demote to worker",
+                                   tuple(commands.node_demote(node.id))))
+    return plan, joining
+
+
+# -- phase: labels -------------------------------------------------------------------
+
+def label_diff(current: Mapping[str, str], desired: Mapping[str, str], policy: str) -> tuple[dict[str, str], list[str]]:
+    add = {k: v for k, v in desired.items() if current.get(k) != v}
+    remove = sorted(k for k in current if k not in desired) if policy == "replace" else []
+    return add, remove
+
+
+def _describe_labels(add: Mapping[str, str], remove: Sequence[str], current: Mapping[str, str]) -> str:
+    parts = [f"{k}={v}" + (f" (was {current[k]})" if k in current else "") for k, v in sorted(add.items())]
+    parts += [f"-{k}" for k in remove]
+    return "labels: " + ", ".join(parts)
+
+
+def plan_labels(config: Config, facts: ClusterFacts, classes: Mapping[int, Classified], opts: Options,
+                control: VM | None, joining: Iterable[int] = ()) -> Plan:
+    plan = Plan()
+    joining = set(joining)
+    for vm in config.swarm_vms:
+        if not opts.wants(vm):
+            continue
+        c = classes[vm.vmid]
+        if vm.vmid in joining or (c.kind == NO_SWARM and control is not None and vm == control):
+            if vm.node_labels:
+                add, _ = label_diff({}, vm.node_labels, opts.label_policy)
+                plan.actions.append(Action("labels", "labels", control, vm,
+                                           _describe_labels(add, [], {}) + " (after it joins)"))
+            continue
+        if c.kind not in (MEMBER, WRONG_ROLE) or control is None:
+            continue  # blocked (reported by the join phase) or not in the swarm yet
+        add, remove = label_diff(c.node.labels, vm.node_labels, opts.label_policy)
+        if add or remove:
+            plan.actions.append(Action("labels", "labels", control, vm, _describe_labels(add, remove, c.node.labels),
+                                       tuple(commands.node_update_labels(c.node.id, add, remove))))
+    return plan
+
+
+def plan_phases(config: Config, facts: ClusterFacts, opts: Options, phases: Sequence[str] = PHASES) -> Plan:
+    """The whole plan for the given phases, from one set of facts (what --dry-run shows)."""
+    classes = classify(config, facts)
+    plan = Plan()
+    init_plan, control = plan_init(config, facts, classes, opts)
+    if "init" in phases:
+        plan.extend(init_plan)
+    elif facts.control is None:
+        control = None
+    joining: set[int] = set()
+    if "join" in phases:
+        join_plan, joining = plan_join(config, facts, classes, opts, control)
+        plan.extend(join_plan)
+    if "labels" in phases:
+        if control is None and "init" not in phases and "join" not in phases:
+            plan.blocked += [Blocked(vm, "no swarm yet: run `inv swarm.init` and `inv swarm.join` first")
+                             for vm in config.swarm_vms if opts.wants(vm) and vm.node_labels]
+        plan.extend(plan_labels(config, facts, classes, opts, control, joining))
+    # Blocked VMs for phases that do not look at every VM (labels only): say why too.
+    seen = {b.vm.vmid for b in plan.blocked}
+    for c in classes.values():
+        if c.vm.vmid not in seen and opts.wants(c.vm) and c.kind in (UNREACHABLE, NO_ENGINE, LOCKED):
+            plan.blocked.append(Blocked(c.vm, _blocked_reason(c, opts.force_rejoin)))
+    return plan

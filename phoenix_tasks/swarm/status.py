@@ -1,0 +1,133 @@
+"""The cluster as configured vs as it is: one document for the table and for --json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from ..errors import PhoenixError
+from ..model import Config
+from ..transport import Transport
+from . import commands
+from .facts import ClusterFacts, read_facts
+from .plan import FOREIGN, MEMBER, NO_SWARM, WRONG_ROLE, classify, label_diff
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    vmid: int
+    name: str
+    address: str
+    role: str  # configured role
+    actual_role: str | None
+    state: str  # member / wrong-role / inactive / foreign / unreachable / no-engine / pending / locked / error
+    node_status: str | None  # ready / down (from the manager)
+    availability: str | None
+    reachable: bool
+    leader: bool
+    node_id: str | None
+    labels: dict[str, str]
+    label_drift: dict[str, dict] = field(default_factory=dict)  # {"add": {...}, "remove": [...]}
+    detail: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == MEMBER and self.node_status == "ready" and self.availability == "active"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    desired: int | None
+    running: int | None
+    mode: str
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    name: str
+    services: list[ServiceStatus]
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    nodes: list[NodeStatus]
+    stacks: list[StackStatus]
+    leader: str | None
+    manager: str | None  # the VM the cluster was read from
+    cluster_id: str | None
+    problems: list[str]
+
+    @property
+    def degraded(self) -> bool:
+        return not self.nodes or self.manager is None or any(not n.healthy for n in self.nodes)
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        doc["degraded"] = self.degraded
+        return json.dumps(doc, indent=2, sort_keys=False)
+
+
+def parse_services(stdout: str) -> list[StackStatus]:
+    """Stacks from `docker service ls --format '{{json .}}'` (one JSON object a line)."""
+    stacks: dict[str, list[ServiceStatus]] = {}
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        s = json.loads(line)
+        name = s.get("Name", "")
+        stack = name.split("_", 1)[0] if "_" in name else ""
+        for label in (s.get("Labels") or "").split(","):
+            if label.startswith("com.docker.stack.namespace="):
+                stack = label.split("=", 1)[1]
+        running, desired = None, None
+        replicas = (s.get("Replicas") or "").split(" ")[0]
+        if "/" in replicas:
+            r, d = replicas.split("/", 1)
+            running, desired = (int(r) if r.isdigit() else None), (int(d) if d.isdigit() else None)
+        stacks.setdefault(stack or "(no stack)", []).append(ServiceStatus(name, desired, running, s.get("Mode", "")))
+    return [StackStatus(k, sorted(v, key=lambda s: s.name)) for k, v in sorted(stacks.items())]
+
+
+def build_status(config: Config, facts: ClusterFacts, stacks: list[StackStatus]) -> ClusterStatus:
+    classes = classify(config, facts)
+    nodes = []
+    leader = None
+    for vm in config.swarm_vms:
+        c = classes[vm.vmid]
+        node = c.node if c.kind in (MEMBER, WRONG_ROLE) else None
+        drift = {}
+        if node is not None:
+            add, remove = label_diff(node.labels, vm.node_labels, config.hypervisor.swarm.label_policy)
+            if add:
+                drift["add"] = add
+            if remove:
+                drift["remove"] = remove
+            if node.leader:
+                leader = vm.name
+        e = facts.engine(vm)
+        nodes.append(NodeStatus(
+            vmid=vm.vmid, name=vm.name, address=vm.address, role=vm.swarm_role, actual_role=c.actual_role,
+            state=c.kind, node_status=node.status if node else None,
+            availability=node.availability if node else None,
+            reachable=e.known, leader=bool(node and node.leader), node_id=e.node_id,
+            labels=dict(node.labels) if node else {}, label_drift=drift,
+            detail=c.detail if c.kind not in (MEMBER, WRONG_ROLE, NO_SWARM) else "",
+        ))
+    return ClusterStatus(nodes, stacks, leader, facts.control.name if facts.control else None,
+                         facts.cluster_id, list(facts.problems))
+
+
+def read_status(transport: Transport, config: Config) -> ClusterStatus:
+    facts = read_facts(transport, config)
+    stacks: list[StackStatus] = []
+    problems = []
+    if facts.control is not None:
+        try:
+            res = transport.run(facts.control, commands.services(), mutating=False)
+            stacks = parse_services(res.stdout)
+        except (PhoenixError, ValueError) as exc:
+            problems.append(f"cannot list services: {exc}")
+    status = build_status(config, facts, stacks)
+    status.problems.extend(problems)
+    return status

@@ -1,0 +1,133 @@
+"""`inv swarm.*`: init, join, label, tokens, status (deploy/rm: not built yet)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from invoke import Collection, task
+from invoke.exceptions import Exit
+
+from ..errors import NotBuilt
+from ..model import Config
+from ..render import show_outcome, show_plan, show_status
+from ..secrets import Secret
+from ..swarm import commands
+from ..swarm.apply import Outcome, converge
+from ..swarm.facts import read_facts
+from ..swarm.plan import Options
+from ..swarm.status import read_status
+from ..transport import Transport
+from .common import err, load_config_or_exit, out, user_errors
+
+MUTATING_HELP = {
+    "dry_run": "read the real state and print the plan; change nothing",
+    "verbose": "echo every remote command (secrets shown as ***)",
+    "force_rejoin": "take over a VM that is in another swarm (it leaves that swarm first)",
+}
+VMID_HELP = "only this VM (by vmid); default: every swarm VM in the config"
+
+
+def transport_for(config: Config, verbose: bool) -> Transport:
+    echo = (lambda line: err.print(line, markup=False, highlight=False, style="dim")) if verbose else None
+    return Transport(config.hypervisor.vm_access, echo=echo)
+
+
+def _options(config: Config, vmid: str | int | None, force_rejoin: bool) -> Options:
+    if vmid is not None:
+        swarm_ids = {vm.vmid for vm in config.swarm_vms}
+        if not str(vmid).isdigit() or int(vmid) not in swarm_ids:
+            raise Exit(f"--vmid {vmid}: no swarm VM with that vmid in {config.vm_file} "
+                       f"(swarm VMs: {', '.join(map(str, sorted(swarm_ids)))})", code=1)
+    return Options(vmids=frozenset([int(vmid)]) if vmid is not None else None, force_rejoin=force_rejoin,
+                   label_policy=config.hypervisor.swarm.label_policy)
+
+
+def run_converge(config: Config, phases: Sequence[str], *, dry_run: bool, verbose: bool,
+                 vmid: str | int | None = None, force_rejoin: bool = False) -> Outcome:
+    """facts -> plan -> show -> apply -> read again, for the given phases; prints as it goes."""
+    opts = _options(config, vmid, force_rejoin)
+    with user_errors(), transport_for(config, verbose) as transport:
+        outcome = converge(transport, config, opts, phases, dry_run=dry_run,
+                           show=lambda plan: show_plan(out, plan, verbose=verbose, title=f"swarm {'/'.join(phases)}"))
+    show_outcome(out, err, outcome)
+    return outcome
+
+
+def _finish(outcome: Outcome) -> None:
+    if not outcome.ok:
+        raise Exit(code=1)
+
+
+@task(help={**MUTATING_HELP})
+def init(c, dry_run=False, verbose=False, force_rejoin=False):
+    """Initialise the swarm on the first configured manager (only if no manager is in a swarm)."""
+    config = load_config_or_exit()
+    _finish(run_converge(config, ["init"], dry_run=dry_run, verbose=verbose, force_rejoin=force_rejoin))
+
+
+@task(help={"vmid": VMID_HELP, **MUTATING_HELP})
+def join(c, vmid=None, dry_run=False, verbose=False, force_rejoin=False):
+    """Join managers and workers to the swarm; promote/demote VMs whose role changed."""
+    config = load_config_or_exit()
+    _finish(run_converge(config, ["join"], dry_run=dry_run, verbose=verbose,
+                         vmid=vmid, force_rejoin=force_rejoin))
+
+
+@task(help={"vmid": VMID_HELP, "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
+def label(c, vmid=None, dry_run=False, verbose=False):
+    """Set node labels from the config (policy merge or replace, from the hypervisor config)."""
+    config = load_config_or_exit()
+    _finish(run_converge(config, ["labels"], dry_run=dry_run, verbose=verbose,
+                         vmid=vmid))
+
+
+@task(help={"reveal": "print the tokens themselves (they grant access to the swarm: handle with care)",
+            "verbose": MUTATING_HELP["verbose"]})
+def tokens(c, reveal=False, verbose=False):
+    """Show the manager and worker join tokens (masked unless --reveal)."""
+    config = load_config_or_exit()
+    with user_errors(), transport_for(config, verbose) as transport:
+        facts = read_facts(transport, config)
+        if facts.control is None:
+            raise Exit("no reachable manager is in a swarm: run `inv swarm.init` first", code=1)
+        for role in ("manager", "worker"):
+            res = transport.run(facts.control, commands.join_token(role), mutating=False)
+            token = Secret(res.stdout.strip())
+            out.print(f"{role}: {token.reveal() if reveal else token}", markup=False, highlight=False)
+        out.print(f"(from {facts.control}; join address {facts.manager_addr})", markup=False)
+
+
+@task(help={"json": "print one JSON document (nodes, stacks, leader, degraded) instead of tables",
+            "verbose": MUTATING_HELP["verbose"]})
+def status(c, json=False, verbose=False):
+    """Show each configured VM's swarm state, labels and drift, the leader and the stacks."""
+    config = load_config_or_exit()
+    with user_errors(), transport_for(config, verbose) as transport:
+        st = read_status(transport, config)
+    if json:
+        print(st.to_json())
+    else:
+        show_status(out, st)
+    if st.degraded:
+        raise Exit(code=1)
+
+
+@task(help={"stack": "stack directory name under stacks/", "env": "environment name, e.g. dev1",
+            "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
+def deploy(c, stack=None, env=None, dry_run=False, verbose=False):
+    """Deploy a stack as environment ENV (not built yet)."""
+    with user_errors():
+        raise NotBuilt("swarm.deploy is not built yet: stacks per environment come in a later issue "
+                       "(see README, 'Not built yet')")
+
+
+@task(help={"stack": "stack directory name under stacks/", "env": "environment name, e.g. dev1",
+            "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
+def rm(c, stack=None, env=None, dry_run=False, verbose=False):
+    """Remove a stack's environment ENV (not built yet)."""
+    with user_errors():
+        raise NotBuilt("swarm.rm is not built yet: stacks per environment come in a later issue "
+                       "(see README, 'Not built yet')")
+
+
+ns = Collection("swarm", init, join, label, tokens, status, deploy, rm)
