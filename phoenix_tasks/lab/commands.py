@@ -115,3 +115,15 @@ def rootfs_import(names: VMNames, image: str, changes: list[str]) -> Argv:
     for change in changes:
         argv += ["--change", change]
     return [*argv, "-", image]
+
+
+# --- the user's shell on a VM ---------------------------------------------------------
+def ssh_client(access, address: str, remote_command: str | None = None) -> Argv:
+    """OpenSSH client argv to a lab VM with the lab's key and known_hosts, strict
+    host key checking; remote_command is passed as one argument (ssh sends it as is)."""
+    return ["ssh", "-i", str(access.private_key_file),
+            "-o", f"UserKnownHostsFile={access.known_hosts_file}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+            "-o", f"ConnectTimeout={int(access.connect_timeout_s)}",
+            "-p", str(access.port), "-l", access.user, address,
+            *([remote_command] if remote_command else [])]

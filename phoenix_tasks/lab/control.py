@@ -180,10 +180,15 @@ def up_vm(config: Config, names: LabNames, vm: VM, stand_ins: list[images.StandI
     return VMResult(vm, tuple(done))
 
 
-def write_known_hosts(config: Config, names: LabNames) -> bool:
+def write_known_hosts(config: Config, names: LabNames, only_existing: bool = False) -> bool:
+    """known_hosts with every VM's host key; True if the file changed.
+
+    only_existing: skip VMs without a host key yet (a provider starting one VM)."""
     port = config.hypervisor.vm_access.port
+    vms = [vm for vm in config.real_vms
+           if not only_existing or names.vm(vm.vmid).host_key.exists()]
     text = keys.known_hosts_text([(vm.address, port, keys.host_public_key(names.vm(vm.vmid)))
-                                  for vm in config.real_vms])
+                                  for vm in vms])
     if names.known_hosts.exists() and names.known_hosts.read_text() == text:
         return False
     keys.write_private(names.known_hosts, text)
@@ -227,6 +232,11 @@ def up(config: Config, report: Report = lambda line: None) -> UpResult:
 
 # --- status -------------------------------------------------------------------------------
 def status(config: Config) -> list[VMStatus]:
+    """Each non-template VM: namespace, engine (answers with its hostname), sshd."""
+    return status_of(config, config.real_vms)
+
+
+def status_of(config: Config, vms) -> list[VMStatus]:
     names = names_for(config)
     port = config.hypervisor.vm_access.port
 
@@ -237,7 +247,6 @@ def status(config: Config) -> list[VMStatus]:
         sshd = namespace and labvm.sshd_pid(v) is not None and labvm.ssh_answers(vm.address, port)
         return VMStatus(vm, v.netns, namespace, engine, sshd)
 
-    vms = config.real_vms
     with ThreadPoolExecutor(max_workers=max(1, len(vms))) as pool:
         return list(pool.map(one, vms))
 

@@ -1,0 +1,122 @@
+"""Tasks of the local lab: `inv lab.up|down|status|ssh|config` (bin/phoenix lab ...)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from invoke import Collection, task
+from invoke.exceptions import Exit
+from rich.table import Table
+
+from phoenix_tasks import paths
+from phoenix_tasks.config import validate
+from phoenix_tasks.config.problems import errors
+from phoenix_tasks.lab import commands, configgen, control
+from phoenix_tasks.model import Config
+from phoenix_tasks.tasks import common
+from phoenix_tasks.tasks.common import err, print_problems, user_errors
+
+CONFIG_HELP = "lab configuration directory (default: $PHOENIX_CONFIG_DIR, else etc/lab)"
+
+
+def lab_config_dir(explicit: str | None) -> Path:
+    """--config-dir, else PHOENIX_CONFIG_DIR, else the checkout's etc/lab."""
+    if explicit or os.environ.get(paths.CONFIG_DIR_ENV):
+        return paths.config_dir(explicit)
+    return paths.REPO_ROOT / "etc" / "lab"
+
+
+def load_lab_config(config_dir: str | None) -> Config:
+    """The validated config; on any error print every problem and exit 1."""
+    config, problems = validate(lab_config_dir(config_dir))
+    print_problems([p for p in problems if p.severity == "warning"] if config else problems)
+    if config is None:
+        n = len(errors(problems))
+        err.print(f"configuration is invalid ({n} error{'s' if n != 1 else ''}): "
+                  "nothing was done", style="red")
+        raise Exit(code=1)
+    return config
+
+
+@task(help={"config_dir": CONFIG_HELP})
+def up(c, config_dir=None):
+    """Create and start every VM of the lab config (idempotent; needs root)."""
+    config = load_lab_config(config_dir)
+    with user_errors():
+        result = control.up(config, report=lambda line: common.out.print(line, markup=False))
+    ready = len(result.vms)
+    common.out.print(f"lab up: {ready} VM(s) ready in {result.seconds:.1f} s"
+              + ("" if result.changed else " (no changes)"))
+
+
+@task(help={"config_dir": CONFIG_HELP,
+            "state_dir": "tear down the lab recorded in this state dir (no config needed)"})
+def down(c, config_dir=None, state_dir=None):
+    """Destroy every lab VM, the bridge and all lab state (also after a crash)."""
+    bridge = None
+    if state_dir is None:
+        lab = load_lab_config(config_dir).hypervisor.lab
+        if lab is None:
+            err.print("error: this configuration has no lab section", style="red")
+            raise Exit(code=1)
+        state_dir, bridge = lab.state_dir, lab.bridge
+    with user_errors():
+        done = control.down(Path(state_dir), bridge,
+                            report=lambda line: common.out.print(line, markup=False))
+    common.out.print("lab down: done" if done else "lab down: nothing to do (no changes)")
+
+
+@task(help={"config_dir": CONFIG_HELP})
+def status(c, config_dir=None):
+    """Show each lab VM: namespace, engine, sshd, IP; exit 1 if any is down."""
+    config = load_lab_config(config_dir)
+    with user_errors():
+        rows = control.status(config)
+    table = Table(title=f"lab on {config.hypervisor.lab.bridge}")
+    for column in ("vmid", "name", "IP", "namespace", "engine", "sshd", "state"):
+        table.add_column(column)
+    yes_no = {True: "[green]yes[/]", False: "[red]no[/]"}
+    for s in rows:
+        table.add_row(str(s.vm.vmid), s.vm.name, s.vm.address, f"{yes_no[s.namespace]} {s.netns}",
+                      yes_no[s.engine], yes_no[s.sshd], "[green]up[/]" if s.up else "[red]down[/]")
+    common.out.print(table)
+    if not all(s.up for s in rows):
+        raise Exit(code=1)
+
+
+@task(help={"vmid": "vmid of the lab VM", "cmd": "command to run there (default: a shell)",
+            "config_dir": CONFIG_HELP})
+def ssh(c, vmid, cmd=None, config_dir=None):
+    """Open a shell on a lab VM, or run --cmd there (as the transport would)."""
+    config = load_lab_config(config_dir)
+    try:
+        vm = config.vm_by_id(int(vmid))
+    except (KeyError, ValueError):
+        err.print(f"error: no VM with vmid {vmid} in {config.vm_file}", style="red")
+        raise Exit(code=1) from None
+    code = subprocess.run(commands.ssh_client(config.hypervisor.vm_access, vm.address,
+                                              cmd)).returncode
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"nodes": "number of VMs (1st: manager, 2nd: gpu=true worker, rest: workers)",
+            "out": "directory to write both JSON files to (created if needed)",
+            "subnet": "lab subnet (default 198.18.42.0/24)",
+            "bridge": "lab bridge name (default phxlab0)",
+            "state_dir": "lab state directory (default /var/lib/phoenix-lab)"})
+def config(c, nodes, out, subnet="198.18.42.0/24", bridge="phxlab0",
+           state_dir="/var/lib/phoenix-lab"):
+    """Write a lab configuration directory of N VMs (for tests and benchmarks)."""
+    with user_errors():
+        written = configgen.write_lab_config(Path(out), int(nodes), subnet=subnet,
+                                             bridge=bridge, state_dir=state_dir)
+    for path in written:
+        common.out.print(f"wrote {path}", markup=False)
+
+
+ns = Collection("lab")
+for _task in (up, down, status, ssh, config):
+    ns.add_task(_task)
