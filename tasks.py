@@ -5,7 +5,8 @@ This file only composes collections; each area lives in phoenix_tasks/tasks/.
 
 from invoke import Collection
 
-from phoenix_tasks.tasks import config
+from phoenix_tasks.tasks import config, swarm
 
 ns = Collection()
 ns.add_task(config.validate)
+ns.add_collection(swarm.ns)

@@ -70,7 +70,8 @@ def show_status(console: Console, status: ClusterStatus) -> None:
     console.print(table)
     for n in status.nodes:
         if n.detail:
-            console.print(f"  {n.name}: {n.detail}", markup=False, highlight=False)
+            line = n.detail if n.detail.startswith(n.name) else f"{n.name}: {n.detail}"
+            console.print(f"  {line}", markup=False, highlight=False)
     console.print(f"leader: {status.leader or '-'}; read from manager: {status.manager or 'none reachable'}")
     if status.stacks:
         st = Table(title="stacks", title_justify="left")

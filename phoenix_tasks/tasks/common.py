@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -13,7 +14,8 @@ from ..config.problems import errors
 from ..errors import PhoenixError
 from ..model import Config
 
-out = Console(highlight=False, soft_wrap=True)
+# Wide when not on a terminal, so that tables in logs and CI are not cut.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -58,14 +58,14 @@ def _finish(outcome: Outcome) -> None:
         raise Exit(code=1)
 
 
-@task(help={**MUTATING_HELP})
+@task(auto_shortflags=False, help={**MUTATING_HELP})
 def init(c, dry_run=False, verbose=False, force_rejoin=False):
     """Initialise the swarm on the first configured manager (only if no manager is in a swarm)."""
     config = load_config_or_exit()
     _finish(run_converge(config, ["init"], dry_run=dry_run, verbose=verbose, force_rejoin=force_rejoin))
 
 
-@task(help={"vmid": VMID_HELP, **MUTATING_HELP})
+@task(auto_shortflags=False, help={"vmid": VMID_HELP, **MUTATING_HELP})
 def join(c, vmid=None, dry_run=False, verbose=False, force_rejoin=False):
     """Join managers and workers to the swarm; promote/demote VMs whose role changed."""
     config = load_config_or_exit()
@@ -73,7 +73,7 @@ def join(c, vmid=None, dry_run=False, verbose=False, force_rejoin=False):
                          vmid=vmid, force_rejoin=force_rejoin))
 
 
-@task(help={"vmid": VMID_HELP, "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
+@task(auto_shortflags=False, help={"vmid": VMID_HELP, "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
 def label(c, vmid=None, dry_run=False, verbose=False):
     """Set node labels from the config (policy merge or replace, from the hypervisor config)."""
     config = load_config_or_exit()
@@ -81,7 +81,7 @@ def label(c, vmid=None, dry_run=False, verbose=False):
                          vmid=vmid))
 
 
-@task(help={"reveal": "print the tokens themselves (they grant access to the swarm: handle with care)",
+@task(auto_shortflags=False, help={"reveal": "print the tokens themselves (they grant access to the swarm: handle with care)",
             "verbose": MUTATING_HELP["verbose"]})
 def tokens(c, reveal=False, verbose=False):
     """Show the manager and worker join tokens (masked unless --reveal)."""
@@ -97,7 +97,7 @@ def tokens(c, reveal=False, verbose=False):
         out.print(f"(from {facts.control}; join address {facts.manager_addr})", markup=False)
 
 
-@task(help={"json": "print one JSON document (nodes, stacks, leader, degraded) instead of tables",
+@task(auto_shortflags=False, help={"json": "print one JSON document (nodes, stacks, leader, degraded) instead of tables",
             "verbose": MUTATING_HELP["verbose"]})
 def status(c, json=False, verbose=False):
     """Show each configured VM's swarm state, labels and drift, the leader and the stacks."""
@@ -112,7 +112,7 @@ def status(c, json=False, verbose=False):
         raise Exit(code=1)
 
 
-@task(help={"stack": "stack directory name under stacks/", "env": "environment name, e.g. dev1",
+@task(auto_shortflags=False, help={"stack": "stack directory name under stacks/", "env": "environment name, e.g. dev1",
             "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
 def deploy(c, stack=None, env=None, dry_run=False, verbose=False):
     """Deploy a stack as environment ENV (not built yet)."""
@@ -121,7 +121,7 @@ def deploy(c, stack=None, env=None, dry_run=False, verbose=False):
                        "(see README, 'Not built yet')")
 
 
-@task(help={"stack": "stack directory name under stacks/", "env": "environment name, e.g. dev1",
+@task(auto_shortflags=False, help={"stack": "stack directory name under stacks/", "env": "environment name, e.g. dev1",
             "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
 def rm(c, stack=None, env=None, dry_run=False, verbose=False):
     """Remove a stack's environment ENV (not built yet)."""
