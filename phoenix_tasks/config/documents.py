@@ -29,12 +29,48 @@ def read_json(path: Path, problems: list[Problem]) -> Any | None:
         problems.append(Problem(path, "", f"cannot read file: {exc}"))
         return None
     try:
-        return json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         problems.append(
             Problem(path, "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
         )
         return None
+    for where in _duplicate_keys(doc):
+        problems.append(
+            Problem(path, pointer(*where), f"key {where[-1]!r} appears more than once in this object (JSON keeps only the last value)")
+        )
+    return doc
+
+
+class _Object(dict):
+    """A JSON object that remembers the keys it held more than once."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object()
+    duplicates: list[str] = []
+    for key, value in pairs:
+        if key in obj and key not in duplicates:
+            duplicates.append(key)
+        obj[key] = value
+    if duplicates:
+        obj.duplicates = tuple(duplicates)
+    return obj
+
+
+def _duplicate_keys(doc: Any, path: tuple = ()) -> list[tuple]:
+    """Paths of the keys given twice in one object (json.loads silently keeps the last)."""
+    found: list[tuple] = []
+    if isinstance(doc, dict):
+        found.extend(path + (key,) for key in getattr(doc, "duplicates", ()))
+        for key, value in doc.items():
+            found.extend(_duplicate_keys(value, path + (key,)))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            found.extend(_duplicate_keys(value, path + (i,)))
+    return found
 
 
 def read_yaml(path: Path, problems: list[Problem]) -> Any | None:
@@ -63,30 +99,37 @@ def _validator(schema_name: str) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=FormatChecker())
 
 
-def _message(error: Any) -> tuple[str, str]:
-    """(pointer, message) for one jsonschema error, phrased for a person."""
+def _messages(error: Any) -> list[tuple[str, str]]:
+    """(pointer, message) pairs for one jsonschema error, phrased for a person.
+
+    One error can name several problems (an object with two unknown fields): each
+    gets its own line, so that every problem is reported, not only the first.
+    """
     where = pointer(*error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
         extra = sorted(k for k in error.instance if k not in allowed)
         if extra and error.schema.get("additionalProperties") is False:
             known = ", ".join(sorted(allowed)) or "none"
-            return pointer(*error.absolute_path, extra[0]), f"unknown field {extra[0]!r} (known fields: {known})"
+            return [(pointer(*error.absolute_path, k), f"unknown field {k!r} (known fields: {known})") for k in extra]
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return where, f"missing required field {missing!r}"
+        return [(where, f"missing required field {missing!r}")]
+    if "propertyNames" in error.absolute_schema_path:
+        # The error is about a key, not a value: point at that key's entry.
+        description = error.schema.get("description")
+        hint = f" ({description})" if description else f": {error.message}"
+        return [(pointer(*error.absolute_path, error.instance), f"key {error.instance!r} is not valid{hint}")]
     if error.validator == "pattern":
         description = error.schema.get("description")
         hint = f" ({description})" if description else ""
-        return where, f"{error.instance!r} is not valid{hint}"
-    if error.validator == "propertyNames":
-        return where, f"invalid key {error.instance!r}: {error.message}"
-    return where, error.message
+        return [(where, f"{error.instance!r} is not valid{hint}")]
+    return [(where, error.message)]
 
 
 def check_schema(doc: Any, schema_name: str, path: Path) -> list[Problem]:
     found = []
     for error in _validator(schema_name).iter_errors(doc):
-        where, message = _message(error)
-        found.append(Problem(path, where, message))
+        for where, message in _messages(error):
+            found.append(Problem(path, where, message))
     return sorted(set(found))
