@@ -25,6 +25,31 @@ def variables_needed(text: str) -> list[str]:
     return needed
 
 
+def variables_in(doc: Any) -> list[str]:
+    """Variables a parsed compose document needs, from its values only.
+
+    docker compose interpolates the values of the parsed file, not its text: a
+    ``$VAR`` in a YAML comment is not a variable.
+    """
+    needed: list[str] = []
+    for text in _strings(doc):
+        for name in variables_needed(text):
+            if name not in needed:
+                needed.append(name)
+    return needed
+
+
+def _strings(doc: Any) -> Iterator[str]:
+    if isinstance(doc, str):
+        yield doc
+    elif isinstance(doc, dict):
+        for value in doc.values():
+            yield from _strings(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            yield from _strings(value)
+
+
 def services(doc: Any) -> dict[str, Any]:
     if isinstance(doc, dict) and isinstance(doc.get("services"), dict):
         return doc["services"]

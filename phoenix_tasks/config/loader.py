@@ -60,6 +60,8 @@ class _Raw:
     manifests: dict[str, dict] = field(default_factory=dict)
     composes: dict[str, dict] = field(default_factory=dict)
     stack_dirs: dict[str, Path] = field(default_factory=dict)
+    # Stack directories that exist but are incomplete (already reported once).
+    incomplete_stacks: set[str] = field(default_factory=set)
 
 
 class _Validation:
@@ -89,7 +91,7 @@ class _Validation:
     # -- stage 1: files and schemas ---------------------------------------
     def load_files(self) -> None:
         if not self.config_dir.is_dir():
-            self.error(self.config_dir, "", "configuration directory not found (set PHOENIX_CONFIG_DIR or pass --config-dir)")
+            self.error(self.config_dir, "", "configuration directory not found (set PHOENIX_CONFIG_DIR)")
         else:
             self.raw.hypervisor = self._load(self.hv_file, HYPERVISOR_SCHEMA)
             self.raw.vms = self._load(self.vm_file, VM_SCHEMA)
@@ -104,6 +106,7 @@ class _Validation:
             missing = [f.name for f in (manifest, compose_file) if not f.is_file()]
             if missing:
                 self.error(d, "", f"stack {d.name!r} has no {' and no '.join(missing)} (a stack needs both)")
+                self.raw.incomplete_stacks.add(d.name)
                 continue
             self.raw.stack_dirs[d.name] = d
             m = self._load(manifest, STACK_SCHEMA)
@@ -228,7 +231,10 @@ class _Validation:
                 self.error(self.vm_file, pointer("vms", i, "network_config", "ip"), f"{ip.ip} is the lab bridge's own address (/lab/gateway)")
 
     def check_stack_references(self) -> None:
-        known = set(self.raw.stack_dirs)
+        if not self.stacks_dir.is_dir():
+            return  # already reported; every reference would repeat it
+        # An incomplete stack directory is reported where it is, not at each reference.
+        known = set(self.raw.stack_dirs) | self.raw.incomplete_stacks
         if self.raw.vms is not None:
             for i, vm in self.effective_vms():
                 for j, name in enumerate(vm.get("docker_stacks", [])):
@@ -251,13 +257,13 @@ class _Validation:
             for svc in manifest.get("services", {}):
                 if svc not in services:
                     self.error(mfile, pointer("services", svc), f"no service {svc!r} in {paths.STACK_COMPOSE_FILE} (it has: {', '.join(services)})")
-            self._check_variables(name, manifest, mfile, cfile)
+            self._check_variables(name, manifest, mfile, doc)
             self._check_name_lengths(name, manifest, mfile, list(services))
             if swarm_vms is not None:
                 self._check_placement(name, manifest, doc, mfile, cfile, swarm_vms)
 
-    def _check_variables(self, name: str, manifest: dict, mfile: Path, cfile: Path) -> None:
-        needed = compose.variables_needed(cfile.read_text(encoding="utf-8"))
+    def _check_variables(self, name: str, manifest: dict, mfile: Path, doc: Any) -> None:
+        needed = compose.variables_in(doc)
         if not needed:
             return
         envs = manifest.get("environments", {})
