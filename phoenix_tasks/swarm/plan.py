@@ -168,10 +168,8 @@ def plan_join(config: Config, facts: ClusterFacts, classes: Mapping[int, Classif
     managers_now = sum(1 for n in (facts.nodes or {}).values() if n.role == "manager")
     promotes, demotes = [], []
     for vm in config.swarm_vms:
-        if vm == control or not opts.wants(vm):
-            continue
         c = classes[vm.vmid]
-        if c.kind == MEMBER:
+        if not opts.wants(vm) or c.kind == MEMBER or (vm == control and c.kind != WRONG_ROLE):
             continue
         if c.kind == WRONG_ROLE:
             (promotes if vm.swarm_role == "manager" else demotes).append((vm, c.node))

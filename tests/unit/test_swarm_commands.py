@@ -1,0 +1,71 @@
+"""Exact argv of every docker command Phoenix runs, and the single quoting boundary."""
+
+import pickle
+import shlex
+
+import pytest
+
+from phoenix_tasks.secrets import MASK, Secret, scrub
+from phoenix_tasks.swarm import commands
+from phoenix_tasks.transport import display_command, shell_command
+
+TOKEN = "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx"
+
+
+def test_reads():
+    assert commands.info() == ["docker", "info", "--format", "{{json .}}"]
+    assert commands.join_token("worker") == ["docker", "swarm", "join-token", "-q", "worker"]
+    assert commands.join_token("manager") == ["docker", "swarm", "join-token", "-q", "manager"]
+    assert commands.services() == ["docker", "service", "ls", "--format", "{{json .}}"]
+    assert commands.inspect_nodes() == ["sh", "-c", commands.NODES_SCRIPT]
+
+
+def test_join_token_role_is_checked():
+    with pytest.raises(ValueError):
+        commands.join_token("admin; reboot")
+
+
+def test_changes():
+    assert commands.swarm_init("198.18.42.11") == ["docker", "swarm", "init", "--advertise-addr", "198.18.42.11"]
+    assert commands.swarm_leave() == ["docker", "swarm", "leave"]
+    assert commands.swarm_leave(force=True) == ["docker", "swarm", "leave", "--force"]
+    assert commands.node_promote("abc") == ["docker", "node", "promote", "abc"]
+    assert commands.node_demote("abc") == ["docker", "node", "demote", "abc"]
+
+
+def test_join_keeps_the_token_a_secret():
+    token = Secret(TOKEN)
+    argv = commands.swarm_join(token, "198.18.42.11:2377", "198.18.42.12")
+    assert argv == ["docker", "swarm", "join", "--token", token, "--advertise-addr", "198.18.42.12", "198.18.42.11:2377"]
+    assert shell_command(argv) == f"docker swarm join --token {TOKEN} --advertise-addr 198.18.42.12 198.18.42.11:2377"
+    assert TOKEN not in display_command(argv)
+    assert display_command(argv) == "docker swarm join --token '***' --advertise-addr 198.18.42.12 198.18.42.11:2377"
+
+
+def test_join_refuses_a_plain_string_token():
+    with pytest.raises(TypeError):
+        commands.swarm_join(TOKEN, "198.18.42.11:2377", "198.18.42.12")
+
+
+def test_label_update_is_one_sorted_command():
+    argv = commands.node_update_labels("nodeid", {"zone": "compute", "gpu": "true"}, ["old", "alpha"])
+    assert argv == ["docker", "node", "update", "--label-add", "gpu=true", "--label-add", "zone=compute",
+                    "--label-rm", "alpha", "--label-rm", "old", "nodeid"]
+
+
+def test_shell_metacharacters_are_quoted_once():
+    evil = "dev1; rm -rf /"
+    argv = commands.node_update_labels(evil, {"k": "$(reboot)"}, [])
+    line = shell_command(argv)
+    assert line == "docker node update --label-add 'k=$(reboot)' 'dev1; rm -rf /'"
+    assert shlex.split(line) == argv  # the VM's shell gets back exactly the argv
+
+
+def test_secret_never_prints():
+    s = Secret(TOKEN)
+    assert str(s) == repr(s) == f"{s}" == f"{s!r}" == MASK
+    assert TOKEN not in str([s, {"t": s}])
+    assert s.reveal() == TOKEN
+    with pytest.raises(TypeError):
+        pickle.dumps(s)
+    assert scrub(f"error: bad token {TOKEN}", [s]) == "error: bad token ***"
