@@ -5,8 +5,9 @@ This file only composes collections; each area lives in phoenix_tasks/tasks/.
 
 from invoke import Collection
 
-from phoenix_tasks.tasks import config, swarm
+from phoenix_tasks.tasks import config, swarm, sync
 
 ns = Collection()
 ns.add_task(config.validate)
+ns.add_task(sync.sync_all)
 ns.add_collection(swarm.ns)
