@@ -10,7 +10,7 @@ from ..vms import ensure_vms
 from .common import err, load_config_or_exit, out, user_errors
 from .swarm import MUTATING_HELP, run_converge
 
-PORTAINER_NOT_BUILT = ("portainer: not built yet: deploying Portainer as a swarm stack comes with "
+PORTAINER_NOT_BUILT = ("not built yet: deploying Portainer as a swarm stack comes with "
                        "the stacks-per-environment work (README, 'Not built yet'); nothing was deployed")
 
 
@@ -18,15 +18,15 @@ PORTAINER_NOT_BUILT = ("portainer: not built yet: deploying Portainer as a swarm
 def sync_all(c, dry_run=False, verbose=False, force_rejoin=False):
     """Create the VMs, initialise the swarm, join managers and workers, label the nodes."""
     config = load_config_or_exit()
-    out.print(f"[bold]1 vms[/bold] ({config.hypervisor.provider} provider)")
+    out.print(f"[bold]step 1/3: VMs[/bold] ({config.hypervisor.provider} provider)")
     with user_errors():
         vms = ensure_vms(config, dry_run=dry_run, report=lambda line: out.print(line, markup=False))
     for vm, message in vms.failed:
         err.print(f"failed: {vm}: {message}", style="red", markup=False)
     for vm in vms.still_down:
         err.print(f"still down after apply: {vm}", style="red", markup=False)
-    out.print("[bold]2-4/4 swarm init, join, labels[/bold]")
+    out.print("[bold]step 2/3: swarm init, join, labels[/bold]")
     outcome = run_converge(config, PHASES, dry_run=dry_run, verbose=verbose, force_rejoin=force_rejoin)
-    out.print(f"[bold]5 {PORTAINER_NOT_BUILT}[/bold]")
+    out.print(f"[bold]step 3/3: Portainer[/bold]: {PORTAINER_NOT_BUILT}", highlight=False)
     if not (vms.ok and outcome.ok):
         raise Exit(code=1)
