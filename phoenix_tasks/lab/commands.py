@@ -81,6 +81,7 @@ def in_vm(names: VMNames, hostname: str, argv: Argv) -> Argv:
 def dockerd(names: VMNames) -> Argv:
     return [
         "dockerd",
+        "--config-file", str(names.daemon_json),
         "--data-root", str(names.data_root),
         "--exec-root", str(names.exec_root),
         "--host", names.docker_host,
@@ -88,6 +89,19 @@ def dockerd(names: VMNames) -> Argv:
         "--cgroup-parent", names.cgroup_parent,
         "--shutdown-timeout", "5",
     ]
+
+
+def daemon_config(names: VMNames, dockerd_major: int) -> dict:
+    """The engine's own daemon.json: the host's /etc/docker/daemon.json is not read.
+
+    dockerd before 23 keeps its engine ID in a trust key, by default the shared
+    /etc/docker/key.json: every engine would get the same ID and the file would stay
+    behind after `lab.down`.  Each lab engine gets its own in its state dir."""
+    return {"deprecated-key-path": str(names.trust_key)} if dockerd_major < 23 else {}
+
+
+def dockerd_version() -> Argv:
+    return ["dockerd", "--version"]
 
 
 def sshd(names: VMNames, sshd_binary: str = "/usr/sbin/sshd") -> Argv:

@@ -23,11 +23,14 @@ class LabConfigRefused(PhoenixError):
     pass
 
 
-def vm_entry(index: int, ip: ipaddress.IPv4Interface) -> dict:
-    """The index-th VM (0-based): manager, gpu worker, then CPU workers."""
+def vm_entry(index: int, ip: ipaddress.IPv4Interface, nodes: int) -> dict:
+    """The index-th VM (0-based): manager, gpu worker, then CPU workers.  A lone VM
+    is manager and gpu=true, so every stack's constraints can be met."""
     if index == 0:
         name, role, stacks, labels = "portainer", "manager", \
             ["portainer_service", "qdrant_service"], ["zone=core"]
+        if nodes == 1:
+            stacks, labels = stacks + ["thinkheads_ai_app"], ["gpu=true", "zone=core"]
     elif index == 1:
         name, role, stacks, labels = "drphoenix", "worker", ["thinkheads_ai_app"], \
             ["gpu=true", "zone=compute"]
@@ -84,7 +87,7 @@ def lab_config(nodes: int, subnet: str = "198.18.42.0/24", bridge: str = "phxlab
         },
         "vms": [{"vmid": TEMPLATE_VMID, "name": "lab-template", "is_template": True,
                  "network_config": {"ip": str(host(template_host))}}]
-        + [vm_entry(i, host(FIRST_HOST + i)) for i in range(nodes)],
+        + [vm_entry(i, host(FIRST_HOST + i), nodes) for i in range(nodes)],
     }
     return hypervisor, vms
 

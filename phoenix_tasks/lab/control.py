@@ -23,6 +23,7 @@ from phoenix_tasks.lab.naming import RUN_ROOT, LabNames, VMNames
 from phoenix_tasks.model import VM, Config
 
 RECORD_VERSION = 1
+STATE_POINTER = "state_dir"  # in the lab's run dir
 Report = Callable[[str], None]
 
 
@@ -93,10 +94,14 @@ def refuse_unless_runnable(config: Config) -> None:
             f"{recorded.get('bridge')!r}, not {names.bridge!r}; run `inv lab.down` with "
             "the old configuration first, or pick another state_dir")
     if system.link_exists(names.bridge) and not recorded:
-        raise checks.LabRefused(
-            f"interface {names.bridge!r} exists but is not recorded in {names.state_dir}; "
-            f"it is not this lab's: pick another lab.bridge, or remove it with "
-            f"`ip link delete {names.bridge}` if it is left from an old lab")
+        other = state_dir_of_bridge(names.bridge)
+        hint = (f"it belongs to the lab recorded in {other}: remove that one with "
+                f"`inv lab.down --state-dir {other}`, or pick another lab.bridge"
+                if other else
+                f"it is not this lab's: pick another lab.bridge, or remove it with "
+                f"`ip link delete {names.bridge}` if it is left from an old lab")
+        raise checks.LabRefused(f"interface {names.bridge!r} exists but is not recorded "
+                                f"in {names.state_dir}; {hint}")
     checks.require_free_subnet(lab.subnet, checks.route_conflicts(
         lab.subnet, names.bridge, system.ipv4_routes(), system.ipv4_addresses()))
 
@@ -118,6 +123,19 @@ def write_record(config: Config, names: LabNames) -> None:
         "subnet": str(lab.subnet), "gateway": str(lab.gateway),
         "run_dir": str(names.run_dir), "config_dir": str(config.config_dir),
     }, indent=2) + "\n")
+    # Which state dir owns this bridge: lets a later run find a lab whose config is lost.
+    names.run_dir.mkdir(parents=True, exist_ok=True)
+    (names.run_dir / STATE_POINTER).write_text(f"{names.state_dir}\n")
+
+
+def state_dir_of_bridge(bridge: str) -> Path | None:
+    """The state dir of the lab that made `bridge` (None if none recorded it)."""
+    pointer = LabNames(bridge, Path("/")).run_dir / STATE_POINTER
+    try:
+        text = pointer.read_text().strip()
+    except OSError:
+        return None
+    return Path(text) if text else None
 
 
 def recorded_vmids(names: LabNames) -> list[int]:

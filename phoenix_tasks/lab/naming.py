@@ -119,6 +119,14 @@ class VMNames:
         return self.state_dir / "docker"
 
     @property
+    def daemon_json(self) -> Path:
+        return self.state_dir / "daemon.json"
+
+    @property
+    def trust_key(self) -> Path:
+        return self.state_dir / "key.json"
+
+    @property
     def dockerd_pidfile(self) -> Path:
         return self.state_dir / "dockerd.pid"
 

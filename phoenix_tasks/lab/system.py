@@ -6,7 +6,9 @@ return plain data that the pure planning and checking code takes as input.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import os
 import shlex
 import subprocess
@@ -35,6 +37,16 @@ def run(argv: list[str], *, stdin_file: Path | None = None, check: bool = True,
         reason = lines[-1] if lines else f"exit status {out.returncode}"
         raise LabCommandFailed(f"`{shlex.join(argv)}` failed: {reason}")
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def dockerd_major_version() -> int:
+    """Major version of this machine's dockerd ("Docker version 20.10.24+dfsg1, ...")."""
+    text = run(["dockerd", "--version"]).stdout
+    match = re.search(r"version (\d+)\.", text)
+    if not match:
+        raise LabCommandFailed(f"cannot read the dockerd version from {text.strip()!r}")
+    return int(match.group(1))
 
 
 def ip_json(argv_tail: list[str]) -> list[dict]:

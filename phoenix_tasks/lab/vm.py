@@ -218,9 +218,17 @@ def apply(names: VMNames, desired: Desired, action: Action) -> None:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         system.run(commands.sshd_test_config(names))
     elif action.step in ("dockerd-start", "dockerd-restart"):
+        # (the argv was planned from the same names; the config file is written here)
         stop_dockerd(names)
         names.dockerd_pidfile.unlink(missing_ok=True)
+        # dockerd reuses a containerd that its pid file names if that pid exists; a
+        # killed one (possibly a zombie no init reaps) would make it wait forever.
+        containerd_pidfile = names.exec_root / "containerd" / "containerd.pid"
+        if procs.lab_pid(containerd_pidfile, str(names.exec_root)) is None:
+            containerd_pidfile.unlink(missing_ok=True)
         names.exec_root.mkdir(parents=True, exist_ok=True)
+        daemon = commands.daemon_config(names, system.dockerd_major_version())
+        keys.write_private(names.daemon_json, json.dumps(daemon, indent=2) + "\n")
         with open(names.dockerd_log, "ab") as log:
             log.write(f"--- phoenix lab: starting dockerd {time.ctime()}\n".encode())
         _spawn(list(action.argv[0]), names.dockerd_log)
@@ -316,8 +324,14 @@ def destroy(names: VMNames) -> list[str]:
         system.run(commands.netns_delete(names))
         done.append(f"deleted namespace {names.netns}")
     if system.link_exists(names.veth):
-        system.run(commands.link_delete(names.veth))
-        done.append(f"deleted veth {names.veth}")
+        # Deleting the namespace already deletes the pair, asynchronously.
+        if system.run(commands.link_delete(names.veth), check=False).returncode == 0:
+            done.append(f"deleted veth {names.veth}")
+    deadline = time.monotonic() + 5
+    while system.link_exists(names.veth) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if system.link_exists(names.veth):
+        raise PhoenixError(f"vmid {names.vmid}: veth {names.veth} does not go away")
     for cgroup in Path("/sys/fs/cgroup").glob(f"*/{names.cgroup_parent}"):
         _remove_cgroup(cgroup)
     for path in (names.run_dir, names.state_dir):

@@ -13,7 +13,7 @@ from rich.table import Table
 from phoenix_tasks import paths
 from phoenix_tasks.config import validate
 from phoenix_tasks.config.problems import errors
-from phoenix_tasks.lab import commands, configgen, control
+from phoenix_tasks.lab import checks, commands, configgen, control
 from phoenix_tasks.model import Config
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks.common import err, print_problems, user_errors
@@ -28,8 +28,15 @@ def lab_config_dir(explicit: str | None) -> Path:
     return paths.REPO_ROOT / "etc" / "lab"
 
 
+def require_root() -> None:
+    """Refuse before reading anything: the state dir and engines are root's."""
+    with user_errors():
+        checks.require_root(os.geteuid())
+
+
 def load_lab_config(config_dir: str | None) -> Config:
     """The validated config; on any error print every problem and exit 1."""
+    require_root()
     config, problems = validate(lab_config_dir(config_dir))
     print_problems([p for p in problems if p.severity == "warning"] if config else problems)
     if config is None:
@@ -56,6 +63,7 @@ def up(c, config_dir=None):
 def down(c, config_dir=None, state_dir=None):
     """Destroy every lab VM, the bridge and all lab state (also after a crash)."""
     bridge = None
+    require_root()
     if state_dir is None:
         lab = load_lab_config(config_dir).hypervisor.lab
         if lab is None:

@@ -1,0 +1,143 @@
+"""Shared fixtures: the lab session (a real 3-VM lab, up once per session) and helpers
+that read each VM's engine through the docker SDK on its socket: a second channel, so
+integration tests do not verify state through the code they test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The test suite's lab: its own subnet, bridge and state dir, so it never touches the
+# user's lab (198.18.42.0/24 on phxlab0, /var/lib/phoenix-lab).
+TEST_SUBNET = "198.18.77.0/24"
+TEST_BRIDGE = "phxtest0"
+SCRATCH_SUBNET = "198.18.78.0/24"  # short-lived labs that tests bring up and down
+SCRATCH_BRIDGE = "phxtest1"
+
+
+def lab_skip_reason() -> str | None:
+    """Why lab tests cannot run here (None: they can)."""
+    if os.geteuid() != 0:
+        return "lab tests need root (network namespaces, a bridge, Docker engines)"
+    from phoenix_tasks.lab import checks
+    missing = checks.missing_packages()
+    if missing:
+        return f"lab tests need Debian packages: apt-get install {' '.join(missing)}"
+    return None
+
+
+@dataclass
+class Lab:
+    """A running lab and ways to reach its VMs that do not go through the lab code."""
+
+    config: object  # phoenix_tasks.model.Config
+
+    @property
+    def names(self):
+        from phoenix_tasks.lab import control
+        return control.names_for(self.config)
+
+    @property
+    def vms(self):
+        return self.config.real_vms
+
+    def socket(self, vm) -> Path:
+        return self.names.vm(vm.vmid).socket
+
+    def docker(self, vm):
+        """docker.DockerClient on the VM's own engine socket."""
+        import docker
+        return docker.DockerClient(base_url=f"unix://{self.socket(vm)}", timeout=30)
+
+    def ssh(self, vm):
+        """fabric.Connection with the lab's key and known_hosts; unknown host keys are
+        rejected (paramiko RejectPolicy), as the transport's 'strict' policy does."""
+        import fabric
+        import paramiko
+        access = self.config.hypervisor.vm_access
+        conn = fabric.Connection(
+            host=vm.address, user=access.user, port=access.port,
+            connect_timeout=access.connect_timeout_s,
+            config=fabric.Config(overrides={"load_ssh_configs": False}),
+            connect_kwargs={"key_filename": str(access.private_key_file),
+                            "look_for_keys": False, "allow_agent": False})
+        conn.client.load_host_keys(str(access.known_hosts_file))
+        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        return conn
+
+
+def make_lab_config(out: Path, nodes: int, subnet: str, bridge: str):
+    from phoenix_tasks.config import load_config
+    from phoenix_tasks.lab.configgen import write_lab_config
+    write_lab_config(out / "etc", nodes, subnet=subnet, bridge=bridge,
+                     state_dir=str(out / "state"))
+    return load_config(out / "etc")
+
+
+def clear_stale_lab(bridge: str) -> None:
+    """Tear down a lab left on `bridge` by a killed earlier session (found through the
+    state-dir pointer in its run dir)."""
+    from phoenix_tasks.lab import control
+    old = control.state_dir_of_bridge(bridge)
+    if old is not None:
+        control.down(old, bridge)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """A 3-VM lab (manager, gpu worker, cpu worker), up for the whole session and torn
+    down at its end, also when tests or the bring-up fail."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from phoenix_tasks.lab import control
+    config = make_lab_config(tmp_path_factory.mktemp("lab"), 3, TEST_SUBNET, TEST_BRIDGE)
+    clear_stale_lab(TEST_BRIDGE)
+    try:
+        control.up(config)
+        yield Lab(config)
+    finally:
+        lab_settings = config.hypervisor.lab
+        control.down(lab_settings.state_dir, lab_settings.bridge)
+
+
+@pytest.fixture
+def scratch_config(tmp_path):
+    """Config of a 2-VM lab that one test brings up itself; torn down afterwards
+    whatever the test did."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from phoenix_tasks.lab import control
+    clear_stale_lab(SCRATCH_BRIDGE)
+    config = make_lab_config(tmp_path, 2, SCRATCH_SUBNET, SCRATCH_BRIDGE)
+    try:
+        yield config
+    finally:
+        control.down(config.hypervisor.lab.state_dir, config.hypervisor.lab.bridge)
+
+
+def run_lab_task(args: list[str], *, env: dict | None = None,
+                 user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `inv lab.<task> ...` in a child process, as the CLI does (exit code, stderr).
+
+    The lab collection is loaded directly, so this does not depend on how tasks.py
+    composes collections.  user: run as that user (setpriv) to test refusals."""
+    code = ("from invoke import Collection, Program; "
+            "from phoenix_tasks.tasks import lab; "
+            "ns = Collection(); ns.add_collection(lab.ns); "
+            "Program(namespace=ns, binary='inv').run()")
+    argv = [sys.executable, "-c", code, *args]
+    if user:
+        env = {"HOME": "/", **(env or {})}
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(argv, capture_output=True, text=True, env=full_env, cwd=REPO,
+                          timeout=300)
