@@ -1,0 +1,91 @@
+"""Names and argv builders of the lab (pure)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from phoenix_tasks.lab import commands
+from phoenix_tasks.lab.naming import IFNAMSIZ, LabNames, lab_prefix
+
+USER = LabNames("phxlab0", Path("/var/lib/phoenix-lab"))
+TEST = LabNames("phxtest0", Path("/tmp/t/state"))
+
+
+def test_two_labs_never_share_a_kernel_name():
+    a, b = USER.vm(1001), TEST.vm(1001)
+    assert a.netns != b.netns and a.veth != b.veth
+    assert a.run_dir != b.run_dir and a.cgroup_parent != b.cgroup_parent
+    assert lab_prefix("phxlab0") == USER.prefix and len(USER.prefix) == 4
+
+
+def test_names_fit_the_kernel_limit_up_to_the_largest_vmid():
+    names = USER.vm(999_999_999)
+    assert len(names.veth) == IFNAMSIZ
+    assert names.netns == f"phx{USER.prefix}-999999999"
+
+
+def test_unix_socket_path_stays_short_whatever_the_state_dir():
+    deep = LabNames("phxtest0", Path("/tmp/" + "x" * 200)).vm(999_999_999)
+    assert len(str(deep.socket)) < 100
+    assert deep.dockerd_pidfile.is_relative_to(deep.lab.state_dir)
+
+
+def test_dockerd_runs_in_the_vm_namespace_through_nsenter_with_its_own_paths():
+    names = USER.vm(1001)
+    argv = commands.in_vm(names, "portainer", commands.dockerd(names))
+    assert argv[:4] == ["setsid", "--fork", "nsenter", "--net=/var/run/netns/" + names.netns]
+    assert "ip" not in argv[:6]  # not `ip netns exec`: it remounts /sys
+    assert argv[4:8] == ["unshare", "--uts", "sh", "-c"]
+    assert argv[8] == commands.HOSTNAME_THEN_EXEC and argv[9] == "portainer"
+    rest = argv[10:]
+    assert rest[0] == "dockerd"
+    for flag, value in (("--data-root", names.data_root), ("--exec-root", names.exec_root),
+                        ("--host", f"unix://{names.socket}"),
+                        ("--pidfile", names.dockerd_pidfile),
+                        ("--config-file", names.daemon_json)):
+        assert rest[rest.index(flag) + 1] == str(value)
+
+
+def test_a_hostile_vm_name_stays_one_argument():
+    names = USER.vm(1001)
+    argv = commands.in_vm(names, "dev1; rm -rf /", ["sleep", "1"])
+    assert argv[9] == "dev1; rm -rf /"
+    assert argv[8] == 'hostname "$0" && exec "$@"'  # the script never contains values
+
+
+def test_veth_inside_end_is_created_directly_in_the_namespace():
+    names = USER.vm(1002)
+    assert commands.veth_add(names) == ["ip", "link", "add", "name", names.veth, "type", "veth",
+                                        "peer", "name", "eth0", "netns", names.netns]
+    assert commands.inside_default_route(names, ipaddress.IPv4Address("198.18.42.1")) == [
+        "ip", "-n", names.netns, "route", "replace", "default", "via", "198.18.42.1",
+        "dev", "eth0"]
+
+
+@pytest.mark.parametrize("major, expected", [(20, True), (23, False), (26, False)])
+def test_old_engines_get_their_own_trust_key(major, expected):
+    names = USER.vm(1001)
+    config = commands.daemon_config(names, major)
+    assert ("deprecated-key-path" in config) is expected
+    if expected:
+        assert config["deprecated-key-path"] == str(names.trust_key)
+
+
+def test_ssh_client_argv_is_strict_and_keeps_the_command_one_argument():
+    from phoenix_tasks.model import VMAccess
+    access = VMAccess("root", 22, Path("/s/ssh/id_ed25519"), "strict",
+                      Path("/s/ssh/known_hosts"), 5.0)
+    argv = commands.ssh_client(access, "198.18.42.11", "docker info; hostname")
+    assert "StrictHostKeyChecking=yes" in argv and "UserKnownHostsFile=/s/ssh/known_hosts" in argv
+    assert argv[-2:] == ["198.18.42.11", "docker info; hostname"]
+    assert commands.ssh_client(access, "198.18.42.11")[-1] == "198.18.42.11"
+
+
+def test_rootfs_import_reads_the_tar_from_stdin():
+    names = USER.vm(1001)
+    argv = commands.rootfs_import(names, "qdrant/qdrant:v1.12.4", ["CMD []"])
+    assert argv == ["docker", "--host", names.docker_host, "import", "--change", "CMD []",
+                    "-", "qdrant/qdrant:v1.12.4"]
