@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Iterable
 
 from ..model import VM
 
-_CONSTRAINT = re.compile(r"^\s*node\.(?P<attr>[A-Za-z0-9._-]+)\s*(?P<op>==|!=)\s*(?P<value>\S+)\s*$")
+_CONSTRAINT = re.compile(
+    r"^\s*(?:node\.(?P<attr>[A-Za-z0-9._-]+)|(?P<engine>engine\.labels\.[A-Za-z0-9._-]+))"
+    r"\s*(?P<op>==|!=)\s*(?P<value>\S+)\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -18,27 +22,39 @@ class Constraint:
     op: str  # "==" or "!="
     value: str
 
+    # As swarmkit matches: attribute names and values case-insensitively, the label
+    # key itself case-sensitively.
+
     def decidable(self) -> bool:
         """True when the config alone says which VMs satisfy it."""
-        return self.attribute in ("role", "hostname") or self.attribute.startswith("labels.")
+        attr = self.attribute.lower()
+        return attr in ("role", "hostname", "ip") or attr.startswith("labels.")
 
     def satisfied_by(self, vm: VM) -> bool:
-        if self.attribute == "role":
+        attr = self.attribute.lower()
+        if attr == "role":
             actual: str | None = vm.swarm_role
-        elif self.attribute == "hostname":
+        elif attr == "hostname":
             actual = vm.name
-        elif self.attribute.startswith("labels."):
+        elif attr == "ip":
+            try:
+                match = vm.network.ip.ip in ipaddress.ip_network(self.value, strict=False)
+            except ValueError:
+                return True  # malformed: swarm refuses it at deploy time
+            return match if self.op == "==" else not match
+        elif attr.startswith("labels."):
             actual = vm.node_labels.get(self.attribute[len("labels."):])
         else:  # engine labels, platform, node id: only the live node knows
             return True
-        return (actual == self.value) if self.op == "==" else (actual != self.value)
+        match = actual is not None and actual.casefold() == self.value.casefold()
+        return match if self.op == "==" else not match
 
 
 def parse(text: str) -> Constraint | None:
     m = _CONSTRAINT.match(text)
     if not m:
         return None
-    return Constraint(text, m["attr"], m["op"], m["value"])
+    return Constraint(text, m["attr"] or m["engine"], m["op"], m["value"])
 
 
 def first_unsatisfiable(constraints: Iterable[Constraint], vms: Iterable[VM]) -> tuple[Constraint, ...] | None:

@@ -225,6 +225,9 @@ class _Validation:
             ip = ipaddress.IPv4Interface(vm["network_config"]["ip"])
             if ip.ip not in net:
                 self.error(self.vm_file, pointer("vms", i, "network_config", "ip"), f"{ip.ip} is outside the VM network {net} ({paths.HYPERVISOR_CONFIG_FILE} /network/subnet)")
+            elif ip.network.prefixlen != (ref := ipaddress.IPv4Network(lab["subnet"], strict=False) if lab else net).prefixlen:
+                where = "/lab/subnet" if lab else "/network/subnet"
+                self.error(self.vm_file, pointer("vms", i, "network_config", "ip"), f"prefix /{ip.network.prefixlen} differs from the {'lab' if lab else 'VM'} network {ref} ({paths.HYPERVISOR_CONFIG_FILE} {where})")
             if lab and ip.ip not in ipaddress.IPv4Network(lab["subnet"], strict=False):
                 self.error(self.vm_file, pointer("vms", i, "network_config", "ip"), f"{ip.ip} is outside the lab subnet {lab['subnet']} ({paths.HYPERVISOR_CONFIG_FILE} /lab/subnet)")
             if lab and str(ip.ip) == str(ipaddress.IPv4Interface(lab["gateway"]).ip):
@@ -282,6 +285,11 @@ class _Validation:
             full = service_name(env, name, longest)
             if len(full) > MAX_SERVICE_NAME:
                 self.error(mfile, pointer("environments", env), f"swarm service name {full!r} would be {len(full)} characters; the limit is {MAX_SERVICE_NAME}")
+        hv = self.raw.hypervisor
+        if hv is not None and hv["portainer"]["stack"] == name:
+            full = service_name(hv["portainer"]["env"], name, longest)
+            if len(full) > MAX_SERVICE_NAME:
+                self.error(self.hv_file, "/portainer/env", f"swarm service name {full!r} would be {len(full)} characters; the limit is {MAX_SERVICE_NAME}")
         if max_env_length(name, services) < 1:
             self.error(mfile, "", f"stack name {name!r} with service {longest!r} leaves no room for an environment name within {MAX_SERVICE_NAME} characters")
 

@@ -83,3 +83,22 @@ def test_constraints_satisfiable_only_apart_are_named_together():
 
 def test_undecidable_constraints_are_never_blamed():
     assert first_unsatisfiable([parse("node.platform.os == plan9")], [MANAGER]) is None
+
+
+def test_values_match_case_insensitively_label_keys_do_not():
+    # As swarmkit: strings.EqualFold on values, the label key as written.
+    assert parse("node.labels.gpu == TRUE").satisfied_by(GPU)
+    assert parse("node.role == Manager").satisfied_by(MANAGER)
+    assert not parse("node.labels.GPU == true").satisfied_by(GPU)
+    assert parse("node.labels.GPU != true").satisfied_by(GPU)
+
+
+def test_engine_labels_and_node_ip():
+    engine = parse("engine.labels.storage == ssd")
+    assert engine.attribute == "engine.labels.storage" and not engine.decidable()
+    assert engine.satisfied_by(GPU)  # only the live engine knows: never flagged
+    assert parse("node.ip == 10.0.0.0/24").satisfied_by(GPU)
+    assert parse("node.ip == 10.0.0.5").satisfied_by(GPU)
+    assert not parse("node.ip == 10.0.1.0/24").satisfied_by(GPU)
+    assert parse("node.ip != 10.0.1.0/24").satisfied_by(GPU)
+    assert first_unsatisfiable([parse("node.ip == 192.0.2.0/24")], [MANAGER, GPU])
