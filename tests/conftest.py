@@ -4,9 +4,12 @@ integration tests do not verify state through the code they test."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +84,33 @@ def make_lab_config(out: Path, nodes: int, subnet: str, bridge: str):
     return load_config(out / "etc")
 
 
+@contextlib.contextmanager
+def bridge_lock(bridge: str, wait_s: float = 900):
+    """Hold the test suite's claim on `bridge` for as long as a lab on it is in use.
+
+    Two pytest sessions on one machine (two engineers, or CI and a developer) would
+    otherwise tear down each other's lab as "stale".  flock is released by the kernel
+    when a killed session dies, so a lab found on the bridge while holding the lock
+    really is stale."""
+    lock_dir = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
+    path = lock_dir / f"phoenix-lab-test-{bridge}.lock"
+    with open(path, "a") as f:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another test session holds {path} for over {wait_s:.0f} s")
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def clear_stale_lab(bridge: str) -> None:
     """Tear down a lab left on `bridge` by a killed earlier session (found through the
     state-dir pointer in its run dir)."""
@@ -99,13 +129,14 @@ def lab(tmp_path_factory):
         pytest.skip(reason)
     from phoenix_tasks.lab import control
     config = make_lab_config(tmp_path_factory.mktemp("lab"), 3, TEST_SUBNET, TEST_BRIDGE)
-    clear_stale_lab(TEST_BRIDGE)
-    try:
-        control.up(config)
-        yield Lab(config)
-    finally:
-        lab_settings = config.hypervisor.lab
-        control.down(lab_settings.state_dir, lab_settings.bridge)
+    with bridge_lock(TEST_BRIDGE):
+        clear_stale_lab(TEST_BRIDGE)
+        try:
+            control.up(config)
+            yield Lab(config)
+        finally:
+            lab_settings = config.hypervisor.lab
+            control.down(lab_settings.state_dir, lab_settings.bridge)
 
 
 @pytest.fixture
@@ -116,12 +147,13 @@ def scratch_config(tmp_path):
     if reason:
         pytest.skip(reason)
     from phoenix_tasks.lab import control
-    clear_stale_lab(SCRATCH_BRIDGE)
     config = make_lab_config(tmp_path, 2, SCRATCH_SUBNET, SCRATCH_BRIDGE)
-    try:
-        yield config
-    finally:
-        control.down(config.hypervisor.lab.state_dir, config.hypervisor.lab.bridge)
+    with bridge_lock(SCRATCH_BRIDGE):
+        clear_stale_lab(SCRATCH_BRIDGE)
+        try:
+            yield config
+        finally:
+            control.down(config.hypervisor.lab.state_dir, config.hypervisor.lab.bridge)
 
 
 def run_lab_task(args: list[str], *, env: dict | None = None,
