@@ -72,7 +72,11 @@ def show_status(console: Console, status: ClusterStatus) -> None:
         if n.detail:
             line = n.detail if n.detail.startswith(n.name) else f"{n.name}: {n.detail}"
             console.print(f"  {line}", markup=False, highlight=False)
-    console.print(f"leader: {status.leader or '-'}; read from manager: {status.manager or 'none reachable'}")
+    console.print(f"leader: {status.leader or '-'}; read from manager: "
+                  f"{status.manager or 'none (no reachable VM is a swarm manager)'}")
+    for o in status.other_nodes:
+        console.print(f"  other node in the swarm, not a configured VM: {o.hostname} {o.node_id[:12]} "
+                      f"({o.role}, {o.status})", markup=False, highlight=False)
     if status.stacks:
         st = Table(title="stacks", title_justify="left")
         for col in ("stack", "service", "mode", "running/desired"):

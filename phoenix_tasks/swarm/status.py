@@ -10,7 +10,7 @@ from ..model import Config
 from ..transport import Transport
 from . import commands
 from .facts import ClusterFacts, read_facts
-from .plan import FOREIGN, MEMBER, NO_SWARM, WRONG_ROLE, classify, label_diff
+from .plan import MEMBER, NO_SWARM, WRONG_ROLE, classify, label_diff
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,16 @@ class StackStatus:
 
 
 @dataclass(frozen=True)
+class OtherNode:
+    """A node of the swarm that no configured VM is (stale after a rejoin, or added by hand)."""
+
+    node_id: str
+    hostname: str
+    role: str
+    status: str
+
+
+@dataclass(frozen=True)
 class ClusterStatus:
     nodes: list[NodeStatus]
     stacks: list[StackStatus]
@@ -57,6 +67,7 @@ class ClusterStatus:
     manager: str | None  # the VM the cluster was read from
     cluster_id: str | None
     problems: list[str]
+    other_nodes: list[OtherNode] = field(default_factory=list)
 
     @property
     def degraded(self) -> bool:
@@ -69,23 +80,25 @@ class ClusterStatus:
 
 
 def parse_services(stdout: str) -> list[StackStatus]:
-    """Stacks from `docker service ls --format '{{json .}}'` (one JSON object a line)."""
-    stacks: dict[str, list[ServiceStatus]] = {}
-    for line in stdout.splitlines():
+    """Stacks and their services from `commands.services()`: the JSON lines of
+    `docker stack ls`, the separator, the JSON lines of `docker service ls`.  A service
+    belongs to the longest stack name that prefixes it as `STACK_`."""
+    stack_part, _, service_part = stdout.partition(commands.SERVICES_SEPARATOR)
+    names = sorted((json.loads(line)["Name"] for line in stack_part.splitlines() if line.strip()),
+                   key=len, reverse=True)
+    stacks: dict[str, list[ServiceStatus]] = {name: [] for name in names}
+    for line in service_part.splitlines():
         if not line.strip():
             continue
         s = json.loads(line)
         name = s.get("Name", "")
-        stack = name.split("_", 1)[0] if "_" in name else ""
-        for label in (s.get("Labels") or "").split(","):
-            if label.startswith("com.docker.stack.namespace="):
-                stack = label.split("=", 1)[1]
+        stack = next((n for n in names if name.startswith(n + "_")), "(no stack)")
         running, desired = None, None
         replicas = (s.get("Replicas") or "").split(" ")[0]
         if "/" in replicas:
             r, d = replicas.split("/", 1)
             running, desired = (int(r) if r.isdigit() else None), (int(d) if d.isdigit() else None)
-        stacks.setdefault(stack or "(no stack)", []).append(ServiceStatus(name, desired, running, s.get("Mode", "")))
+        stacks.setdefault(stack, []).append(ServiceStatus(name, desired, running, s.get("Mode", "")))
     return [StackStatus(k, sorted(v, key=lambda s: s.name)) for k, v in sorted(stacks.items())]
 
 
@@ -114,8 +127,11 @@ def build_status(config: Config, facts: ClusterFacts, stacks: list[StackStatus])
             labels=dict(node.labels) if node else {}, label_drift=drift,
             detail=c.detail if c.kind not in (MEMBER, WRONG_ROLE, NO_SWARM) else "",
         ))
+    claimed = {n.node_id for n in nodes if n.node_id}
+    others = [OtherNode(n.id, n.hostname, n.role, n.status)
+              for n in (facts.nodes or {}).values() if n.id not in claimed]
     return ClusterStatus(nodes, stacks, leader, facts.control.name if facts.control else None,
-                         facts.cluster_id, list(facts.problems))
+                         facts.cluster_id, list(facts.problems), sorted(others, key=lambda o: (o.hostname, o.node_id)))
 
 
 def read_status(transport: Transport, config: Config) -> ClusterStatus:

@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import time
 
 import pytest
 from invoke import MockContext
@@ -161,6 +163,38 @@ def test_status_json_matches_the_engines(swarm_lab, run):
         assert node["labels"] == sdk[node["name"]]["Spec"]["Labels"]
         assert node["role"] == sdk[node["name"]]["Spec"]["Role"]
         assert node["node_id"] == sdk[node["name"]]["ID"]
+
+
+def test_status_shows_stacks_with_running_and_desired_replicas(swarm_lab, run, tmp_path):
+    compose = tmp_path / "stack.yml"
+    compose.write_text(
+        "version: '3.8'\nservices:\n"
+        "  inference:\n    image: thinkheads/ai-inference:1.4.0\n"
+        "    deploy:\n      replicas: 2\n      endpoint_mode: dnsrr\n"
+        "      placement:\n        constraints: [node.labels.gpu == true]\n")
+    env = {**os.environ, "DOCKER_HOST": f"unix://{swarm_lab.socket(vm(swarm_lab, 'portainer'))}"}
+    subprocess.run(["docker", "stack", "deploy", "-c", str(compose), "dev1_thinkheads_ai_app"],
+                   env=env, check=True, capture_output=True)
+    try:
+        m = manager_client(swarm_lab)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tasks = m.services.get("dev1_thinkheads_ai_app_inference").tasks(filters={"desired-state": "running"})
+            if sum(t["Status"]["State"] == "running" for t in tasks) == 2:
+                break
+            time.sleep(0.5)
+        # Placement is real: both replicas on the gpu node.
+        gpu_id = swarm_lab.docker(vm(swarm_lab, "drphoenix")).info()["Swarm"]["NodeID"]
+        assert {t["NodeID"] for t in tasks} == {gpu_id}
+        code, out, _ = run(swarm_tasks.status, json=True)
+        assert code == 0, out
+        [stack] = [s for s in json.loads(out)["stacks"] if s["name"] == "dev1_thinkheads_ai_app"]
+        assert stack["services"] == [{"name": "dev1_thinkheads_ai_app_inference", "desired": 2,
+                                      "running": 2, "mode": "replicated"}]
+        code, out, _ = run(swarm_tasks.status)
+        assert "dev1_thinkheads_ai_app_inference" in out and "2/2" in out
+    finally:
+        subprocess.run(["docker", "stack", "rm", "dev1_thinkheads_ai_app"], env=env, capture_output=True)
 
 
 def test_a_worker_that_left_rejoins(swarm_lab, run):

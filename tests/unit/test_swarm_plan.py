@@ -205,3 +205,14 @@ def test_vmid_scope(config):
     f = facts(config, infos(FRESH))
     plan = plan_phases(config, f, Options(vmids=frozenset([1003])), ["init", "join", "labels"])
     assert kinds(plan) == [("init", "portainer"), ("join", "cpuworker"), ("labels", "cpuworker")]
+
+
+def test_parse_services_groups_by_longest_stack_prefix():
+    from phoenix_tasks.swarm.status import parse_services
+    from swarm_recorded import DATA
+    stacks = parse_services((DATA / "services_two_stacks.txt").read_text())
+    got = {s.name: [(x.name, x.running, x.desired) for x in s.services] for s in stacks}
+    assert got == {
+        "dev1_qdrant": [("dev1_qdrant_inference", 0, 1), ("dev1_qdrant_qdrant", 1, 2)],
+        "dev1_qdrant_service": [("dev1_qdrant_service_inference", 1, 1), ("dev1_qdrant_service_qdrant", 2, 2)],
+    }
