@@ -16,7 +16,9 @@ def test_reads():
     assert commands.info() == ["docker", "info", "--format", "{{json .}}"]
     assert commands.join_token("worker") == ["docker", "swarm", "join-token", "-q", "worker"]
     assert commands.join_token("manager") == ["docker", "swarm", "join-token", "-q", "manager"]
-    assert commands.services() == ["docker", "service", "ls", "--format", "{{json .}}"]
+    assert commands.services() == ["sh", "-c", commands.SERVICES_SCRIPT]
+    assert commands.SERVICES_SCRIPT == ("docker stack ls --format '{{json .}}' && echo '--- services ---' && "
+                                        "docker service ls --format '{{json .}}'")
     assert commands.inspect_nodes() == ["sh", "-c", commands.NODES_SCRIPT]
 
 
