@@ -80,11 +80,15 @@ def manager_client(lab):
 
 
 def swarm_nodes(lab):
-    """{hostname: node attrs} of ready nodes, from the manager's engine (second channel)."""
+    """{VM name: node attrs} from the manager's engine (second channel), each VM's node
+    found by the node ID its own engine reports: never by hostname, since a VM that
+    left and rejoined leaves a stale node with the same hostname behind."""
+    manager = manager_client(lab)
     nodes = {}
-    for n in manager_client(lab).nodes.list():
-        if n.attrs["Status"]["State"] == "ready":
-            nodes[n.attrs["Description"]["Hostname"]] = n.attrs
+    for v in lab.vms:
+        node_id = lab.docker(v).info()["Swarm"]["NodeID"]
+        if node_id:
+            nodes[v.name] = manager.nodes.get(node_id).attrs
     return nodes
 
 
