@@ -18,15 +18,20 @@ HYPERVISOR_SCHEMA = "phoenix_hypervisor_config.schema.json"
 STACK_SCHEMA = "phoenix_stack.schema.json"
 
 
-def read_json(path: Path, problems: list[Problem]) -> Any | None:
-    """The parsed document, or None after recording why it could not be read."""
+def _read_text(path: Path, problems: list[Problem]) -> str | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         problems.append(Problem(path, "", "file not found"))
-        return None
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(path, "", f"cannot read file: {exc}"))
+    return None
+
+
+def read_json(path: Path, problems: list[Problem]) -> Any | None:
+    """The parsed document, or None after recording why it could not be read."""
+    text = _read_text(path, problems)
+    if text is None:
         return None
     try:
         doc = json.loads(text, object_pairs_hook=_object)
@@ -74,13 +79,8 @@ def _duplicate_keys(doc: Any, path: tuple = ()) -> list[tuple]:
 
 
 def read_yaml(path: Path, problems: list[Problem]) -> Any | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        problems.append(Problem(path, "", "file not found"))
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(path, "", f"cannot read file: {exc}"))
+    text = _read_text(path, problems)
+    if text is None:
         return None
     try:
         return yaml.safe_load(text)

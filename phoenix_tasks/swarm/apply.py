@@ -39,6 +39,12 @@ class Outcome:
         return bool(self.applied)
 
 
+def read_join_token(transport: Transport, manager: VM, role: str) -> Secret:
+    """The join token of a role, read from a manager, held in memory as a Secret."""
+    res = transport.run(manager, commands.join_token(role), mutating=False)
+    return transport.keep_secret(Secret(res.stdout.strip()))
+
+
 class _Tokens:
     """Join tokens, fetched from the control manager once per role, in memory only."""
 
@@ -50,8 +56,7 @@ class _Tokens:
     def get(self, role: str) -> Secret:
         with self._lock:
             if role not in self._tokens:
-                res = self.transport.run(self.control, commands.join_token(role), mutating=False)
-                self._tokens[role] = self.transport.keep_secret(Secret(res.stdout.strip()))
+                self._tokens[role] = read_join_token(self.transport, self.control, role)
             return self._tokens[role]
 
 

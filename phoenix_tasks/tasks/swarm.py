@@ -10,9 +10,7 @@ from invoke.exceptions import Exit
 from ..errors import NotBuilt
 from ..model import Config
 from ..render import show_outcome, show_plan, show_status
-from ..secrets import Secret
-from ..swarm import commands
-from ..swarm.apply import Outcome, converge
+from ..swarm.apply import Outcome, converge, read_join_token
 from ..swarm.facts import read_facts
 from ..swarm.plan import Options
 from ..swarm.status import read_status
@@ -91,8 +89,7 @@ def tokens(c, reveal=False, verbose=False):
         if facts.control is None:
             raise Exit("no reachable manager is in a swarm: run `inv swarm.init` first", code=1)
         for role in ("manager", "worker"):
-            res = transport.run(facts.control, commands.join_token(role), mutating=False)
-            token = Secret(res.stdout.strip())
+            token = read_join_token(transport, facts.control, role)
             out.print(f"{role}: {token.reveal() if reveal else token}", markup=False, highlight=False)
         out.print(f"(from {facts.control}; join address {facts.manager_addr})", markup=False)
 
