@@ -25,9 +25,9 @@ def print_problems(problems) -> None:
         err.print(p.render(), style=style, markup=False)
 
 
-def load_config_or_exit() -> Config:
+def load_config_or_exit(config_dir=None) -> Config:
     """The validated config; on any error, print every problem and exit 1 (no connection made)."""
-    config, problems = validate()
+    config, problems = validate(config_dir)
     print_problems([p for p in problems if p.severity == "warning"] if config else problems)
     if config is None:
         n = len(errors(problems))

@@ -11,12 +11,10 @@ from invoke.exceptions import Exit
 from rich.table import Table
 
 from phoenix_tasks import paths
-from phoenix_tasks.config import validate
-from phoenix_tasks.config.problems import errors
 from phoenix_tasks.lab import checks, commands, configgen, control
 from phoenix_tasks.model import Config
 from phoenix_tasks.tasks import common
-from phoenix_tasks.tasks.common import err, print_problems, user_errors
+from phoenix_tasks.tasks.common import err, user_errors
 
 CONFIG_HELP = "lab configuration directory (default: $PHOENIX_CONFIG_DIR, else etc/lab)"
 
@@ -35,16 +33,9 @@ def require_root() -> None:
 
 
 def load_lab_config(config_dir: str | None) -> Config:
-    """The validated config; on any error print every problem and exit 1."""
+    """Root first, then the validated config; on any error print every problem and exit 1."""
     require_root()
-    config, problems = validate(lab_config_dir(config_dir))
-    print_problems([p for p in problems if p.severity == "warning"] if config else problems)
-    if config is None:
-        n = len(errors(problems))
-        err.print(f"configuration is invalid ({n} error{'s' if n != 1 else ''}): "
-                  "nothing was done", style="red")
-        raise Exit(code=1)
-    return config
+    return common.load_config_or_exit(lab_config_dir(config_dir))
 
 
 @task(help={"config_dir": CONFIG_HELP})
@@ -118,6 +109,8 @@ def ssh(c, vmid, cmd=None, config_dir=None):
 def config(c, nodes, out, subnet="198.18.42.0/24", bridge="phxlab0",
            state_dir="/var/lib/phoenix-lab"):
     """Write a lab configuration directory of N VMs (for tests and benchmarks)."""
+    if not str(nodes).isdigit():
+        raise Exit(f"--nodes must be a whole number, not {nodes!r}", code=1)
     with user_errors():
         written = configgen.write_lab_config(Path(out), int(nodes), subnet=subnet,
                                              bridge=bridge, state_dir=state_dir)
