@@ -137,7 +137,7 @@ def read_engine(transport: Transport, vm: VM) -> EngineFacts:
     try:
         res = transport.run(vm, commands.info(), mutating=False, check=False)
     except Unreachable as exc:
-        return EngineFacts(vm, UNREACHABLE, str(exc))
+        return EngineFacts(vm, UNREACHABLE, str(exc).removeprefix(f"{vm}: "))
     if not res.ok:
         lines = (res.stderr or res.stdout).strip().splitlines()
         return EngineFacts(vm, NO_ENGINE, lines[-1] if lines else f"docker info exited {res.exited}")

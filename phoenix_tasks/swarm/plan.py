@@ -160,9 +160,12 @@ def plan_join(config: Config, facts: ClusterFacts, classes: Mapping[int, Classif
     plan = Plan()
     joining: set[int] = set()
     if control is None:
+        unknown = [vm for vm in config.managers if classes[vm.vmid].kind in (UNREACHABLE, NO_ENGINE, LOCKED)]
+        reason = (f"no manager of the swarm can be reached ({', '.join(vm.name for vm in unknown)}: see above)"
+                  if unknown else "no swarm to join yet: run `inv swarm.init` first")
         for vm in config.swarm_vms:
-            if opts.wants(vm) and vm not in config.managers[:1]:
-                plan.blocked.append(Blocked(vm, "no swarm to join yet: run `inv swarm.init` first"))
+            if opts.wants(vm) and vm not in unknown and vm not in config.managers[:1]:
+                plan.blocked.append(Blocked(vm, reason))
         return plan, joining
     manager_addr = facts.manager_addr or f"{config.hypervisor.swarm.advertise_addr(control)}:{commands.SWARM_PORT}"
     managers_now = sum(1 for n in (facts.nodes or {}).values() if n.role == "manager")

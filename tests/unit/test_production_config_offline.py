@@ -1,0 +1,48 @@
+"""Tasks on the production config (etc/, Proxmox IPs) run only under `unshare --net`:
+an empty network namespace where any connection fails locally and nothing leaves
+the machine. They must fail cleanly, by name, with no traceback."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+INV = [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                                reason="needs root for `unshare --net` (a test never reaches etc/'s real IPs)")
+
+
+def run_offline(*args):
+    env = {k: v for k, v in os.environ.items() if k not in ("PHOENIX_CONFIG_DIR", "PHOENIX_STACKS_DIR")}
+    return subprocess.run(["unshare", "--net", *INV, *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=120)
+
+
+def test_status_reports_each_vm_unreachable_by_name():
+    res = run_offline("swarm.status", "--json")
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    import json
+    doc = json.loads(res.stdout)
+    assert doc["degraded"] is True
+    assert {(n["name"], n["state"]) for n in doc["nodes"]} == {("portainer", "unreachable"), ("drphoenix", "unreachable")}
+
+
+def test_join_dry_run_reports_unreachable_and_changes_nothing():
+    res = run_offline("swarm.join", "--dry-run")
+    assert res.returncode == 1, res.stdout + res.stderr  # the plan cannot converge
+    assert "blocked portainer (vmid 1001): unreachable: cannot reach 10.0.0.101:22 over SSH" in res.stdout
+    assert "blocked drphoenix (vmid 1002): no manager of the swarm can be reached (portainer" in res.stdout
+    assert "dry run: nothing was changed" in res.stdout
+
+
+def test_sync_all_says_proxmox_creation_is_not_built():
+    res = run_offline("sync-all")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "Proxmox VM creation is not built yet" in res.stderr
+    assert "Traceback" not in res.stderr
