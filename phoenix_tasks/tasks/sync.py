@@ -26,6 +26,11 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False):
     for vm in vms.still_down:
         err.print(f"still down after apply: {vm}", style="red", markup=False)
     out.print("[bold]step 2/3: swarm init, join, labels[/bold]")
+    if dry_run and vms.plan:
+        out.print("swarm: planned once the VMs exist (a dry run cannot read VMs it did not create); "
+                  "the swarm VMs that already run are not read either")
+        out.print("dry run: nothing was changed")
+        return
     outcome = run_converge(config, PHASES, dry_run=dry_run, verbose=verbose, force_rejoin=force_rejoin)
     out.print(f"[bold]step 3/3: Portainer[/bold]: {PORTAINER_NOT_BUILT}", highlight=False)
     if not (vms.ok and outcome.ok):
