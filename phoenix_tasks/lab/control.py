@@ -171,7 +171,9 @@ def ensure_bridge(config: Config, names: LabNames) -> list[str]:
 
 
 def up_vm(config: Config, names: LabNames, vm: VM, stand_ins: list[images.StandIn],
-          report: Report) -> VMResult:
+          report: Report, steps: tuple[str, ...] | None = None) -> VMResult:
+    """Plan and apply one VM from its facts; `steps`: only those (create without
+    starting), else everything, then wait until ready and load the stand-in images."""
     vnames = names.vm(vm.vmid)
     desired = desired_for(config, names, vm)
     done: list[str] = []
@@ -179,9 +181,13 @@ def up_vm(config: Config, names: LabNames, vm: VM, stand_ins: list[images.StandI
         labvm.record(vnames, vm)
         facts = labvm.read_facts(vnames, vm, desired.ssh_port)
         for action in labvm.plan(vnames, desired, facts):
+            if steps is not None and action.step not in steps:
+                continue
             report(action.summary)
             labvm.apply(vnames, desired, action)
             done.append(action.summary)
+        if steps is not None:
+            return VMResult(vm, tuple(done))
         labvm.wait_ready(vnames, vm, desired.ssh_port)
         present = labvm.engine_images(vnames)
         if present is None:
@@ -213,21 +219,27 @@ def write_known_hosts(config: Config, names: LabNames, only_existing: bool = Fal
     return True
 
 
+def prepare(config: Config, names: LabNames) -> list[str]:
+    """What every VM of the lab needs: checks, state record, bridge, key, rootfs; idempotent."""
+    refuse_unless_runnable(config)
+    done: list[str] = []
+    if read_record(names.state_dir) is None:
+        done.append(f"recorded the lab in {names.state_dir}")
+    write_record(config, names)
+    done += ensure_bridge(config, names)
+    if keys.ensure_client_key(names):
+        done.append(f"generated the lab's SSH key {names.private_key}")
+    if images.ensure_rootfs_tar(names.rootfs_tar, checks.BUSYBOX):
+        done.append(f"built the stand-in rootfs {names.rootfs_tar}")
+    return done
+
+
 def up(config: Config, report: Report = lambda line: None) -> UpResult:
     """Create and start every non-template VM of a lab config; idempotent."""
     started = time.monotonic()
-    refuse_unless_runnable(config)
     names = names_for(config)
     stand_ins = images.stand_ins_for_stacks(config.stacks_dir)
-    lab_actions: list[str] = []
-    if read_record(names.state_dir) is None:
-        lab_actions.append(f"recorded the lab in {names.state_dir}")
-    write_record(config, names)
-    lab_actions += ensure_bridge(config, names)
-    if keys.ensure_client_key(names):
-        lab_actions.append(f"generated the lab's SSH key {names.private_key}")
-    if images.ensure_rootfs_tar(names.rootfs_tar, checks.BUSYBOX):
-        lab_actions.append(f"built the stand-in rootfs {names.rootfs_tar}")
+    lab_actions = prepare(config, names)
     for line in lab_actions:
         report(line)
     wanted = {vm.vmid for vm in config.real_vms}
