@@ -29,7 +29,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     export DEBIAN_FRONTEND=noninteractive
     # The Docker engine is started per lab VM by Phoenix, never as a system service here.
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 PYTHON=${PHOENIX_PYTHON:-python3}
