@@ -219,9 +219,11 @@ def write_known_hosts(config: Config, names: LabNames, only_existing: bool = Fal
     return True
 
 
-def prepare(config: Config, names: LabNames) -> list[str]:
-    """What every VM of the lab needs: checks, state record, bridge, key, rootfs; idempotent."""
-    refuse_unless_runnable(config)
+def prepare(config: Config, names: LabNames, checked: bool = False) -> list[str]:
+    """What every VM of the lab needs: checks (unless `checked`), state record, bridge,
+    key, rootfs; idempotent."""
+    if not checked:
+        refuse_unless_runnable(config)
     done: list[str] = []
     if read_record(names.state_dir) is None:
         done.append(f"recorded the lab in {names.state_dir}")
@@ -237,9 +239,10 @@ def prepare(config: Config, names: LabNames) -> list[str]:
 def up(config: Config, report: Report = lambda line: None) -> UpResult:
     """Create and start every non-template VM of a lab config; idempotent."""
     started = time.monotonic()
+    refuse_unless_runnable(config)  # before anything, even naming: a proxmox config stops here
     names = names_for(config)
     stand_ins = images.stand_ins_for_stacks(config.stacks_dir)
-    lab_actions = prepare(config, names)
+    lab_actions = prepare(config, names, checked=True)
     for line in lab_actions:
         report(line)
     wanted = {vm.vmid for vm in config.real_vms}
