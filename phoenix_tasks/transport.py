@@ -212,8 +212,9 @@ class Transport:
             raise RemoteCommandFailed(vm, display, result.exited, result.stderr)
         return result
 
-    def each(self, vms: Iterable[VM], fn: Callable[[VM], T]) -> dict[int, T | PhoenixError]:
-        """`fn(vm)` on every VM in parallel; a result or the PhoenixError it raised, per vmid."""
+    def each(self, vms: Iterable[VM], fn: Callable[[VM], T], *, parallel: bool = True) -> dict[int, T | PhoenixError]:
+        """`fn(vm)` on every VM (in parallel, or in order); a result or the PhoenixError
+        it raised, per vmid."""
         vms = list(vms)
         if not vms:
             return {}
@@ -224,7 +225,8 @@ class Transport:
             except PhoenixError as exc:
                 return exc
 
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(vms))) as pool:
+        workers = min(self.max_workers, len(vms)) if parallel else 1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(guarded, vms))
         return {vm.vmid: r for vm, r in zip(vms, results)}
 

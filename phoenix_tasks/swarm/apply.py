@@ -90,15 +90,7 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
     targets = [chains[vmid][0].target for vmid in chains]
     # Promote/demote run on the control manager: keep them in order, one at a time.
     serial = any(a.kind in ("promote", "demote", "init") for a in actions)
-    if serial:
-        results = {}
-        for vm in targets:
-            try:
-                results[vm.vmid] = run_chain(vm)
-            except PhoenixError as exc:
-                results[vm.vmid] = exc
-    else:
-        results = transport.each(targets, run_chain)
+    results = transport.each(targets, run_chain, parallel=not serial)
     for vm in targets:
         if isinstance(results[vm.vmid], PhoenixError):
             outcome.failed.append((vm, str(results[vm.vmid])))
