@@ -9,12 +9,26 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 SwarmRole = Literal["manager", "worker"]
 HostKeyPolicy = Literal["strict", "accept-new", "off"]
 LabelPolicy = Literal["merge", "replace"]
 ProviderName = Literal["proxmox", "lab"]
+
+
+@dataclass(frozen=True)
+class Host:
+    """Something Phoenix reaches over SSH: a VM, or the hypervisor itself.
+
+    The transport needs only `name` (for messages and the run log) and `address`;
+    a `VM` has both too."""
+
+    name: str
+    address: str
+
+    def __str__(self) -> str:
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -135,6 +149,8 @@ class Stack:
     services: Mapping[str, StackService]
     # env name -> effective variables (default merged under the env's own)
     environments: Mapping[str, Mapping[str, str]]
+    # the parsed docker-compose.yml, exactly as yaml.safe_load returned it
+    compose: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def compose_file(self) -> Path:

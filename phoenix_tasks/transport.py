@@ -1,42 +1,45 @@
-"""The one place where commands reach a VM.
+"""The one place where commands reach a host (a VM, or the hypervisor).
 
-Commands are argv lists (`list[str | Secret]`) built by pure functions; this module
-quotes them once with `shlex.join` and hands them to one Fabric connection per VM,
-reused for the whole run.  Echoed and logged forms show secrets as ``***``; any
-secret value that comes back in a VM's output is scrubbed before it leaves here.
+Commands are argv lists built by pure functions (`argv.py`); this module quotes them
+once (`shell_command`) and hands them to one Fabric connection per host, reused for
+the whole run.  Data a command reads (a rendered compose file, a config's content)
+goes on the SSH channel's stdin: never in a temporary file, never on a command line.
+Echoed and logged forms show secrets as ``***`` and stdin only by its size; any
+secret value that comes back in a host's output is scrubbed before it leaves here.
 """
 
 from __future__ import annotations
 
-import shlex
+import io
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Protocol, TypeVar
 
 import paramiko
 from fabric import Config as FabricConfig
 from fabric import Connection
 
+from .argv import Arg, Argv, display_command, shell_command
 from .errors import PhoenixError
-from .model import VM, VMAccess
-from .secrets import MASK, Secret, scrub
+from .model import VMAccess
+from .secrets import Secret, scrub
 
-Arg = str | Secret
-Argv = Sequence[Arg]
+__all__ = ["Arg", "Argv", "CommandResult", "RemoteCommandFailed", "Transport", "Unreachable",
+           "display_command", "shell_command"]
+
 T = TypeVar("T")
 
 
-def shell_command(argv: Argv) -> str:
-    """The command line sent to the VM: the single quoting boundary."""
-    return shlex.join(a.reveal() if isinstance(a, Secret) else str(a) for a in argv)
+class Reachable(Protocol):
+    """What the transport needs of a host: a VM and a `model.Host` both qualify."""
 
+    name: str
 
-def display_command(argv: Argv) -> str:
-    """The command as people and logs see it: secrets masked."""
-    return shlex.join(MASK if isinstance(a, Secret) else str(a) for a in argv)
+    @property
+    def address(self) -> str: ...
 
 
 class Unreachable(PhoenixError):
@@ -44,15 +47,15 @@ class Unreachable(PhoenixError):
 
 
 class RemoteCommandFailed(PhoenixError):
-    def __init__(self, vm: VM, display: str, exited: int, stderr: str):
-        self.vm, self.display, self.exited, self.stderr = vm, display, exited, stderr
+    def __init__(self, host: Reachable, display: str, exited: int, stderr: str):
+        self.host, self.display, self.exited, self.stderr = host, display, exited, stderr
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
-        super().__init__(f"{vm}: `{display}` failed (exit {exited}): {detail}")
+        super().__init__(f"{host}: `{display}` failed (exit {exited}): {detail}")
 
 
 @dataclass(frozen=True)
 class CommandResult:
-    vm: VM
+    host: Reachable
     display: str
     exited: int
     stdout: str
@@ -67,9 +70,10 @@ class CommandResult:
 class CommandRecord:
     """What the run log keeps of a command: never a secret."""
 
-    vm: str
+    vm: str  # the host's name
     display: str
     mutating: bool
+    stdin_bytes: int = 0
 
 
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
@@ -110,13 +114,13 @@ def _ssh_client(access: VMAccess) -> paramiko.SSHClient:
     return client
 
 
-ConnectionFactory = Callable[[VM, VMAccess], object]
+ConnectionFactory = Callable[[Reachable, VMAccess], object]
 
 
-def fabric_connection(vm: VM, access: VMAccess) -> Connection:
+def fabric_connection(host: Reachable, access: VMAccess) -> Connection:
     """A Fabric connection that reads no ~/.ssh/config and uses only our key and known_hosts."""
     conn = Connection(
-        host=vm.address,
+        host=host.address,
         user=access.user,
         port=access.port,
         config=FabricConfig(ssh_config=paramiko.SSHConfig()),
@@ -134,7 +138,7 @@ def fabric_connection(vm: VM, access: VMAccess) -> Connection:
 
 
 class Transport:
-    """One connection per VM per run; commands in, results out, secrets kept in."""
+    """One connection per host per run; commands in, results out, secrets kept in."""
 
     def __init__(
         self,
@@ -147,7 +151,7 @@ class Transport:
         self.access = access
         self.echo = echo
         self._connect = connect
-        self._connections: dict[int, object] = {}
+        self._connections: dict[str, object] = {}  # by host name
         self._lock = threading.Lock()
         self._secrets: set[str] = set()
         self.max_workers = max_workers
@@ -164,11 +168,11 @@ class Transport:
         return scrub(text, self._secrets) if self._secrets else text
 
     # -- connections ----------------------------------------------------------
-    def _connection(self, vm: VM):
+    def _connection(self, host: Reachable):
         with self._lock:
-            conn = self._connections.get(vm.vmid)
+            conn = self._connections.get(host.name)
             if conn is None:
-                conn = self._connections[vm.vmid] = self._connect(vm, self.access)
+                conn = self._connections[host.name] = self._connect(host, self.access)
         return conn
 
     def close(self) -> None:
@@ -186,49 +190,57 @@ class Transport:
         self.close()
 
     # -- running ---------------------------------------------------------------
-    def run(self, vm: VM, argv: Argv, *, mutating: bool, check: bool = True) -> CommandResult:
-        """Run one command on a VM.  `check`: a non-zero exit raises RemoteCommandFailed."""
+    def run(self, host: Reachable, argv: Argv, *, mutating: bool, check: bool = True,
+            stdin: str | Secret | None = None) -> CommandResult:
+        """Run one command on a host.  `check`: a non-zero exit raises RemoteCommandFailed.
+        `stdin`: data the command reads on its standard input (closed after it)."""
         display = display_command(argv)
+        data = None
+        if stdin is not None:
+            data = self.keep_secret(stdin).reveal() if isinstance(stdin, Secret) else stdin
+        size = len(data.encode()) if data is not None else 0
         with self._lock:
-            self.log.append(CommandRecord(vm.name, display, mutating))
+            self.log.append(CommandRecord(host.name, display, mutating, size))
         if self.echo:
-            self.echo(f"[{vm.name}] $ {display}")
-        conn = self._connection(vm)
+            self.echo(f"[{host.name}] $ {display}" + (f" < ({size} bytes on stdin)" if data is not None else ""))
+        conn = self._connection(host)
+        in_stream = io.StringIO(data) if data is not None else False
         try:
-            res = conn.run(shell_command(argv), hide=True, warn=True, in_stream=False)
+            res = conn.run(shell_command(argv), hide=True, warn=True, in_stream=in_stream)
         except paramiko.BadHostKeyException:
             raise Unreachable(
-                f"{vm}: the host key of {vm.address} changed (known_hosts {self.access.known_hosts_file}); "
+                f"{host}: the host key of {host.address} changed (known_hosts {self.access.known_hosts_file}); "
                 f"refusing to connect. If the VM was re-created, remove its old key: "
-                f"ssh-keygen -f {self.access.known_hosts_file} -R {vm.address}"
+                f"ssh-keygen -f {self.access.known_hosts_file} -R {host.address}"
             ) from None
         except paramiko.SSHException as exc:
-            raise Unreachable(f"{vm}: SSH to {vm.address}:{self.access.port} failed: {self._scrub(str(exc))}") from None
+            raise Unreachable(f"{host}: SSH to {host.address}:{self.access.port} failed: {self._scrub(str(exc))}") from None
         except (OSError, socket.timeout, EOFError) as exc:
             reason = self._scrub(str(exc) or type(exc).__name__)
-            raise Unreachable(f"{vm}: cannot reach {vm.address}:{self.access.port} over SSH: {reason}") from None
-        result = CommandResult(vm, display, res.exited, self._scrub(res.stdout), self._scrub(res.stderr))
+            raise Unreachable(f"{host}: cannot reach {host.address}:{self.access.port} over SSH: {reason}") from None
+        result = CommandResult(host, display, res.exited, self._scrub(res.stdout), self._scrub(res.stderr))
         if check and not result.ok:
-            raise RemoteCommandFailed(vm, display, result.exited, result.stderr)
+            raise RemoteCommandFailed(host, display, result.exited, result.stderr)
         return result
 
-    def each(self, vms: Iterable[VM], fn: Callable[[VM], T], *, parallel: bool = True) -> dict[int, T | PhoenixError]:
-        """`fn(vm)` on every VM (in parallel, or in order); a result or the PhoenixError
-        it raised, per vmid."""
-        vms = list(vms)
-        if not vms:
+    def each(self, hosts: Iterable[Reachable], fn: Callable[[Reachable], T], *,
+             parallel: bool = True) -> dict[str, T | PhoenixError]:
+        """`fn(host)` on every host (in parallel, or in order); a result or the
+        PhoenixError it raised, per host name (one failing host never hides the others)."""
+        hosts = list(hosts)
+        if not hosts:
             return {}
 
-        def guarded(vm: VM):
+        def guarded(host: Reachable):
             try:
-                return fn(vm)
+                return fn(host)
             except PhoenixError as exc:
                 return exc
 
-        workers = min(self.max_workers, len(vms)) if parallel else 1
+        workers = min(self.max_workers, len(hosts)) if parallel else 1
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(guarded, vms))
-        return {vm.vmid: r for vm, r in zip(vms, results)}
+            results = list(pool.map(guarded, hosts))
+        return {host.name: r for host, r in zip(hosts, results)}
 
     @property
     def mutating_commands(self) -> list[CommandRecord]:

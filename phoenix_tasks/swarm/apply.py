@@ -8,35 +8,16 @@ the apply the facts are read again: anything still pending is an error.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ..errors import PhoenixError
 from ..model import VM, Config
+from ..plan import Action, Outcome, Plan
 from ..secrets import Secret
 from ..transport import Transport
 from . import commands
 from .facts import ClusterFacts, read_facts
-from .plan import PHASES, Action, Blocked, Options, Plan, plan_phases
-
-
-@dataclass
-class Outcome:
-    plan: Plan  # what was shown before anything ran
-    dry_run: bool = False
-    applied: list[Action] = field(default_factory=list)
-    failed: list[tuple[VM, str]] = field(default_factory=list)
-    blocked: list[Blocked] = field(default_factory=list)
-    pending: list[Action] = field(default_factory=list)  # still to do after the apply
-    facts: ClusterFacts | None = None  # the last facts read
-
-    @property
-    def ok(self) -> bool:
-        return not (self.failed or self.blocked or self.pending)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.applied)
+from .plan import PHASES, Options, plan_phases
 
 
 def read_join_token(transport: Transport, manager: VM, role: str) -> Secret:
@@ -65,7 +46,7 @@ def _argv(action: Action, config: Config, facts: ClusterFacts, tokens: _Tokens |
         return action.argv
     if action.kind == "join" and tokens is not None and facts.manager_addr:
         addr = config.hypervisor.swarm.advertise_addr(action.target)
-        return tuple(commands.swarm_join(tokens.get(action.role), facts.manager_addr, addr))
+        return tuple(commands.swarm_join(tokens.get(action.target.swarm_role), facts.manager_addr, addr))
     return None
 
 
@@ -83,7 +64,7 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
             argv = _argv(action, config, facts, tokens)
             if argv is None:
                 continue  # unresolved: the final read reports it as pending
-            transport.run(action.run_on, argv, mutating=True)
+            transport.run(action.where, argv, mutating=True)
             with lock:
                 outcome.applied.append(action)
 
@@ -92,8 +73,8 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
     serial = any(a.kind in ("promote", "demote", "init") for a in actions)
     results = transport.each(targets, run_chain, parallel=not serial)
     for vm in targets:
-        if isinstance(results[vm.vmid], PhoenixError):
-            outcome.failed.append((vm, str(results[vm.vmid])))
+        if isinstance(results[vm.name], PhoenixError):
+            outcome.failed.append((vm, str(results[vm.name])))
 
 
 def converge(
@@ -129,5 +110,5 @@ def converge(
     after = plan_phases(config, final, opts, phases)
     failed = {vm.vmid for vm, _ in outcome.failed}
     outcome.pending = [a for a in after.actions if a.target.vmid not in failed]
-    outcome.blocked = [b for b in after.blocked if b.vm.vmid not in failed]
+    outcome.blocked = [b for b in after.blocked if b.subject.vmid not in failed]
     return outcome

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ..secrets import Secret
-from ..transport import Arg
+from ..argv import Arg
 
 DOCKER = "docker"
 SWARM_PORT = 2377

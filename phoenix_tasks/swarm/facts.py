@@ -154,8 +154,8 @@ def read_facts(transport: Transport, config: Config) -> ClusterFacts:
     """Every swarm VM's engine in parallel, then the node list from one manager."""
     results = transport.each(config.swarm_vms, lambda vm: read_engine(transport, vm))
     engines = {
-        vmid: (r if isinstance(r, EngineFacts) else EngineFacts(config.vm_by_id(vmid), UNREACHABLE, str(r)))
-        for vmid, r in results.items()
+        vm.vmid: (r if isinstance(r, EngineFacts) else EngineFacts(vm, UNREACHABLE, str(r)))
+        for vm in config.swarm_vms for r in (results[vm.name],)
     }
     problems = []
     for vm in control_candidates(config, engines):

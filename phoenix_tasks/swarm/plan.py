@@ -8,10 +8,11 @@ fresh facts, so what it runs is always computed from the real state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from ..model import VM, Config
+from ..plan import Action, Blocked, Plan
 from . import commands
 from .facts import ACTIVE, INACTIVE, LOCKED, NO_ENGINE, PENDING, UNREACHABLE, ClusterFacts, NodeFacts
 
@@ -23,6 +24,12 @@ NO_SWARM = "inactive"  # not in any swarm
 # plus UNREACHABLE, NO_ENGINE, PENDING, LOCKED and "error" from the facts
 
 PHASES = ("init", "join", "labels")
+
+
+def _action(phase: str, kind: str, run_on: VM, target: VM, summary: str, argv=None) -> Action:
+    """A swarm action: runs on `run_on` (the VM itself, or the control manager), changes
+    `target`.  argv None: resolved by the apply (a join token, a new node ID)."""
+    return Action(kind=kind, where=run_on, summary=summary, argv=argv, target=target, phase=phase)
 
 
 @dataclass(frozen=True)
@@ -60,39 +67,6 @@ def classify(config: Config, facts: ClusterFacts) -> dict[int, Classified]:
             else:
                 out[vm.vmid] = Classified(vm, MEMBER, node)
     return out
-
-
-@dataclass(frozen=True)
-class Action:
-    phase: str  # init | join | labels
-    kind: str  # init, leave, join, promote, demote, labels
-    run_on: VM  # where the command runs
-    target: VM  # which VM it changes
-    summary: str  # one line for people; never a secret
-    argv: tuple | None = None  # None: resolved by the apply from fresh facts
-    role: str | None = None  # join: the token's role
-
-
-@dataclass(frozen=True)
-class Blocked:
-    """A VM the plan cannot converge, and what to do about it."""
-
-    vm: VM
-    reason: str
-
-
-@dataclass
-class Plan:
-    actions: list[Action] = field(default_factory=list)
-    blocked: list[Blocked] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return not self.actions
-
-    def extend(self, other: "Plan") -> None:
-        self.actions += other.actions
-        self.blocked += [b for b in other.blocked if b not in self.blocked]
 
 
 @dataclass(frozen=True)
@@ -144,9 +118,9 @@ def plan_init(config: Config, facts: ClusterFacts, classes: Mapping[int, Classif
         if reason:
             plan.blocked.append(Blocked(first, reason))
             return plan, None
-        plan.actions.append(Action("init", "leave", first, first, "leave the swarm it is in (--force-rejoin)",
+        plan.actions.append(_action("init", "leave", first, first, "leave the swarm it is in (--force-rejoin)",
                                    tuple(commands.swarm_leave(force=True))))
-    plan.actions.append(Action("init", "init", first, first, f"initialise the swarm, advertising {addr}",
+    plan.actions.append(_action("init", "init", first, first, f"initialise the swarm, advertising {addr}",
                                tuple(commands.swarm_init(addr))))
     return plan, first
 
@@ -182,13 +156,12 @@ def plan_join(config: Config, facts: ClusterFacts, classes: Mapping[int, Classif
             plan.blocked.append(Blocked(vm, reason))
             continue
         if c.kind != NO_SWARM:  # foreign / pending / error, with --force-rejoin
-            plan.actions.append(Action("join", "leave", vm, vm, f"leave the swarm it is in (--force-rejoin; was {c.kind})",
+            plan.actions.append(_action("join", "leave", vm, vm, f"leave the swarm it is in (--force-rejoin; was {c.kind})",
                                        tuple(commands.swarm_leave(force=True))))
-        plan.actions.append(Action("join", "join", vm, vm, f"join as {vm.swarm_role} via {manager_addr}",
-                                   None, role=vm.swarm_role))
+        plan.actions.append(_action("join", "join", vm, vm, f"join as {vm.swarm_role} via {manager_addr}"))
         joining.add(vm.vmid)
     for vm, node in promotes:
-        plan.actions.append(Action("join", "promote", control, vm, "promote to manager",
+        plan.actions.append(_action("join", "promote", control, vm, "promote to manager",
                                    tuple(commands.node_promote(node.id))))
     remaining = managers_now + len(promotes)
     for vm, node in demotes:
@@ -196,7 +169,7 @@ def plan_join(config: Config, facts: ClusterFacts, classes: Mapping[int, Classif
             plan.blocked.append(Blocked(vm, "configured as worker, but it is the last manager: not demoted"))
             continue
         remaining -= 1
-        plan.actions.append(Action("join", "demote", control, vm, "demote to worker",
+        plan.actions.append(_action("join", "demote", control, vm, "demote to worker",
                                    tuple(commands.node_demote(node.id))))
     return plan, joining
 
@@ -226,14 +199,14 @@ def plan_labels(config: Config, facts: ClusterFacts, classes: Mapping[int, Class
         if vm.vmid in joining or (c.kind == NO_SWARM and control is not None and vm == control):
             if vm.node_labels:
                 add, _ = label_diff({}, vm.node_labels, opts.label_policy)
-                plan.actions.append(Action("labels", "labels", control, vm,
+                plan.actions.append(_action("labels", "labels", control, vm,
                                            _describe_labels(add, [], {}) + " (after it joins)"))
             continue
         if c.kind not in (MEMBER, WRONG_ROLE) or control is None:
             continue  # blocked (reported by the join phase) or not in the swarm yet
         add, remove = label_diff(c.node.labels, vm.node_labels, opts.label_policy)
         if add or remove:
-            plan.actions.append(Action("labels", "labels", control, vm, _describe_labels(add, remove, c.node.labels),
+            plan.actions.append(_action("labels", "labels", control, vm, _describe_labels(add, remove, c.node.labels),
                                        tuple(commands.node_update_labels(c.node.id, add, remove))))
     return plan
 
@@ -257,7 +230,7 @@ def plan_phases(config: Config, facts: ClusterFacts, opts: Options, phases: Sequ
                              for vm in config.swarm_vms if opts.wants(vm) and vm.node_labels]
         plan.extend(plan_labels(config, facts, classes, opts, control, joining))
     # Blocked VMs for phases that do not look at every VM (labels only): say why too.
-    seen = {b.vm.vmid for b in plan.blocked}
+    seen = {b.subject.vmid for b in plan.blocked}
     for c in classes.values():
         if c.vm.vmid not in seen and opts.wants(c.vm) and c.kind in (UNREACHABLE, NO_ENGINE, LOCKED):
             plan.blocked.append(Blocked(c.vm, _blocked_reason(c, opts.force_rejoin)))

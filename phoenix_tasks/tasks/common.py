@@ -13,10 +13,25 @@ from ..config import ConfigInvalid, load_config, validate
 from ..config.problems import errors
 from ..errors import PhoenixError
 from ..model import Config
+from ..transport import Transport
 
 # Wide when not on a terminal, so that tables in logs and CI are not cut.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+MUTATING_HELP = {
+    "dry_run": "read the real state and print the plan; change nothing",
+    "verbose": "echo every remote command (secrets shown as ***)",
+    "force_rejoin": "take over a VM that is in another swarm (it leaves that swarm first)",
+}
+VMID_HELP = "only this VM (by vmid); default: every swarm VM in the config"
+
+
+def transport_for(config: Config, verbose: bool) -> Transport:
+    """The run's one transport to the VMs; --verbose echoes every command (secrets masked)."""
+    echo = (lambda line: err.print(line, markup=False, highlight=False, style="dim")) if verbose else None
+    return Transport(config.hypervisor.vm_access, echo=echo)
 
 
 def print_problems(problems) -> None:
@@ -52,4 +67,5 @@ def user_errors() -> Iterator[None]:
         raise Exit(code=130) from None
 
 
-__all__ = ["err", "load_config", "load_config_or_exit", "out", "print_problems", "user_errors"]
+__all__ = ["MUTATING_HELP", "VMID_HELP", "err", "load_config", "load_config_or_exit", "out", "print_problems",
+           "transport_for", "user_errors"]

@@ -2,54 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
 from ..errors import NotBuilt
-from ..model import Config
-from ..render import show_outcome, show_plan, show_status
-from ..swarm.apply import Outcome, converge, read_join_token
+from ..plan import Outcome
+from ..show import show_status
+from ..swarm.apply import read_join_token
 from ..swarm.facts import read_facts
-from ..swarm.plan import Options
 from ..swarm.status import read_status
-from ..transport import Transport
-from .common import err, load_config_or_exit, out, user_errors
-
-MUTATING_HELP = {
-    "dry_run": "read the real state and print the plan; change nothing",
-    "verbose": "echo every remote command (secrets shown as ***)",
-    "force_rejoin": "take over a VM that is in another swarm (it leaves that swarm first)",
-}
-VMID_HELP = "only this VM (by vmid); default: every swarm VM in the config"
-
-
-def transport_for(config: Config, verbose: bool) -> Transport:
-    echo = (lambda line: err.print(line, markup=False, highlight=False, style="dim")) if verbose else None
-    return Transport(config.hypervisor.vm_access, echo=echo)
-
-
-def _options(config: Config, vmid: str | int | None, force_rejoin: bool) -> Options:
-    if vmid is not None:
-        swarm_ids = {vm.vmid for vm in config.swarm_vms}
-        if not str(vmid).isdigit() or int(vmid) not in swarm_ids:
-            raise Exit(f"--vmid {vmid}: no swarm VM with that vmid in {config.vm_file} "
-                       f"(swarm VMs: {', '.join(map(str, sorted(swarm_ids)))})", code=1)
-    return Options(vmids=frozenset([int(vmid)]) if vmid is not None else None, force_rejoin=force_rejoin,
-                   label_policy=config.hypervisor.swarm.label_policy)
-
-
-def run_converge(config: Config, phases: Sequence[str], *, dry_run: bool, verbose: bool,
-                 vmid: str | int | None = None, force_rejoin: bool = False) -> Outcome:
-    """facts -> plan -> show -> apply -> read again, for the given phases; prints as it goes."""
-    opts = _options(config, vmid, force_rejoin)
-    with user_errors(), transport_for(config, verbose) as transport:
-        outcome = converge(transport, config, opts, phases, dry_run=dry_run,
-                           show=lambda plan: show_plan(out, plan, verbose=verbose, title=f"swarm {'/'.join(phases)}"))
-    show_outcome(out, err, outcome)
-    return outcome
-
+from . import common
+from .common import MUTATING_HELP, VMID_HELP, load_config_or_exit, out, user_errors
+from .converge import run_converge
 
 def _finish(outcome: Outcome) -> None:
     if not outcome.ok:
@@ -84,7 +48,7 @@ def label(c, vmid=None, dry_run=False, verbose=False):
 def tokens(c, reveal=False, verbose=False):
     """Show the manager and worker join tokens (masked unless --reveal)."""
     config = load_config_or_exit()
-    with user_errors(), transport_for(config, verbose) as transport:
+    with user_errors(), common.transport_for(config, verbose) as transport:
         facts = read_facts(transport, config)
         if facts.control is None:
             raise Exit("no reachable manager is in a swarm: run `inv swarm.init` first", code=1)
@@ -99,7 +63,7 @@ def tokens(c, reveal=False, verbose=False):
 def status(c, json=False, verbose=False):
     """Show each configured VM's swarm state, labels and drift, the leader and the stacks."""
     config = load_config_or_exit()
-    with user_errors(), transport_for(config, verbose) as transport:
+    with user_errors(), common.transport_for(config, verbose) as transport:
         st = read_status(transport, config)
     if json:
         print(st.to_json())

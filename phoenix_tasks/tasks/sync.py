@@ -7,8 +7,8 @@ from invoke.exceptions import Exit
 
 from ..swarm.plan import PHASES
 from ..vms import ensure_vms
-from .common import err, load_config_or_exit, out, user_errors
-from .swarm import MUTATING_HELP, run_converge
+from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
+from .converge import run_converge
 
 PORTAINER_NOT_BUILT = ("not built yet: deploying Portainer as a swarm stack comes with "
                        "the stacks-per-environment work (README, 'Not built yet'); nothing was deployed")

@@ -20,6 +20,7 @@ from invoke import MockContext
 from invoke.exceptions import Exit
 
 from phoenix_tasks.lab import control, procs
+from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import swarm as swarm_tasks
 from phoenix_tasks.tasks import sync as sync_tasks
 
@@ -49,14 +50,14 @@ def run(swarm_lab, monkeypatch, capsys):
     """Run a swarm task in-process on the lab; returns (exit code, output, transport)."""
     monkeypatch.setenv("PHOENIX_CONFIG_DIR", str(swarm_lab.config.config_dir))
     made = []
-    real = swarm_tasks.transport_for
+    real = common.transport_for
 
     def spy(config, verbose):
         t = real(config, verbose)
         made.append(t)
         return t
 
-    monkeypatch.setattr(swarm_tasks, "transport_for", spy)
+    monkeypatch.setattr(common, "transport_for", spy)
 
     def go(task, **flags):
         made.clear()

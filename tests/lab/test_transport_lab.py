@@ -22,7 +22,7 @@ def access(lab, **changes):
 def test_strict_policy_with_the_lab_known_hosts(lab):
     with Transport(access(lab)) as t:
         results = t.each(lab.vms, lambda vm: t.run(vm, ["docker", "info", "--format", "{{.Name}}"], mutating=False))
-    assert {vmid: r.stdout.strip() for vmid, r in results.items()} == {vm.vmid: vm.name for vm in lab.vms}
+    assert {name: r.stdout.strip() for name, r in results.items()} == {vm.name: vm.name for vm in lab.vms}
 
 
 def test_one_connection_per_vm_per_run(lab):
@@ -80,8 +80,8 @@ def test_one_unreachable_vm_is_an_error_by_name_the_others_answer(lab):
     ghost = VM(vmid=4242, name="ghost", network=ghost_net, username="root", cores=1, memory_mb=256, disk_size_gb=1)
     with Transport(access(lab, connect_timeout_s=2)) as t:
         results = t.each([*lab.vms, ghost], lambda vm: t.run(vm, ["true"], mutating=False))
-    assert isinstance(results[4242], Unreachable) and "ghost (vmid 4242)" in str(results[4242])
-    assert all(results[vm.vmid].ok for vm in lab.vms)
+    assert isinstance(results["ghost"], Unreachable) and "ghost (vmid 4242)" in str(results["ghost"])
+    assert all(results[vm.name].ok for vm in lab.vms)
 
 
 def test_remote_failure_is_reported_not_raised_when_unchecked(lab):

@@ -56,7 +56,7 @@ def test_fresh_machines_get_init_join_and_labels(config):
     init = plan.actions[0]
     assert init.argv == ("docker", "swarm", "init", "--advertise-addr", "198.18.90.11")
     joins = [a for a in plan.actions if a.kind == "join"]
-    assert all(a.argv is None and a.role == "worker" for a in joins)  # token fetched at apply
+    assert all(a.argv is None and a.target.swarm_role == "worker" for a in joins)  # token fetched at apply
     assert "198.18.90.11:2377" in joins[0].summary
     assert not plan.blocked
 
@@ -65,7 +65,7 @@ def test_a_worker_that_left_rejoins(config):
     f = facts(config, infos(CONVERGED, cpuworker="info_inactive.json"))
     plan = plan_phases(config, f, Options())
     assert kinds(plan) == [("join", "cpuworker"), ("labels", "cpuworker")]
-    assert plan.actions[0].run_on.name == "cpuworker"
+    assert plan.actions[0].where.name == "cpuworker"
 
 
 def test_foreign_swarm_is_refused_and_untouched(config):
@@ -74,7 +74,7 @@ def test_foreign_swarm_is_refused_and_untouched(config):
     plan = plan_phases(config, f, Options())
     assert plan.empty
     [blocked] = plan.blocked
-    assert blocked.vm.name == "cpuworker"
+    assert blocked.subject.name == "cpuworker"
     assert "another swarm" in blocked.reason and "--force-rejoin" in blocked.reason
     assert "docker swarm leave --force" in blocked.reason
 
@@ -102,7 +102,7 @@ def test_pending_locked_error_are_blocked(config, state, words):
     plan = plan_phases(config, f, Options())
     assert plan.empty
     [blocked] = plan.blocked
-    assert blocked.vm.name == "cpuworker" and words in blocked.reason
+    assert blocked.subject.name == "cpuworker" and words in blocked.reason
 
 
 def test_unreachable_worker_is_reported_others_still_planned(config):
@@ -111,14 +111,14 @@ def test_unreachable_worker_is_reported_others_still_planned(config):
     plan = plan_phases(config, f, Options())
     assert kinds(plan) == [("join", "drphoenix"), ("labels", "drphoenix")]
     [blocked] = plan.blocked
-    assert blocked.vm.name == "cpuworker" and "unreachable" in blocked.reason
+    assert blocked.subject.name == "cpuworker" and "unreachable" in blocked.reason
 
 
 def test_no_engine_is_reported(config):
     f = facts(config, infos(CONVERGED, drphoenix="info_no_engine.json"))
     plan = plan_phases(config, f, Options())
     [blocked] = plan.blocked
-    assert blocked.vm.name == "drphoenix" and "no docker engine" in blocked.reason
+    assert blocked.subject.name == "drphoenix" and "no docker engine" in blocked.reason
 
 
 def test_init_waits_when_a_manager_is_unknown(tmp_path):
@@ -135,7 +135,7 @@ def test_join_without_a_swarm_says_run_init_first(config):
     f = facts(config, infos(FRESH))
     plan = plan_phases(config, f, Options(), ["join"])
     assert plan.empty
-    assert {b.vm.name for b in plan.blocked} == {"drphoenix", "cpuworker"}
+    assert {b.subject.name for b in plan.blocked} == {"drphoenix", "cpuworker"}
     assert all("swarm.init" in b.reason for b in plan.blocked)
 
 
@@ -150,7 +150,7 @@ def test_label_drift_merge_and_replace(config):
     replace = plan_phases(config, f, Options(label_policy="replace"), ["labels"])
     assert [a.argv for a in replace.actions] == [
         ("docker", "node", "update", "--label-add", "gpu=true", "--label-rm", "handmade", GPU_ID)]
-    assert all(a.run_on.name == "portainer" for a in replace.actions)
+    assert all(a.where.name == "portainer" for a in replace.actions)
 
 
 def test_label_diff():
@@ -166,7 +166,7 @@ def test_role_change_promotes(tmp_path):
     f = facts(config, infos(CONVERGED))
     assert classify(config, f)[1003].kind == WRONG_ROLE
     plan = plan_phases(config, f, Options(), ["join"])
-    assert [(a.kind, a.target.name, a.run_on.name, a.argv) for a in plan.actions] == [
+    assert [(a.kind, a.target.name, a.where.name, a.argv) for a in plan.actions] == [
         ("promote", "cpuworker", "portainer", ("docker", "node", "promote", CPU_ID))]
 
 
@@ -188,7 +188,7 @@ def test_never_demotes_the_last_manager(tmp_path):
     f = facts(config, infos(CONVERGED, cpuworker="unreachable"))
     plan = plan_phases(config, f, Options(), ["join"])
     assert not [a for a in plan.actions if a.kind == "demote"]
-    assert any(b.vm.name == "portainer" and "last manager" in b.reason for b in plan.blocked)
+    assert any(b.subject.name == "portainer" and "last manager" in b.reason for b in plan.blocked)
 
 
 def test_role_swap_promotes_before_demoting(tmp_path):

@@ -8,6 +8,7 @@ from invoke import MockContext, Result
 from invoke.exceptions import Exit
 
 from phoenix_tasks.swarm import commands
+from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import swarm as swarm_tasks
 from phoenix_tasks.transport import Transport, shell_command
 
@@ -29,7 +30,7 @@ def wired(tmp_path, monkeypatch):
                           echo=(lambda line: print(line)) if verbose else None)
             made.append(t)
             return t
-        monkeypatch.setattr(swarm_tasks, "transport_for", transport_for)
+        monkeypatch.setattr(common, "transport_for", transport_for)
         return made
 
     return use

@@ -1,32 +1,34 @@
-"""How plans, outcomes and the cluster status look in a terminal (rich)."""
+"""How plans, outcomes and the cluster status look in a terminal (rich).
+
+Every flow's plan and outcome print the same way.  Text that comes from the config or
+from a host is printed with markup off: a label like `zone=[/x]` is data, not style."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
 
-from .swarm.apply import Outcome
-from .swarm.plan import Plan
+from .argv import display_command
+from .plan import Outcome, Plan
 from .swarm.status import ClusterStatus
-from .transport import display_command
 
 
 def show_plan(console: Console, plan: Plan, *, verbose: bool = False, title: str = "plan") -> None:
-    if plan.empty and not plan.blocked:
-        console.print(f"{title}: no changes")
-        return
+    for w in plan.warnings:
+        console.print(f"  warning: {w}", style="yellow", markup=False, highlight=False)
     if plan.actions:
         n = len(plan.actions)
-        console.print(f"{title}: {n} change{'s' if n != 1 else ''}")
+        console.print(f"{title}: {n} change{'s' if n != 1 else ''}", markup=False)
         for a in plan.actions:
-            where = f" (on {a.run_on.name})" if a.run_on != a.target else ""
-            console.print(f"  [bold]{a.target}[/bold]  {a.kind:<8} {a.summary}{where}", markup=True, highlight=False)
+            where = f" (on {a.where.name})" if a.target is not None and a.where != a.target else ""
+            console.print(f"  {a.subject}  {a.kind:<8} {a.summary}{where}", markup=False, highlight=False)
             if verbose and a.argv is not None:
-                console.print(f"      $ {display_command(a.argv)}", markup=False, highlight=False)
+                stdin = f" < {a.stdin}" if a.stdin is not None else ""
+                console.print(f"      $ {display_command(a.argv)}{stdin}", markup=False, highlight=False)
     else:
-        console.print(f"{title}: no changes")
+        console.print(f"{title}: no changes", markup=False)
     for b in plan.blocked:
-        console.print(f"  [red]blocked[/red] {b.vm}: {b.reason}", markup=True, highlight=False)
+        console.print(f"  blocked {b.subject}: {b.reason}", style="red", markup=False, highlight=False)
 
 
 def show_outcome(console: Console, err: Console, outcome: Outcome) -> None:
@@ -35,14 +37,14 @@ def show_outcome(console: Console, err: Console, outcome: Outcome) -> None:
     elif outcome.applied:
         n = len(outcome.applied)
         console.print(f"applied {n} change{'s' if n != 1 else ''}")
-    for vm, message in outcome.failed:
-        err.print(f"failed: {vm}: {message}", style="red", markup=False, highlight=False)
+    for subject, message in outcome.failed:
+        err.print(f"failed: {subject}: {message}", style="red", markup=False, highlight=False)
     if not outcome.dry_run:
         for b in outcome.blocked:
             if outcome.applied or outcome.plan.actions:
-                err.print(f"blocked: {b.vm}: {b.reason}", style="red", markup=False, highlight=False)
+                err.print(f"blocked: {b.subject}: {b.reason}", style="red", markup=False, highlight=False)
         for a in outcome.pending:
-            err.print(f"still pending after apply: {a.target}: {a.kind} {a.summary}", style="red",
+            err.print(f"still pending after apply: {a.subject}: {a.kind} {a.summary}", style="red",
                       markup=False, highlight=False)
         if outcome.ok and outcome.applied:
             console.print("converged: facts read again, nothing pending")

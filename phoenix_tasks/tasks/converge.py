@@ -1,0 +1,38 @@
+"""The swarm converge as tasks run it: options from flags, the plan shown, the outcome
+printed.  Shared by `swarm.init/join/label` and `sync-all` (no task imports another)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from invoke.exceptions import Exit
+
+from ..model import Config
+from ..plan import Outcome
+from ..show import show_outcome, show_plan
+from ..swarm.apply import converge
+from ..swarm.plan import Options
+from . import common
+from .common import err, out, user_errors
+
+
+def options(config: Config, vmid: str | int | None, force_rejoin: bool) -> Options:
+    """Plan options from the flags; an unknown --vmid is a message, not a traceback."""
+    if vmid is not None:
+        swarm_ids = {vm.vmid for vm in config.swarm_vms}
+        if not str(vmid).isdigit() or int(vmid) not in swarm_ids:
+            raise Exit(f"--vmid {vmid}: no swarm VM with that vmid in {config.vm_file} "
+                       f"(swarm VMs: {', '.join(map(str, sorted(swarm_ids)))})", code=1)
+    return Options(vmids=frozenset([int(vmid)]) if vmid is not None else None, force_rejoin=force_rejoin,
+                   label_policy=config.hypervisor.swarm.label_policy)
+
+
+def run_converge(config: Config, phases: Sequence[str], *, dry_run: bool, verbose: bool,
+                 vmid: str | int | None = None, force_rejoin: bool = False) -> Outcome:
+    """facts -> plan -> show -> apply -> read again, for the given phases; prints as it goes."""
+    opts = options(config, vmid, force_rejoin)
+    with user_errors(), common.transport_for(config, verbose) as transport:
+        outcome = converge(transport, config, opts, phases, dry_run=dry_run,
+                           show=lambda plan: show_plan(out, plan, verbose=verbose, title=f"swarm {'/'.join(phases)}"))
+    show_outcome(out, err, outcome)
+    return outcome
