@@ -181,7 +181,7 @@ def up_vm(config: Config, names: LabNames, vm: VM, stand_ins: list[images.StandI
         labvm.record(vnames, vm)
         facts = labvm.read_facts(vnames, vm, desired.ssh_port)
         for action in labvm.plan(vnames, desired, facts):
-            if steps is not None and action.step not in steps:
+            if steps is not None and action.kind not in steps:
                 continue
             report(action.summary)
             labvm.apply(vnames, desired, action)

@@ -13,7 +13,7 @@ import shutil
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -24,6 +24,7 @@ from phoenix_tasks.lab import commands, keys, procs, system
 from phoenix_tasks.lab.images import StandIn
 from phoenix_tasks.lab.naming import INSIDE_IFACE, VMNames
 from phoenix_tasks.model import VM
+from phoenix_tasks.plan import LOCAL, Action
 
 ENGINE_API_VERSION = "1.41"  # docker 20.10; newer engines still speak it
 READY_TIMEOUT_S = 90.0
@@ -59,14 +60,6 @@ class Facts:
     sshd_pid: int | None
     sshd_listening: bool
     images: frozenset[str] | None = None  # None: not read (engine down)
-
-
-@dataclass(frozen=True)
-class Action:
-    vm: str
-    step: str  # network | host-key | sshd-config | dockerd-start | dockerd-restart | ...
-    summary: str
-    argv: tuple[tuple[str, ...], ...] = field(default=())
 
 
 # --- facts ---------------------------------------------------------------------------
@@ -136,63 +129,64 @@ def read_facts(names: VMNames, vm: VM, ssh_port: int) -> Facts:
 
 
 # --- plan (pure) ---------------------------------------------------------------------
-def network_argvs(names: VMNames, vm: VM, bridge: str, facts: Facts) -> list[list[str]]:
+def network_argvs(names: VMNames, vm: VM, bridge: str, facts: Facts) -> list[tuple[str, list[str]]]:
+    """(what, argv) for each network step still missing."""
     argvs = []
     if not facts.netns:
-        argvs.append(commands.netns_add(names))
+        argvs.append((f"add namespace {names.netns}", commands.netns_add(names)))
     if not facts.veth:
-        argvs.append(commands.veth_add(names))
+        argvs.append((f"add veth {names.veth}", commands.veth_add(names)))
     if not facts.veth or facts.veth_master != bridge:
-        argvs.append(commands.veth_attach(names, bridge))
+        argvs.append((f"attach {names.veth} to {bridge}", commands.veth_attach(names, bridge)))
     if str(vm.network.ip) not in facts.addresses:
-        argvs.append(commands.inside_address(names, vm.network.ip))
+        argvs.append((f"address {vm.network.ip}", commands.inside_address(names, vm.network.ip)))
     if not facts.eth0_up:
-        argvs.append(commands.inside_up(names, INSIDE_IFACE))
+        argvs.append((f"{INSIDE_IFACE} up", commands.inside_up(names, INSIDE_IFACE)))
     if not facts.lo_up:
-        argvs.append(commands.inside_up(names, "lo"))
+        argvs.append(("lo up", commands.inside_up(names, "lo")))
     if facts.gateway != str(vm.network.gw):
-        argvs.append(commands.inside_default_route(names, vm.network.gw))
+        argvs.append((f"default route via {vm.network.gw}", commands.inside_default_route(names, vm.network.gw)))
     return argvs
+
+
+def _act(vm: VM, kind: str, summary: str, argv=None) -> Action:
+    """A lab action: runs on this machine, changes one lab VM.  argv None: done in
+    Python by apply() (a key, a config file)."""
+    return Action(kind=kind, where=LOCAL, summary=f"{vm}: {summary}",
+                  argv=tuple(argv) if argv is not None else None, target=str(vm))
 
 
 def plan(names: VMNames, desired: Desired, facts: Facts) -> list[Action]:
     """Actions that bring one VM from facts to desired (empty: nothing to change)."""
     vm = desired.vm
-    label = str(vm)
-    actions: list[Action] = []
-    net = network_argvs(names, vm, desired.bridge, facts)
-    if net:
-        actions.append(Action(label, "network", f"{label}: set up namespace {names.netns}, "
-                              f"veth {names.veth}, IP {vm.network.ip}",
-                              tuple(tuple(a) for a in net)))
+    actions = [_act(vm, "network", f"network: {what}", argv)
+               for what, argv in network_argvs(names, vm, desired.bridge, facts)]
     if not facts.host_key:
-        actions.append(Action(label, "host-key", f"{label}: generate SSH host key"))
+        actions.append(_act(vm, "host-key", "generate SSH host key"))
     if facts.sshd_config != desired.sshd_config:
-        actions.append(Action(label, "sshd-config", f"{label}: write sshd_config"))
+        actions.append(_act(vm, "sshd-config", "write sshd_config"))
     if facts.dockerd_pid is None:
-        actions.append(Action(label, "dockerd-start", f"{label}: start dockerd",
-                              (tuple(commands.in_vm(names, vm.name, commands.dockerd(names))),)))
+        actions.append(_act(vm, "dockerd-start", "start dockerd",
+                            commands.in_vm(names, vm.name, commands.dockerd(names))))
     elif facts.engine_name != vm.name:
         why = "does not answer" if facts.engine_name is None else \
             f"has hostname {facts.engine_name!r}"
-        actions.append(Action(label, "dockerd-restart",
-                              f"{label}: restart dockerd (pid {facts.dockerd_pid} {why})",
-                              (tuple(commands.in_vm(names, vm.name, commands.dockerd(names))),)))
+        actions.append(_act(vm, "dockerd-restart", f"restart dockerd (pid {facts.dockerd_pid} {why})",
+                            commands.in_vm(names, vm.name, commands.dockerd(names))))
     sshd_changed = facts.sshd_config != desired.sshd_config or not facts.host_key
     if facts.sshd_pid is None:
-        actions.append(Action(label, "sshd-start", f"{label}: start sshd on {vm.address}",
-                              (tuple(commands.in_vm(names, vm.name, commands.sshd(names))),)))
+        actions.append(_act(vm, "sshd-start", f"start sshd on {vm.address}",
+                            commands.in_vm(names, vm.name, commands.sshd(names))))
     elif sshd_changed or not facts.sshd_listening:
-        actions.append(Action(label, "sshd-restart",
-                              f"{label}: restart sshd (pid {facts.sshd_pid})",
-                              (tuple(commands.in_vm(names, vm.name, commands.sshd(names))),)))
+        actions.append(_act(vm, "sshd-restart", f"restart sshd (pid {facts.sshd_pid})",
+                            commands.in_vm(names, vm.name, commands.sshd(names))))
     return actions
 
 
 def image_actions(names: VMNames, vm: VM, stand_ins: list[StandIn],
                   present: frozenset[str]) -> list[Action]:
-    return [Action(str(vm), "image", f"{vm}: load stand-in image {s.image}",
-                   (tuple(commands.rootfs_import(names, s.image, s.changes())),))
+    return [_act(vm, "image", f"load stand-in image {s.image}",
+                 commands.rootfs_import(names, s.image, s.changes()))
             for s in stand_ins if s.image not in present]
 
 
@@ -208,16 +202,15 @@ def record(names: VMNames, vm: VM) -> None:
 
 
 def apply(names: VMNames, desired: Desired, action: Action) -> None:
-    if action.step == "network":
-        for argv in action.argv:
-            system.run(list(argv))
-    elif action.step == "host-key":
+    if action.kind == "network":
+        system.run(list(action.argv))
+    elif action.kind == "host-key":
         keys.ensure_host_key(names)
-    elif action.step == "sshd-config":
+    elif action.kind == "sshd-config":
         keys.write_private(names.sshd_config, desired.sshd_config)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         system.run(commands.sshd_test_config(names))
-    elif action.step in ("dockerd-start", "dockerd-restart"):
+    elif action.kind in ("dockerd-start", "dockerd-restart"):
         # (the argv was planned from the same names; the config file is written here)
         stop_dockerd(names)
         names.dockerd_pidfile.unlink(missing_ok=True)
@@ -231,18 +224,18 @@ def apply(names: VMNames, desired: Desired, action: Action) -> None:
         keys.write_private(names.daemon_json, json.dumps(daemon, indent=2) + "\n")
         with open(names.dockerd_log, "ab") as log:
             log.write(f"--- phoenix lab: starting dockerd {time.ctime()}\n".encode())
-        _spawn(list(action.argv[0]), names.dockerd_log)
-    elif action.step in ("sshd-start", "sshd-restart"):
+        _spawn(list(action.argv), names.dockerd_log)
+    elif action.kind in ("sshd-start", "sshd-restart"):
         stop_sshd(names)
         names.sshd_pidfile.unlink(missing_ok=True)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        _spawn(list(action.argv[0]), names.sshd_log)
-    elif action.step == "image":
-        argv = list(action.argv[0])
+        _spawn(list(action.argv), names.sshd_log)
+    elif action.kind == "image":
+        argv = list(action.argv)
         # The tar is the only input: `docker import -` reads it from stdin.
         system.run(argv, stdin_file=names.lab.rootfs_tar)
     else:  # pragma: no cover - plan() only makes the steps above
-        raise ValueError(action.step)
+        raise ValueError(action.kind)
 
 
 def _spawn(argv: list[str], log: Path) -> None:

@@ -29,7 +29,7 @@ NOTHING = labvm.Facts(netns=False, veth=False, veth_master=None, addresses=(), e
 
 
 def steps(facts):
-    return [a.step for a in labvm.plan(V, DESIRED, facts)]
+    return list(dict.fromkeys(a.kind for a in labvm.plan(V, DESIRED, facts)))
 
 
 def test_a_running_vm_needs_nothing():
@@ -38,9 +38,9 @@ def test_a_running_vm_needs_nothing():
 
 def test_a_new_vm_gets_every_step_in_order():
     assert steps(NOTHING) == ["network", "host-key", "sshd-config", "dockerd-start", "sshd-start"]
-    (network,) = [a for a in labvm.plan(V, DESIRED, NOTHING) if a.step == "network"]
-    assert network.argv[0] == ("ip", "netns", "add", V.netns)
-    assert len(network.argv) == 7
+    network = [a for a in labvm.plan(V, DESIRED, NOTHING) if a.kind == "network"]
+    assert network[0].argv == ("ip", "netns", "add", V.netns)
+    assert len(network) == 7 and all(a.where.name == "local" for a in network)
 
 
 def test_a_dead_dockerd_is_started_and_nothing_else():
@@ -50,7 +50,7 @@ def test_a_dead_dockerd_is_started_and_nothing_else():
 
 def test_an_engine_with_the_wrong_hostname_is_restarted():
     plan = labvm.plan(V, DESIRED, dataclasses.replace(RUNNING, engine_name="oldname"))
-    assert [a.step for a in plan] == ["dockerd-restart"]
+    assert [a.kind for a in plan] == ["dockerd-restart"]
     assert "'oldname'" in plan[0].summary
 
 
@@ -61,8 +61,8 @@ def test_changed_sshd_config_rewrites_and_restarts_sshd():
 
 def test_a_lost_default_route_is_put_back_alone():
     (action,) = labvm.plan(V, DESIRED, dataclasses.replace(RUNNING, gateway=None))
-    assert action.argv == (("ip", "-n", V.netns, "route", "replace", "default", "via",
-                            "198.18.42.1", "dev", "eth0"),)
+    assert action.argv == ("ip", "-n", V.netns, "route", "replace", "default", "via",
+                           "198.18.42.1", "dev", "eth0")
 
 
 def test_sshd_config_listens_on_the_vm_only_key_only_with_its_engine():
