@@ -2,9 +2,26 @@
 
 Every image that `stacks/*/docker-compose.yml` references gets, on every lab VM, a
 tiny image built from Debian's busybox-static and tagged with the real name and tag.
-It accepts any arguments (and ignores them) and answers HTTP with busybox httpd on
-every port that image's services listen on (compose `ports[].target` and `expose`).
-These are stand-ins: the program inside is not the real service.
+It accepts any command and arguments (and ignores them). These are stand-ins: the
+program inside is not the real service.
+
+What a stand-in does is chosen by the container's environment (a stack's compose
+`environment:`), so deploy tests can have serving, failing and one-shot services:
+
+- `PHX_STANDIN_EXIT` unset or empty: serve. busybox httpd answers HTTP on every port
+  that image's services listen on (compose `ports[].target` and `expose`, baked into
+  the image as `PHX_PORTS`), forever.
+- `PHX_STANDIN_EXIT=<code>`, a number 0-255 written without leading zeros: wait
+  `PHX_STANDIN_DELAY` seconds (a whole number, at most 9 digits, 0 allowed; default
+  1), then exit with that code without serving. 0 is a one-shot job that completes;
+  any other code is a failing service.
+- `PHX_STANDIN_EXIT` anything else (or a bad `PHX_STANDIN_DELAY` with it): one
+  `stand-in: ...` line on stderr naming the variable and its value, exit 2.
+
+Before serving or waiting it prints one line on stdout saying what it does (`stand-in
+for thinkheads/ai-api:1.4.0: serving on 8000`, `stand-in for x/y:1: exiting with 3
+after 1 s`), which `docker service logs` shows. SIGTERM or SIGINT ends it at once with
+exit 0 in every mode (`docker stop` does not wait for the kill timeout).
 """
 
 from __future__ import annotations
@@ -24,14 +41,41 @@ from phoenix_tasks.errors import PhoenixError
 BUSYBOX_APPLETS = ("sh", "sleep", "httpd", "wget", "cat", "echo", "ls", "ps", "hostname",
                    "env", "kill", "mkdir", "nc", "true", "false", "id", "ip", "nslookup")
 
-# Runs as `sh -c SCRIPT stand-in ARGS...`: SCRIPT reads only PHX_PORTS, so whatever
-# command or arguments a stack gives the container land in $0.. and are ignored.
-# A TERM handler makes `docker stop` fast (pid 1 ignores signals it does not trap).
-SERVE_SCRIPT = (
-    'trap "exit 0" TERM INT; '
-    'for port in $PHX_PORTS; do httpd -f -p "$port" -h /www & done; '
-    'sleep 2147483647 & wait'
-)
+# Runs as `sh -c SCRIPT stand-in ARGS...`: whatever command or arguments a stack gives
+# the container land in $0.. and are ignored. The script reads only the environment
+# variables PHX_STANDIN_EXIT, PHX_STANDIN_DELAY, PHX_STANDIN_FOR and PHX_PORTS (the
+# shell itself reads PATH to find the busybox applets), and runs only the applets
+# echo, sleep and httpd. It is POSIX sh as busybox ash runs it; numbers are checked
+# with `case` patterns before any use. The TERM handler makes `docker stop` fast: pid
+# 1 ignores signals it does not trap, and a trap runs only once the foreground
+# command ends, so every wait is a background `sleep` plus the `wait` builtin, which
+# a trapped signal interrupts. (Background children are not killed on exit: in a
+# container they die with pid 1.)
+SERVE_SCRIPT = "\n".join((
+    'trap "exit 0" TERM INT',
+    'me="stand-in for $PHX_STANDIN_FOR"',
+    'case $PHX_STANDIN_EXIT in',
+    "'')",
+    '  echo "$me: serving on ${PHX_PORTS:-no port (PHX_PORTS is empty)}"',
+    '  for port in $PHX_PORTS; do httpd -f -p "$port" -h /www & done',
+    '  sleep 2147483647 & wait ;;',
+    '[0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])',
+    '  delay=${PHX_STANDIN_DELAY:-1}',
+    '  case $delay in',
+    '  *[!0-9]*|??????????*)',
+    '    echo "stand-in: PHX_STANDIN_DELAY must be a whole number of seconds'
+    ' (at most 9 digits), not \'$delay\'" >&2',
+    '    exit 2 ;;',
+    '  esac',
+    '  echo "$me: exiting with $PHX_STANDIN_EXIT after $delay s"',
+    '  sleep "$delay" & wait $!',
+    '  exit "$PHX_STANDIN_EXIT" ;;',
+    '*)',
+    '  echo "stand-in: PHX_STANDIN_EXIT must be a number 0-255,'
+    ' not \'$PHX_STANDIN_EXIT\'" >&2',
+    '  exit 2 ;;',
+    'esac',
+))
 
 
 class ComposeUnreadable(PhoenixError):
@@ -44,7 +88,10 @@ class StandIn:
     ports: tuple[int, ...]
 
     def changes(self) -> list[str]:
-        """`docker import --change` instructions giving the image its behaviour."""
+        """`docker import --change` instructions giving the image its behaviour:
+        SERVE_SCRIPT as entrypoint, no command, the ports to serve (PHX_PORTS) and the
+        real image name for its log line (PHX_STANDIN_FOR). PHX_STANDIN_EXIT and
+        PHX_STANDIN_DELAY are not set here: a stack sets them per service."""
         return [
             "ENTRYPOINT " + json.dumps(["/bin/sh", "-c", SERVE_SCRIPT, "stand-in"]),
             'CMD []',

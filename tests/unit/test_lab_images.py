@@ -1,16 +1,22 @@
-"""Stand-in images: compose parsing, and the rootfs (pure)."""
+"""Stand-in images: compose parsing, the rootfs (pure), and the entrypoint script run
+for real by Debian's busybox-static (no network, no Docker)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import signal
+import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
-from phoenix_tasks.lab.images import (ComposeUnreadable, SERVE_SCRIPT, StandIn,
-                                      rootfs_tar_bytes, stand_ins_for_stacks,
+from phoenix_tasks.lab.images import (BUSYBOX_APPLETS, ComposeUnreadable, SERVE_SCRIPT,
+                                      StandIn, rootfs_tar_bytes, stand_ins_for_stacks,
                                       stand_ins_from_compose)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,3 +78,106 @@ def test_rootfs_holds_busybox_and_its_applet_links(tmp_path):
     for applet in ("sh", "sleep", "httpd", "wget"):
         assert members[f"bin/{applet}"].issym() and members[f"bin/{applet}"].linkname == "busybox"
     assert members["tmp"].mode == 0o1777
+
+
+# --- the entrypoint script, run by the real busybox sh --------------------------------
+BUSYBOX = Path("/bin/busybox")
+SCRIPT_APPLETS = ("echo", "sleep", "httpd")  # every program SERVE_SCRIPT runs
+
+
+def test_script_reads_only_its_own_variables_and_runs_only_image_applets():
+    names = set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", SERVE_SCRIPT))
+    assert names == {"PHX_STANDIN_EXIT", "PHX_STANDIN_DELAY", "PHX_STANDIN_FOR",
+                     "PHX_PORTS", "me", "delay", "port"}
+    for local in ("me", "delay"):  # shell variables are assigned before they are read
+        assert SERVE_SCRIPT.index(f"{local}=") < SERVE_SCRIPT.index(f"${local}")
+    assert set(SCRIPT_APPLETS) <= set(BUSYBOX_APPLETS)
+    assert "-eq" not in SERVE_SCRIPT and "$@" not in SERVE_SCRIPT
+
+
+@pytest.fixture
+def stand_in(tmp_path):
+    """start(**env) runs SERVE_SCRIPT as the image's entrypoint does, with arguments
+    that must be ignored, and only the given environment (None: unset). PATH holds
+    links to /bin/busybox for the script's applets only. Output goes to files (a
+    background `sleep` may outlive the shell); each run is its own process group,
+    killed at the end."""
+    if not BUSYBOX.is_file():
+        pytest.skip(f"needs Debian's busybox-static at {BUSYBOX} "
+                    "(apt-get install -y busybox-static)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for applet in SCRIPT_APPLETS:
+        (bin_dir / applet).symlink_to(BUSYBOX)
+    started = []
+
+    class Run:
+        def __init__(self, env):
+            n = len(started)
+            self.out_file, self.err_file = tmp_path / f"out{n}", tmp_path / f"err{n}"
+            base = {"PHX_STANDIN_FOR": "x/y:1", "PHX_PORTS": "", "PHX_STANDIN_DELAY": "0",
+                    "PATH": str(bin_dir)}
+            full = {k: v for k, v in {**base, **env}.items() if v is not None}
+            with open(self.out_file, "wb") as out, open(self.err_file, "wb") as err:
+                self.proc = subprocess.Popen(
+                    [str(BUSYBOX), "sh", "-c", SERVE_SCRIPT, "stand-in",
+                     "some", "args", "$1", "PHX_STANDIN_EXIT=9"],
+                    env=full, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    cwd=tmp_path, start_new_session=True)
+            started.append(self.proc)
+
+        def finish(self, timeout: float = 10) -> tuple[int, str, str]:
+            code = self.proc.wait(timeout=timeout)
+            return code, self.out_file.read_text(), self.err_file.read_text()
+
+    yield lambda **env: Run(env)
+    for proc in started:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=5)
+
+
+@pytest.mark.parametrize("code", ["0", "3", "255"])
+def test_exit_mode_says_what_it_does_and_exits_with_the_code(stand_in, code):
+    assert stand_in(PHX_STANDIN_EXIT=code).finish() == (
+        int(code), f"stand-in for x/y:1: exiting with {code} after 0 s\n", "")
+
+
+def test_exit_mode_waits_one_second_by_default(stand_in):
+    code, out, err = stand_in(PHX_STANDIN_EXIT="3", PHX_STANDIN_DELAY=None).finish()
+    assert (code, out, err) == (3, "stand-in for x/y:1: exiting with 3 after 1 s\n", "")
+
+
+def test_exit_mode_honours_the_delay_and_stops_at_once_on_term(stand_in):
+    run = stand_in(PHX_STANDIN_EXIT="5", PHX_STANDIN_DELAY="30")
+    time.sleep(0.5)
+    assert run.proc.poll() is None
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish(timeout=5) == (
+        0, "stand-in for x/y:1: exiting with 5 after 30 s\n", "")
+
+
+@pytest.mark.parametrize("value", ["x", "300", "256", "-1", "03", " 3", "3 ", "1.0"])
+def test_a_bad_exit_code_is_refused_with_exit_2(stand_in, value):
+    assert stand_in(PHX_STANDIN_EXIT=value).finish() == (
+        2, "", f"stand-in: PHX_STANDIN_EXIT must be a number 0-255, not '{value}'\n")
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "1.5", "1234567890"])
+def test_a_bad_delay_is_refused_with_exit_2(stand_in, value):
+    code, out, err = stand_in(PHX_STANDIN_EXIT="0", PHX_STANDIN_DELAY=value).finish()
+    assert (code, out) == (2, "")
+    assert err == ("stand-in: PHX_STANDIN_DELAY must be a whole number of seconds "
+                   f"(at most 9 digits), not '{value}'\n")
+
+
+@pytest.mark.parametrize("exit_value", [None, ""])
+def test_serve_mode_keeps_running_until_term_then_exits_0(stand_in, exit_value):
+    run = stand_in(PHX_STANDIN_EXIT=exit_value, PHX_STANDIN_DELAY="x")  # delay unused
+    time.sleep(0.5)
+    assert run.proc.poll() is None
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish(timeout=5) == (
+        0, "stand-in for x/y:1: serving on no port (PHX_PORTS is empty)\n", "")
