@@ -178,3 +178,9 @@ def test_stack_files(prod):
 def test_model_is_frozen(prod):
     with pytest.raises(AttributeError):
         prod.vms[0].name = "other"  # type: ignore[misc]
+
+
+def test_stack_keeps_the_parsed_compose_document(prod):
+    app = prod.stacks["thinkheads_ai_app"]
+    assert sorted(app.compose["services"]) == ["api", "inference"]
+    assert app.compose["services"]["api"]["ports"][0]["published"] == "${API_PORT}"  # as parsed, not rendered

@@ -1,0 +1,1 @@
+"""Stacks per environment: naming, render, plan, deploy, wait, remove."""
