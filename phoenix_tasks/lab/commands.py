@@ -13,8 +13,10 @@ from phoenix_tasks.lab.naming import INSIDE_IFACE, VMNames
 
 Argv = list[str]
 
-# Sets the UTS namespace's hostname from $0, then becomes the daemon given as "$@".
-HOSTNAME_THEN_EXEC = 'hostname "$0" && exec "$@"'
+# Sets the UTS namespace's hostname from $0, binds the lab's resolv.conf ($1) over
+# /etc/resolv.conf in the new mount namespace, then becomes the daemon given after it.
+HOSTNAME_THEN_EXEC = 'hostname "$0" && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+LAB_RESOLV_CONF = "# phoenix lab: no name server; every lookup fails at once, inside the lab\nnameserver 127.0.0.1\n"
 
 
 # --- the bridge -------------------------------------------------------------------
@@ -69,13 +71,17 @@ def inside_default_route(names: VMNames, gw: ipaddress.IPv4Address) -> Argv:
 # --- daemons ------------------------------------------------------------------------
 def in_vm(names: VMNames, hostname: str, argv: Argv) -> Argv:
     """Run argv detached (new session, re-parented to init) in the VM's network
-    namespace and a new UTS namespace whose hostname is the VM's name.
+    namespace, a new UTS namespace whose hostname is the VM's name, and a private
+    mount namespace where /etc/resolv.conf names no server: the host's resolver is
+    outside the lab, and dockerd (and a docker CLI in an SSH session) would otherwise
+    send registry lookups there and wait seconds for each (shared/LAB.md).
 
     nsenter, not `ip netns exec`: the latter remounts /sys and dockerd then dies
     with "Devices cgroup isn't mounted".
     """
     return ["setsid", "--fork", "nsenter", f"--net={names.netns_file}",
-            "unshare", "--uts", "sh", "-c", HOSTNAME_THEN_EXEC, hostname, *argv]
+            "unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c", HOSTNAME_THEN_EXEC,
+            hostname, str(names.lab.resolv_conf), *argv]
 
 
 def dockerd(names: VMNames) -> Argv:

@@ -231,6 +231,9 @@ def prepare(config: Config, names: LabNames, checked: bool = False) -> list[str]
     done += ensure_bridge(config, names)
     if keys.ensure_client_key(names):
         done.append(f"generated the lab's SSH key {names.private_key}")
+    if not names.resolv_conf.exists() or names.resolv_conf.read_text() != commands.LAB_RESOLV_CONF:
+        keys.write_private(names.resolv_conf, commands.LAB_RESOLV_CONF)
+        done.append(f"wrote {names.resolv_conf} (no name server: lookups stay in the lab)")
     if images.ensure_rootfs_tar(names.rootfs_tar, checks.BUSYBOX):
         done.append(f"built the stand-in rootfs {names.rootfs_tar}")
     return done

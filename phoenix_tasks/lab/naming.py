@@ -66,6 +66,12 @@ class LabNames:
         return self.image_dir / "standin-rootfs.tar"
 
     @property
+    def resolv_conf(self) -> Path:
+        """The resolv.conf every lab daemon sees (bound over /etc/resolv.conf in its
+        own mount namespace): loopback only, so no lookup leaves the lab."""
+        return self.state_dir / "resolv.conf"
+
+    @property
     def vms_dir(self) -> Path:
         return self.state_dir / "vms"
 

@@ -38,9 +38,10 @@ def test_dockerd_runs_in_the_vm_namespace_through_nsenter_with_its_own_paths():
     argv = commands.in_vm(names, "portainer", commands.dockerd(names))
     assert argv[:4] == ["setsid", "--fork", "nsenter", "--net=/var/run/netns/" + names.netns]
     assert "ip" not in argv[:6]  # not `ip netns exec`: it remounts /sys
-    assert argv[4:8] == ["unshare", "--uts", "sh", "-c"]
-    assert argv[8] == commands.HOSTNAME_THEN_EXEC and argv[9] == "portainer"
-    rest = argv[10:]
+    assert argv[4:10] == ["unshare", "--uts", "--mount", "--propagation", "private", "sh"]
+    assert argv[10:12] == ["-c", commands.HOSTNAME_THEN_EXEC] and argv[12] == "portainer"
+    assert argv[13] == str(names.lab.resolv_conf)  # bound over /etc/resolv.conf: no lookup leaves the lab
+    rest = argv[14:]
     assert rest[0] == "dockerd"
     for flag, value in (("--data-root", names.data_root), ("--exec-root", names.exec_root),
                         ("--host", f"unix://{names.socket}"),
@@ -52,8 +53,9 @@ def test_dockerd_runs_in_the_vm_namespace_through_nsenter_with_its_own_paths():
 def test_a_hostile_vm_name_stays_one_argument():
     names = USER.vm(1001)
     argv = commands.in_vm(names, "dev1; rm -rf /", ["sleep", "1"])
-    assert argv[9] == "dev1; rm -rf /"
-    assert argv[8] == 'hostname "$0" && exec "$@"'  # the script never contains values
+    assert argv[12] == "dev1; rm -rf /"
+    # the script never contains values
+    assert argv[11] == 'hostname "$0" && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
 
 
 def test_veth_inside_end_is_created_directly_in_the_namespace():
