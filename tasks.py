@@ -5,10 +5,12 @@ This file only composes collections; each area lives in phoenix_tasks/tasks/.
 
 from invoke import Collection
 
-from phoenix_tasks.tasks import config, lab, swarm, sync
+from phoenix_tasks.tasks import config, lab, stacks, swarm, sync
 
 ns = Collection()
 ns.add_task(config.validate)
 ns.add_task(sync.sync_all)
+for _task in stacks.TASKS:  # stacks per environment live in the swarm.* namespace
+    swarm.ns.add_task(_task)
 ns.add_collection(swarm.ns)
 ns.add_collection(lab.ns)

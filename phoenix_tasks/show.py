@@ -6,6 +6,7 @@ from a host is printed with markup off: a label like `zone=[/x]` is data, not st
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .argv import display_command
@@ -79,18 +80,102 @@ def show_status(console: Console, status: ClusterStatus) -> None:
     for o in status.other_nodes:
         console.print(f"  other node in the swarm, not a configured VM: {o.hostname} {o.node_id[:12]} "
                       f"({o.role}, {o.status})", markup=False, highlight=False)
-    if status.stacks:
-        st = Table(title="stacks", title_justify="left")
-        for col in ("stack", "service", "mode", "running/desired"):
-            st.add_column(col)
-        for s in status.stacks:
-            for svc in s.services:
-                rd = f"{'?' if svc.running is None else svc.running}/{'?' if svc.desired is None else svc.desired}"
-                st.add_row(s.name, svc.name, svc.mode, rd,
-                           style=None if svc.running == svc.desired else "yellow")
-        console.print(st)
+    if status.environments:
+        show_environments(console, status.environments)
     else:
-        console.print("stacks: none")
+        console.print("environments: none (no stack deployed)")
     for p in status.problems:
-        console.print(f"[red]problem[/red]: {p}", highlight=False)
+        console.print(f"problem: {p}", style="red", markup=False, highlight=False)
     console.print("cluster: " + ("[red]DEGRADED[/red]" if status.degraded else "[green]healthy[/green]"))
+
+
+def _rd(running, desired) -> str:
+    return f"{'?' if running is None else running}/{'?' if desired is None else desired}"
+
+
+def show_environments(console: Console, environments) -> None:
+    """Environments -> stacks -> services, replicas running/desired, deployed hash."""
+    table = Table(title="environments", title_justify="left")
+    for col in ("env", "stack", "hash", "service", "mode", "running/desired"):
+        table.add_column(col)
+    for env in environments:
+        for st in env.stacks:
+            for i, svc in enumerate(st.services):
+                table.add_row(escape(env.name) if i == 0 else "", escape(st.stack) if i == 0 else "",
+                              escape(st.hash or "-") if i == 0 else "", escape(svc.name), escape(svc.mode),
+                              _rd(svc.running, svc.desired),
+                              style=None if svc.running == svc.desired else "yellow")
+    console.print(table)
+
+
+def show_deploy(console: Console, outcome, rendered, *, verbose: bool, stage: str, err: Console | None = None) -> None:
+    """The deploy's plan (service changes, then actions), or its result."""
+    ns = rendered.namespace
+    if stage == "plan":
+        if not outcome.changes:
+            for w in rendered.warnings:
+                console.print(f"  warning: {w}", style="yellow", markup=False, highlight=False)
+            console.print(f"{ns}: no changes (hash {rendered.hash}, read from {outcome.manager.name})", markup=False)
+            return
+        console.print(f"{ns}: {len(outcome.changes)} service(s) differ from the rendered document "
+                      f"(read from {outcome.manager.name})", markup=False)
+        for change in outcome.changes:
+            console.print(f"  {change.kind:<7} {change.name}: {change.summary()}", markup=False, highlight=False)
+        show_plan(console, outcome.plan, verbose=verbose, title=f"deploy {ns}")
+        return
+    err = err or console
+    if outcome.dry_run:
+        console.print("dry run: nothing was changed")
+        return
+    if not outcome.changes:
+        return
+    for subject, message in outcome.failed:
+        err.print(f"failed: {subject}: {message}", style="red", markup=False, highlight=False)
+        logs = outcome.logs.get(subject)
+        if logs is not None:
+            err.print(f"  last log lines of {subject}:", markup=False)
+            for line in (logs.splitlines() or ["(no log output)"]):
+                err.print(f"    {line}", markup=False, highlight=False)
+    for b in outcome.blocked:
+        err.print(f"blocked: {b.subject}: {b.reason}", style="red", markup=False, highlight=False)
+    for a in outcome.pending:
+        err.print(f"still pending after the deploy: {a.subject}: {a.summary}", style="red",
+                  markup=False, highlight=False)
+    if outcome.ok:
+        console.print(f"converged: {ns} deployed (hash {rendered.hash}); every service read again matches",
+                      markup=False)
+
+
+def show_progress(console: Console):
+    """A reporter for the wait: one line per service whenever its state changes."""
+    last: dict[str, tuple] = {}
+
+    def report(verdicts) -> None:
+        for name, v in verdicts.items():
+            key = (v.state, v.progress, v.detail)
+            if last.get(name) != key:
+                last[name] = key
+                detail = f" ({v.detail})" if v.detail else ""
+                console.print(f"  {name}: {v.state} {v.progress}{detail}", markup=False, highlight=False)
+    return report
+
+
+def show_remove(console: Console, outcome, namespace: str, *, verbose: bool, stage: str,
+                err: Console | None = None) -> None:
+    if stage == "plan":
+        if outcome.plan.empty:
+            console.print(f"{namespace}: no changes (nothing of it is on the swarm)", markup=False)
+            return
+        show_plan(console, outcome.plan, verbose=verbose, title=f"remove {namespace}")
+        return
+    err = err or console
+    if outcome.dry_run:
+        console.print("dry run: nothing was changed")
+        return
+    for subject, message in outcome.failed:
+        err.print(f"failed: {subject}: {message}", style="red", markup=False, highlight=False)
+    for a in outcome.pending:
+        err.print(f"still pending: {a.subject}: {a.summary}", style="red", markup=False, highlight=False)
+    if outcome.applied and outcome.ok:
+        console.print(f"removed: {namespace}: services, tasks, networks, configs and secrets are gone "
+                      f"(read again)", markup=False)

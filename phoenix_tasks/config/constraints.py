@@ -50,6 +50,27 @@ class Constraint:
         return match if self.op == "==" else not match
 
 
+    def matches(self, node) -> bool:
+        """Whether a live swarm node (swarm.facts.NodeFacts) satisfies it, as swarmkit
+        decides: every attribute is known on a live node."""
+        attr = self.attribute.lower()
+        if attr == "ip":
+            try:
+                match = ipaddress.ip_address(node.addr) in ipaddress.ip_network(self.value, strict=False)
+            except ValueError:
+                match = False
+            return match if self.op == "==" else not match
+        if attr.startswith("labels."):
+            actual = node.labels.get(self.attribute[len("labels."):])
+        elif attr.startswith("engine.labels."):
+            actual = node.engine_labels.get(self.attribute[len("engine.labels."):])
+        else:
+            actual = {"id": node.id, "hostname": node.hostname, "role": node.role,
+                      "platform.os": node.platform_os, "platform.arch": node.platform_arch}.get(attr)
+        match = actual is not None and actual.casefold() == self.value.casefold()
+        return match if self.op == "==" else not match
+
+
 def parse(text: str) -> Constraint | None:
     m = _CONSTRAINT.match(text)
     if not m:

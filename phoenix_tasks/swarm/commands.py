@@ -35,11 +35,15 @@ def join_token(role: str) -> list[str]:
     return [DOCKER, "swarm", "join-token", "-q", role]
 
 
-# Stacks, then services with their replicas, in one round trip (a fixed script).
+# Stacks, then services with their replicas, then each service's labels (which
+# environment, stack and deployed hash), in one round trip (a fixed script).
 SERVICES_SEPARATOR = "--- services ---"
+LABELS_SEPARATOR = "--- labels ---"
 SERVICES_SCRIPT = (
     "docker stack ls --format '{{json .}}' && echo '" + SERVICES_SEPARATOR + "' && "
-    "docker service ls --format '{{json .}}'"
+    "docker service ls --format '{{json .}}' && echo '" + LABELS_SEPARATOR + "' && "
+    "ids=$(docker service ls -q) && if [ -n \"$ids\" ]; then docker service inspect --format "
+    "'{\"name\":{{json .Spec.Name}},\"labels\":{{json .Spec.Labels}}}' $ids; fi"
 )
 
 

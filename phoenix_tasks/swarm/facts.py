@@ -55,6 +55,9 @@ class NodeFacts:
     leader: bool = False
     reachability: str | None = None  # managers only
     version: int = 0
+    platform_os: str = ""  # Description.Platform, for node.platform.* constraints
+    platform_arch: str = ""
+    engine_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,9 @@ def parse_nodes(stdout: str) -> dict[str, NodeFacts]:
             leader=bool(manager.get("Leader")),
             reachability=manager.get("Reachability"),
             version=(n.get("Version") or {}).get("Index", 0),
+            platform_os=((n.get("Description") or {}).get("Platform") or {}).get("OS", ""),
+            platform_arch=((n.get("Description") or {}).get("Platform") or {}).get("Architecture", ""),
+            engine_labels=dict(((n.get("Description") or {}).get("Engine") or {}).get("Labels") or {}),
         )
     return nodes
 

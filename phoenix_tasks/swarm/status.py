@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import PhoenixError
 from ..model import Config
+from ..stack.envs import parse_environments
 from ..transport import Transport
 from . import commands
 from .facts import ClusterFacts, read_facts
@@ -68,6 +69,7 @@ class ClusterStatus:
     cluster_id: str | None
     problems: list[str]
     other_nodes: list[OtherNode] = field(default_factory=list)
+    environments: list = field(default_factory=list)  # stack.envs.Environment
 
     @property
     def degraded(self) -> bool:
@@ -76,6 +78,7 @@ class ClusterStatus:
     def to_json(self) -> str:
         doc = asdict(self)
         doc["degraded"] = self.degraded
+        doc["environments"] = [e.to_dict() for e in self.environments]
         return json.dumps(doc, indent=2, sort_keys=False)
 
 
@@ -84,6 +87,7 @@ def parse_services(stdout: str) -> list[StackStatus]:
     `docker stack ls`, the separator, the JSON lines of `docker service ls`.  A service
     belongs to the longest stack name that prefixes it as `STACK_`."""
     stack_part, _, service_part = stdout.partition(commands.SERVICES_SEPARATOR)
+    service_part = service_part.partition(commands.LABELS_SEPARATOR)[0]
     names = sorted((json.loads(line)["Name"] for line in stack_part.splitlines() if line.strip()),
                    key=len, reverse=True)
     stacks: dict[str, list[ServiceStatus]] = {name: [] for name in names}
@@ -137,13 +141,16 @@ def build_status(config: Config, facts: ClusterFacts, stacks: list[StackStatus])
 def read_status(transport: Transport, config: Config) -> ClusterStatus:
     facts = read_facts(transport, config)
     stacks: list[StackStatus] = []
+    environments = []
     problems = []
     if facts.control is not None:
         try:
             res = transport.run(facts.control, commands.services(), mutating=False)
             stacks = parse_services(res.stdout)
+            environments = parse_environments(res.stdout)
         except (PhoenixError, ValueError) as exc:
             problems.append(f"cannot list services: {exc}")
     status = build_status(config, facts, stacks)
     status.problems.extend(problems)
+    status.environments.extend(environments)
     return status

@@ -1,11 +1,10 @@
-"""`inv swarm.*`: init, join, label, tokens, status (deploy/rm: not built yet)."""
+"""`inv swarm.*`: init, join, label, tokens, status (the stack tasks are in stacks.py)."""
 
 from __future__ import annotations
 
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from ..errors import NotBuilt
 from ..plan import Outcome
 from ..show import show_status
 from ..swarm.apply import read_join_token
@@ -73,22 +72,4 @@ def status(c, json=False, verbose=False):
         raise Exit(code=1)
 
 
-@task(auto_shortflags=False, help={"stack": "stack directory name under stacks/", "env": "environment name, e.g. dev1",
-            "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
-def deploy(c, stack=None, env=None, dry_run=False, verbose=False):
-    """Deploy a stack as environment ENV (not built yet)."""
-    with user_errors():
-        raise NotBuilt("swarm.deploy is not built yet: stacks per environment come in a later issue "
-                       "(see README, 'Not built yet')")
-
-
-@task(auto_shortflags=False, help={"stack": "stack directory name under stacks/", "env": "environment name, e.g. dev1",
-            "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
-def rm(c, stack=None, env=None, dry_run=False, verbose=False):
-    """Remove a stack's environment ENV (not built yet)."""
-    with user_errors():
-        raise NotBuilt("swarm.rm is not built yet: stacks per environment come in a later issue "
-                       "(see README, 'Not built yet')")
-
-
-ns = Collection("swarm", init, join, label, tokens, status, deploy, rm)
+ns = Collection("swarm", init, join, label, tokens, status)

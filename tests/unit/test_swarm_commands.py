@@ -17,8 +17,11 @@ def test_reads():
     assert commands.join_token("worker") == ["docker", "swarm", "join-token", "-q", "worker"]
     assert commands.join_token("manager") == ["docker", "swarm", "join-token", "-q", "manager"]
     assert commands.services() == ["sh", "-c", commands.SERVICES_SCRIPT]
-    assert commands.SERVICES_SCRIPT == ("docker stack ls --format '{{json .}}' && echo '--- services ---' && "
-                                        "docker service ls --format '{{json .}}'")
+    assert commands.SERVICES_SCRIPT == (
+        "docker stack ls --format '{{json .}}' && echo '--- services ---' && "
+        "docker service ls --format '{{json .}}' && echo '--- labels ---' && "
+        "ids=$(docker service ls -q) && if [ -n \"$ids\" ]; then docker service inspect --format "
+        "'{\"name\":{{json .Spec.Name}},\"labels\":{{json .Spec.Labels}}}' $ids; fi")
     assert commands.inspect_nodes() == ["sh", "-c", commands.NODES_SCRIPT]
 
 

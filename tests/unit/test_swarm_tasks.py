@@ -143,9 +143,3 @@ def test_bad_vmid_flag_is_refused_before_any_connection(wired, capsys):
     with pytest.raises(Exit):
         swarm_tasks.label(MockContext(), vmid="abc")
     assert made == []
-
-
-def test_deploy_says_not_built(wired):
-    with pytest.raises(Exit) as exc:
-        swarm_tasks.deploy(MockContext(), stack="thinkheads_ai_app", env="dev1")
-    assert exc.value.code == 3

@@ -1,0 +1,138 @@
+"""Every docker command of the stack flows, as a pure function returning argv.
+
+Reads that need several docker calls are fixed scripts (no data from the config in
+their text): the namespace goes in as `$1`, an argument the transport quotes once.
+Nothing here quotes, formats shell text or talks to a host.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from ..argv import Arg
+
+DOCKER = "docker"
+SEPARATOR = "--- phoenix ---"
+DETACH_SINCE = (26, 0)  # `docker stack deploy --detach` exists from CLI 26.0 on
+
+
+def _script(text: str, namespace: str) -> list[str]:
+    return ["sh", "-c", text, "phoenix", namespace]
+
+
+# The services of one namespace, inspected, in one round trip (the deploy's facts).
+STACK_SERVICES_SCRIPT = (
+    'ids=$(docker service ls -q --filter "label=com.docker.stack.namespace=$1") && '
+    'if [ -n "$ids" ]; then docker service inspect $ids; else echo "[]"; fi'
+)
+
+
+def stack_services(namespace: str) -> list[str]:
+    return _script(STACK_SERVICES_SCRIPT, namespace)
+
+
+# What the pre-flight checks need, in one round trip, only when a deploy changes
+# something: CLI version, nodes, every service, networks, volumes, configs, secrets.
+PREFLIGHT_SCRIPT = "set -e; " + "; ".join([
+    "docker version --format '{{.Client.Version}}'",
+    f"echo '{SEPARATOR}'",
+    "docker node inspect $(docker node ls -q)",
+    f"echo '{SEPARATOR}'",
+    'ids=$(docker service ls -q); if [ -n "$ids" ]; then docker service inspect $ids; else echo "[]"; fi',
+    f"echo '{SEPARATOR}'",
+    "docker network ls --format '{{json .}}'",
+    f"echo '{SEPARATOR}'",
+    "docker volume ls --format '{{json .}}'",
+    f"echo '{SEPARATOR}'",
+    "docker config ls --format '{{json .}}'",
+    f"echo '{SEPARATOR}'",
+    "docker secret ls --format '{{json .}}'",
+])
+
+
+def preflight(namespace: str) -> list[str]:
+    return _script(PREFLIGHT_SCRIPT, namespace)
+
+
+# The services of a namespace and all their tasks (history included), for the wait.
+PROGRESS_SCRIPT = (
+    'ids=$(docker service ls -q --filter "label=com.docker.stack.namespace=$1"); '
+    f'if [ -z "$ids" ]; then echo "[]"; echo \'{SEPARATOR}\'; echo "[]"; exit 0; fi; '
+    'docker service inspect $ids && '
+    f"echo '{SEPARATOR}' && "
+    'tids=$(docker service ps -q --no-trunc $ids) && '
+    'if [ -n "$tids" ]; then docker inspect --type task $tids; else echo "[]"; fi'
+)
+
+
+def progress(namespace: str) -> list[str]:
+    return _script(PROGRESS_SCRIPT, namespace)
+
+
+# What `docker stack rm` leaves to wait for: services, networks, configs, secrets.
+LEFTOVERS_SCRIPT = "; ".join([
+    'f="label=com.docker.stack.namespace=$1"',
+    "docker service ls -q --filter \"$f\" | sed 's/^/service /'",
+    "docker network ls -q --filter \"$f\" | sed 's/^/network /'",
+    "docker config ls -q --filter \"$f\" | sed 's/^/config /'",
+    "docker secret ls -q --filter \"$f\" | sed 's/^/secret /'",
+])
+
+
+def leftovers(namespace: str) -> list[str]:
+    return _script(LEFTOVERS_SCRIPT, namespace)
+
+
+def node_volumes(namespace: str) -> list[str]:
+    """The volumes of a namespace on one node (volumes are per node)."""
+    return [DOCKER, "volume", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={namespace}"]
+
+
+def cli_supports_detach(version: str) -> bool:
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts) >= DETACH_SINCE
+
+
+# Changes.
+def stack_deploy(namespace: str, cli_version: str) -> list[str]:
+    """`docker stack deploy` reading the rendered document on stdin.  Phoenix waits by
+    itself, so the deploy is detached: explicitly where the CLI has the flag (>= 26),
+    implicitly before (20.10 has no --detach and never waits)."""
+    argv = [DOCKER, "stack", "deploy", "--compose-file", "-", "--prune", "--with-registry-auth"]
+    if cli_supports_detach(cli_version):
+        argv.append("--detach=true")
+    return argv + [namespace]
+
+
+def stack_rm(namespace: str) -> list[str]:
+    return [DOCKER, "stack", "rm", namespace]
+
+
+def object_create(kind: str, name: str, labels: Mapping[str, str]) -> list[Arg]:
+    """`docker config|secret create NAME -`: the content comes on stdin."""
+    if kind not in ("config", "secret"):
+        raise ValueError(f"kind must be config or secret, not {kind!r}")
+    argv: list[Arg] = [DOCKER, kind, "create"]
+    for key in sorted(labels):
+        argv += ["--label", f"{key}={labels[key]}"]
+    return argv + [name, "-"]
+
+
+def network_rm(ids: Sequence[str]) -> list[str]:
+    return [DOCKER, "network", "rm", *ids]
+
+
+def volume_rm(names: Sequence[str]) -> list[str]:
+    return [DOCKER, "volume", "rm", *names]
+
+
+def service_logs(service: str, lines: int = 20) -> list[str]:
+    return [DOCKER, "service", "logs", "--no-task-ids", "--tail", str(lines), service]
+
+
+def service_nodes(services: Sequence[str]) -> list[str]:
+    """The nodes running the services' tasks (hostnames), for port collisions."""
+    return [DOCKER, "service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}}", *services]

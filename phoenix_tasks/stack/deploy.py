@@ -1,0 +1,125 @@
+"""`swarm.deploy`: facts -> plan (diff + pre-flight) -> show -> deploy -> wait -> read again.
+
+An unchanged stack costs one round trip to one manager and runs nothing.  A changed
+one reads what the pre-flight checks need (a second round trip), creates the
+content-named configs and secrets that are missing, sends the rendered document on
+stdin to `docker stack deploy`, waits for the truth (wait.py), and reads again: a
+service that still differs from the rendered document is pending, an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from ..errors import PhoenixError
+from ..model import VM, Config
+from ..plan import Action, Blocked, Outcome, Payload, Plan
+from ..transport import Transport
+from . import commands, preflight
+from .diff import Desired, ServiceChange, compare, desired_services
+from .facts import ClusterView, on_a_manager, parse_preflight, parse_progress, parse_services
+from .render import Rendered
+from .wait import FAILED, Verdict, wait
+
+DEFAULT_TIMEOUT_S = 300.0
+LOG_LINES = 20
+
+
+@dataclass
+class DeployOutcome(Outcome):
+    changes: list[ServiceChange] = field(default_factory=list)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)  # failing service -> its last log lines
+    manager: VM | None = None
+
+
+def plan_deploy(rendered: Rendered, manager: VM, changes: list[ServiceChange], view: ClusterView,
+                pre: preflight.Preflight) -> Plan:
+    """The actions of a changed deploy (pure): create missing configs/secrets, deploy."""
+    plan = Plan(warnings=[*rendered.warnings, *pre.warnings])
+    plan.blocked += [Blocked(rendered.namespace, e) for e in pre.errors]
+    for obj in rendered.objects:
+        if obj.name in (view.configs if obj.kind == "config" else view.secrets):
+            continue
+        plan.actions.append(Action(
+            kind=f"create-{obj.kind}", where=manager, target=rendered.namespace,
+            summary=f"create {obj.kind} {obj.name} (content of {obj.key})",
+            argv=tuple(commands.object_create(obj.kind, obj.name, obj.labels)),
+            stdin=Payload(obj.content, f"content of {obj.kind} {obj.key}")))
+    counts = {k: [c.name for c in changes if c.kind == k] for k in ("add", "change", "remove")}
+    what = "; ".join(f"{k} {len(v)} service{'s' if len(v) != 1 else ''}" for k, v in counts.items() if v)
+    plan.actions.append(Action(
+        kind="deploy", where=manager, target=rendered.namespace,
+        summary=f"docker stack deploy {rendered.namespace} ({what}; hash {rendered.hash})",
+        argv=tuple(commands.stack_deploy(rendered.namespace, view.cli_version)),
+        stdin=Payload(rendered.text, "rendered compose file")))
+    return plan
+
+
+def read_running(transport: Transport, config: Config, namespace: str, manager: VM | None = None):
+    """(manager, services of the namespace by name): one round trip."""
+    argv = commands.stack_services(namespace)
+    if manager is not None:
+        return manager, parse_services(transport.run(manager, argv, mutating=False).stdout)
+    vm, res = on_a_manager(transport, config, argv)
+    return vm, parse_services(res.stdout)
+
+
+def read_view(transport: Transport, manager: VM, namespace: str) -> ClusterView:
+    return parse_preflight(transport.run(manager, commands.preflight(namespace), mutating=False).stdout)
+
+
+def _holder_nodes(transport: Transport, manager: VM, holders: set[str]) -> dict[str, set[str]]:
+    out = {}
+    for holder in sorted(holders):
+        res = transport.run(manager, commands.service_nodes([holder]), mutating=False, check=False)
+        out[holder] = {line.strip() for line in res.stdout.splitlines() if line.strip()}
+    return out
+
+
+def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run: bool,
+           timeout_s: float = DEFAULT_TIMEOUT_S,
+           show: Callable[[DeployOutcome], None] = lambda outcome: None,
+           report: Callable[[Mapping[str, Verdict]], None] = lambda verdicts: None) -> DeployOutcome:
+    manager, running = read_running(transport, config, rendered.namespace)
+    desired = desired_services(rendered)
+    changes = compare(desired, running)
+    outcome = DeployOutcome(Plan(warnings=list(rendered.warnings)), dry_run=dry_run, changes=changes,
+                            manager=manager, facts=running)
+    if not changes:
+        show(outcome)
+        return outcome
+    view = read_view(transport, manager, rendered.namespace)
+    pre = preflight.check(rendered, desired, view)
+    if pre.host_collisions:
+        holders = {holder for _, _, holder in pre.host_collisions}
+        preflight.host_collision_messages(pre, desired, _holder_nodes(transport, manager, holders))
+    outcome.plan = plan_deploy(rendered, manager, changes, view, pre)
+    outcome.blocked = list(outcome.plan.blocked)
+    show(outcome)
+    if dry_run or outcome.blocked:
+        return outcome
+    for action in outcome.plan.actions:
+        stdin = action.stdin.data if action.stdin else None
+        try:
+            transport.run(action.where, action.argv, mutating=True, stdin=stdin)
+        except PhoenixError as exc:
+            outcome.failed.append((rendered.namespace, str(exc)))
+            return outcome
+        outcome.applied.append(action)
+    eligible = {name: len(pre.candidates.get(name, [])) for name, d in desired.items() if d.mode == "global"}
+    outcome.verdicts = wait(
+        lambda: parse_progress(transport.run(manager, commands.progress(rendered.namespace), mutating=False).stdout),
+        desired, timeout_s=timeout_s, eligible=eligible, report=report)
+    for name, verdict in outcome.verdicts.items():
+        if verdict.state == FAILED:
+            outcome.failed.append((name, verdict.detail))
+            res = transport.run(manager, commands.service_logs(name, LOG_LINES), mutating=False, check=False)
+            outcome.logs[name] = (res.stdout + res.stderr).strip()
+    _, after = read_running(transport, config, rendered.namespace, manager)
+    outcome.facts = after
+    if not outcome.failed:
+        outcome.pending = [Action(kind=c.kind, where=manager, target=c.name, summary=c.summary())
+                           for c in compare(desired, after)]
+    return outcome

@@ -1,0 +1,151 @@
+"""Desired services (from the rendered document) against the running ones, field by
+field.  Pure: the same comparison serves the plan ("no changes" or which fields
+change) and `swarm.diff` (every field, before and after)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .facts import Port, ServiceFacts
+from .render import LABEL_HASH, Rendered
+
+# Fields compared one by one; everything else in the compose file is covered by the
+# hash label (a change there shows as "other settings").
+FIELDS = ("image", "mode", "replicas", "constraints", "env", "ports", "configs", "secrets")
+
+
+@dataclass(frozen=True)
+class Desired:
+    name: str
+    image: str
+    mode: str
+    replicas: int | None
+    constraints: tuple[str, ...]
+    env: tuple[str, ...]
+    ports: tuple[Port, ...]
+    configs: tuple[str, ...]
+    secrets: tuple[str, ...]
+    hash: str
+    restart_condition: str
+
+
+def _env(value: Any) -> tuple[str, ...]:
+    if isinstance(value, dict):
+        items = [k if v is None else f"{k}={'true' if v is True else 'false' if v is False else v}"
+                 for k, v in value.items()]
+    else:
+        items = [str(v) for v in value or []]
+    return tuple(sorted(items))
+
+
+def _port(p: Any) -> Port:
+    if isinstance(p, dict):
+        return Port(p.get("published"), int(p["target"]), p.get("protocol", "tcp"), p.get("mode", "ingress"))
+    text = str(p)
+    proto = "tcp"
+    if "/" in text:
+        text, proto = text.rsplit("/", 1)
+    parts = text.split(":")
+    target = int(parts[-1])
+    published = int(parts[-2]) if len(parts) >= 2 and parts[-2] else None
+    return Port(published, target, proto, "ingress")
+
+
+def _names(refs: Any, top: Mapping[str, Any]) -> tuple[str, ...]:
+    """Service config/secret references -> the swarm object names they resolve to."""
+    names = []
+    for ref in refs or []:
+        key = ref if isinstance(ref, str) else ref.get("source")
+        spec = top.get(key) or {}
+        names.append(spec.get("name") or key)
+    return tuple(sorted(names))
+
+
+def desired_services(rendered: Rendered) -> dict[str, Desired]:
+    doc = rendered.document
+    out = {}
+    for svc_name, svc in doc["services"].items():
+        deploy = svc.get("deploy") or {}
+        mode = deploy.get("mode", "replicated")
+        name = rendered.service_name(svc_name)
+        out[name] = Desired(
+            name=name,
+            image=str(svc.get("image", "")),
+            mode=mode,
+            replicas=deploy.get("replicas", 1) if mode == "replicated" else None,
+            constraints=tuple(sorted((deploy.get("placement") or {}).get("constraints") or [])),
+            env=_env(svc.get("environment")),
+            ports=tuple(sorted((_port(p) for p in svc.get("ports") or []),
+                               key=lambda p: (p.published or 0, p.target, p.protocol))),
+            configs=_names(svc.get("configs"), doc.get("configs") or {}),
+            secrets=_names(svc.get("secrets"), doc.get("secrets") or {}),
+            hash=rendered.hash,
+            restart_condition=((deploy.get("restart_policy") or {}).get("condition") or "any"),
+        )
+    return out
+
+
+def _image(actual: str, desired: str) -> str:
+    """The running image as compared: the digest the CLI pinned is dropped when the
+    compose file names a tag only."""
+    return actual.split("@", 1)[0] if "@" not in desired else actual
+
+
+@dataclass(frozen=True)
+class ServiceChange:
+    name: str
+    kind: str  # add | change | remove
+    fields: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)  # field -> (before, after)
+    other_settings: bool = False  # hash differs with no listed field changed
+
+    def summary(self) -> str:
+        if self.kind != "change":
+            return self.kind
+        parts = list(self.fields)
+        if self.other_settings:
+            parts.append("other settings")
+        return "change " + ", ".join(parts)
+
+
+def compare(desired: Mapping[str, Desired], running: Mapping[str, ServiceFacts]) -> list[ServiceChange]:
+    changes = []
+    for name, want in desired.items():
+        have = running.get(name)
+        if have is None:
+            changes.append(ServiceChange(name, "add", {f: (None, getattr(want, f)) for f in FIELDS}))
+            continue
+        fields = {}
+        for f in FIELDS:
+            before, after = getattr(have, f), getattr(want, f)
+            if f == "image":
+                before = _image(before, after)
+            if before != after:
+                fields[f] = (before, after)
+        hash_differs = have.labels.get(LABEL_HASH) != want.hash
+        if fields or hash_differs:
+            changes.append(ServiceChange(name, "change", fields, other_settings=hash_differs and not fields))
+    for name in sorted(set(running) - set(desired)):
+        changes.append(ServiceChange(name, "remove", {f: (getattr(running[name], f), None) for f in FIELDS}))
+    return changes
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]" if value else "[]"
+    return "-" if value is None else str(value)
+
+
+def describe(change: ServiceChange) -> list[str]:
+    """Every changed field, before -> after (what `swarm.diff` prints)."""
+    lines = []
+    for f, (before, after) in change.fields.items():
+        if change.kind == "add":
+            lines.append(f"  + {f}: {_fmt(after)}")
+        elif change.kind == "remove":
+            lines.append(f"  - {f}: {_fmt(before)}")
+        else:
+            lines.append(f"  ~ {f}: {_fmt(before)} -> {_fmt(after)}")
+    if change.other_settings:
+        lines.append("  ~ other settings of the compose file (the deployed hash differs)")
+    return lines

@@ -1,0 +1,214 @@
+"""Facts of the stack flows: what a manager says about services, tasks, nodes,
+networks, volumes, configs and secrets.  Parsers are pure functions of the recorded
+output of the scripts in commands.py; readers run those scripts on a manager."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..errors import PhoenixError
+from ..model import Config
+from ..swarm.facts import NodeFacts, parse_nodes
+from ..transport import RemoteCommandFailed, Transport, Unreachable
+from . import commands
+from .render import LABEL_HASH
+
+
+class NoManager(PhoenixError):
+    """No configured manager answered as a swarm manager."""
+
+
+def parse_time(text: str | None) -> int | None:
+    """RFC 3339 with up to nanoseconds (as the engine prints it) -> ns since the epoch."""
+    if not text:
+        return None
+    from datetime import datetime, timezone
+    date, _, rest = text.partition(".")
+    frac, zone = "", "Z"
+    if rest:
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        frac, zone = digits, rest[len(digits):] or "Z"
+    elif text.endswith("Z"):
+        date = text[:-1]
+    zone = "+00:00" if zone == "Z" else zone
+    base = datetime.fromisoformat(date + zone).astimezone(timezone.utc)
+    return int(base.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+@dataclass(frozen=True)
+class Port:
+    published: int | None
+    target: int
+    protocol: str = "tcp"
+    mode: str = "ingress"
+
+    def __str__(self) -> str:
+        pub = f"{self.published}:" if self.published else ""
+        return f"{pub}{self.target}/{self.protocol} ({self.mode})"
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    image: str
+    mode: str  # replicated | global
+    replicas: int | None
+    constraints: tuple[str, ...]
+    env: tuple[str, ...]
+    ports: tuple[Port, ...]
+    configs: tuple[str, ...]
+    secrets: tuple[str, ...]
+    restart_condition: str  # any | on-failure | none
+    created_at: int | None
+    updated_at: int | None
+    update_state: str | None
+    update_started_at: int | None
+    update_message: str
+    task_template: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def hash(self) -> str | None:
+        return self.labels.get(LABEL_HASH)
+
+
+def _ports(items) -> tuple[Port, ...]:
+    return tuple(sorted(
+        (Port(p.get("PublishedPort"), p.get("TargetPort", 0), p.get("Protocol", "tcp"),
+              p.get("PublishMode", "ingress")) for p in items or []),
+        key=lambda p: (p.published or 0, p.target, p.protocol)))
+
+
+def parse_service(s: Mapping[str, Any]) -> ServiceFacts:
+    spec = s.get("Spec") or {}
+    tt = spec.get("TaskTemplate") or {}
+    cs = tt.get("ContainerSpec") or {}
+    mode = spec.get("Mode") or {}
+    update = s.get("UpdateStatus") or {}
+    return ServiceFacts(
+        id=s["ID"],
+        name=spec.get("Name", ""),
+        labels=dict(spec.get("Labels") or {}),
+        image=cs.get("Image", ""),
+        mode="global" if "Global" in mode else "replicated",
+        replicas=(mode.get("Replicated") or {}).get("Replicas") if "Replicated" in mode else None,
+        constraints=tuple(sorted((tt.get("Placement") or {}).get("Constraints") or [])),
+        env=tuple(sorted(cs.get("Env") or [])),
+        ports=_ports((spec.get("EndpointSpec") or {}).get("Ports")),
+        configs=tuple(sorted(c.get("ConfigName", "") for c in cs.get("Configs") or [])),
+        secrets=tuple(sorted(c.get("SecretName", "") for c in cs.get("Secrets") or [])),
+        restart_condition=(tt.get("RestartPolicy") or {}).get("Condition", "any"),
+        created_at=parse_time(s.get("CreatedAt")),
+        updated_at=parse_time(s.get("UpdatedAt")),
+        update_state=update.get("State"),
+        update_started_at=parse_time(update.get("StartedAt")),
+        update_message=update.get("Message", ""),
+        task_template=tt,
+    )
+
+
+def parse_services(stdout: str) -> dict[str, ServiceFacts]:
+    """Services by name from `docker service inspect` (a JSON array)."""
+    return {f.name: f for f in map(parse_service, json.loads(stdout or "[]"))}
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    id: str
+    service_id: str
+    slot: int | None
+    node_id: str
+    state: str  # new pending assigned ... running complete failed rejected shutdown
+    desired_state: str
+    error: str
+    exit_code: int | None
+    created_at: int | None
+    spec: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+def parse_tasks(stdout: str) -> list[TaskFacts]:
+    tasks = []
+    for t in json.loads(stdout or "[]"):
+        status = t.get("Status") or {}
+        tasks.append(TaskFacts(
+            id=t["ID"], service_id=t.get("ServiceID", ""), slot=t.get("Slot"), node_id=t.get("NodeID", ""),
+            state=status.get("State", ""), desired_state=t.get("DesiredState", ""),
+            error=status.get("Err", "") or "",
+            exit_code=(status.get("ContainerStatus") or {}).get("ExitCode"),
+            created_at=parse_time(t.get("CreatedAt")), spec=t.get("Spec") or {},
+        ))
+    return tasks
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One read of a namespace during the wait."""
+
+    services: Mapping[str, ServiceFacts]
+    tasks: tuple[TaskFacts, ...]
+
+
+def parse_progress(stdout: str) -> Progress:
+    services, _, tasks = stdout.partition(commands.SEPARATOR)
+    return Progress(parse_services(services), tuple(parse_tasks(tasks)))
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What the pre-flight checks read from a manager."""
+
+    cli_version: str
+    nodes: Mapping[str, NodeFacts]
+    services: Mapping[str, ServiceFacts]
+    networks: Mapping[str, Mapping[str, str]]  # by name: Driver, Scope, ID
+    volumes: frozenset[str]  # on the manager only: volumes are per node
+    configs: frozenset[str]
+    secrets: frozenset[str]
+
+
+def parse_preflight(stdout: str) -> ClusterView:
+    parts = stdout.split(commands.SEPARATOR)
+    if len(parts) != 7:
+        raise ValueError(f"expected 7 sections from the pre-flight read, got {len(parts)}")
+    version, nodes, services, networks, volumes, configs, secrets = parts
+    return ClusterView(
+        cli_version=version.strip(),
+        nodes=parse_nodes(nodes),
+        services=parse_services(services),
+        networks={n["Name"]: n for n in _json_lines(networks)},
+        volumes=frozenset(v["Name"] for v in _json_lines(volumes)),
+        configs=frozenset(c["Name"] for c in _json_lines(configs)),
+        secrets=frozenset(s["Name"] for s in _json_lines(secrets)),
+    )
+
+
+NOT_A_MANAGER = ("not a swarm manager", "This node is not a swarm manager", "not part of a swarm")
+
+
+def on_a_manager(transport: Transport, config: Config, argv, *, mutating: bool = False, stdin=None):
+    """Run `argv` on the first configured manager that answers as a swarm manager
+    (configured order); returns (that VM, result).  One round trip when the first
+    manager is fine.  Raises NoManager naming why each manager was passed over."""
+    why = []
+    for vm in config.managers:
+        try:
+            res = transport.run(vm, argv, mutating=mutating, check=False, stdin=stdin)
+        except Unreachable as exc:
+            why.append(str(exc))
+            continue
+        if res.ok:
+            return vm, res
+        text = (res.stderr or res.stdout).strip()
+        if any(marker in text for marker in NOT_A_MANAGER):
+            why.append(f"{vm}: not a swarm manager")
+            continue
+        raise RemoteCommandFailed(vm, res.display, res.exited, res.stderr or res.stdout)
+    raise NoManager("no configured manager answers as a swarm manager (" + "; ".join(why) +
+                    "): run `inv sync-all` or `inv swarm.init` first")

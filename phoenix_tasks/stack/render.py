@@ -1,0 +1,200 @@
+"""Render: compose file + phoenix.json + environment -> the document that is deployed.
+
+Pure apart from reading the config/secret files a compose file names (through a
+`read_file` callable, so tests pass data).  The rendered document:
+- is the swarm stack `<env>_<stack>` (naming.namespace);
+- has every `${VAR}` filled from the environment's variables merged over `default`
+  (plus PHOENIX_ENV / PHOENIX_STACK), typed values cast as the docker CLI casts them,
+  and every literal `$` escaped as `$$` so the CLI's own interpolation is a no-op;
+- merges the stack-wide and per-service `placement_constraints` of phoenix.json into
+  each service's `deploy.placement.constraints`, without duplicates;
+- names each config and secret by a hash of its content (`<namespace>_<key>_<hash8>`),
+  created by Phoenix before the deploy and referenced as external, so a changed file
+  rolls the services instead of failing on an immutable object;
+- labels every service with env, stack, Phoenix version and the hash of the document;
+- drops the keys swarm ignores (container_name, restart, build, ...) with a warning.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+import yaml
+
+from .. import __version__
+from ..errors import PhoenixError
+from ..model import Stack
+from ..secrets import Secret
+from . import naming
+from .interpolate import cast_types, escape_dollars, interpolate
+
+LABEL_ENV = "io.phoenix.env"
+LABEL_STACK = "io.phoenix.stack"
+LABEL_HASH = "io.phoenix.hash"
+LABEL_VERSION = "io.phoenix.version"
+STACK_NAMESPACE_LABEL = "com.docker.stack.namespace"  # what docker stack deploy/rm use
+
+# Service keys `docker stack deploy` ignores (it prints "Ignoring unsupported options").
+IGNORED_SERVICE_KEYS = ("build", "cgroup_parent", "container_name", "depends_on", "devices",
+                        "external_links", "links", "network_mode", "restart", "security_opt",
+                        "userns_mode")
+DEFAULT_VERSION = "3.8"
+
+
+class RenderError(PhoenixError):
+    """The stack cannot be rendered for this environment (nothing was contacted)."""
+
+
+@dataclass(frozen=True)
+class SwarmObject:
+    """A config or secret Phoenix creates before the deploy (immutable, content-named)."""
+
+    kind: Literal["config", "secret"]
+    key: str  # its key under the compose file's top-level configs/secrets
+    name: str  # <namespace>_<key>_<hash8>
+    content: str | Secret
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    stack: str
+    env: str
+    namespace: str
+    document: Mapping[str, Any]  # what is deployed ($ not escaped: the values themselves)
+    text: str  # the YAML sent on stdin to `docker stack deploy -c -`
+    hash: str  # of the document, before the hash label itself
+    objects: tuple[SwarmObject, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def services(self) -> Mapping[str, Any]:
+        return self.document["services"]
+
+    def service_name(self, service: str) -> str:
+        return naming.service_name(self.env, self.stack, service)
+
+
+def variables_for(stack: Stack, env: str) -> Mapping[str, str]:
+    """The environment's variables (its own over `default`), plus the built-ins; an
+    environment that is not listed takes `default`, and with no `default` it is an error."""
+    if env not in stack.environments and "default" not in stack.environments:
+        known = ", ".join(sorted(stack.environments)) or "none"
+        raise RenderError(f"stack {stack.name!r} has no environment {env!r} and no 'default' "
+                          f"(environments in {stack.manifest_file.name}: {known})")
+    return {**stack.variables_for(env), "PHOENIX_ENV": env, "PHOENIX_STACK": stack.name}
+
+
+def _where(path: tuple) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def normalise_constraint(text: str) -> str:
+    """`node.labels.gpu==true` and `node.labels.gpu == true` are the same constraint."""
+    m = re.fullmatch(r"\s*(\S+?)\s*(==|!=)\s*(\S+)\s*", text)
+    return f"{m[1]} {m[2]} {m[3]}" if m else text.strip()
+
+
+def _constraints(stack: Stack, service: str, compose_constraints: list) -> list[str]:
+    # The typed StackService holds every constraint the config knows (manifest and
+    # compose); one with a variable is taken from the interpolated compose instead.
+    known = stack.services[service].placement_constraints if service in stack.services else ()
+    merged: dict[str, str] = {}
+    for text in [*stack.placement_constraints, *(c for c in known if "$" not in c),
+                 *(c for c in compose_constraints if isinstance(c, str))]:
+        merged.setdefault(normalise_constraint(text), text.strip())
+    return list(merged.values())
+
+
+def _labels(value: Any) -> dict[str, str]:
+    """deploy.labels as a mapping (compose allows a list of key=value too)."""
+    if isinstance(value, list):
+        return dict(str(item).split("=", 1) if "=" in str(item) else (str(item), "") for item in value)
+    return {str(k): "" if v is None else str(v) for k, v in (value or {}).items()}
+
+
+def _short_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:8]
+
+
+def _objects(stack: Stack, namespace: str, doc: dict, env: str,
+             read_file: Callable[[Path], bytes]) -> tuple[list[SwarmObject], list[str]]:
+    """Content-named configs and secrets; the document's entries become external refs."""
+    objects, errors = [], []
+    for kind in ("config", "secret"):
+        section = doc.get(kind + "s") or {}
+        for key, spec in list(section.items()):
+            if not isinstance(spec, dict) or spec.get("external"):
+                continue
+            file = spec.get("file")
+            if not isinstance(file, str):
+                errors.append(f"{kind}s.{key}: only 'file' {kind}s (or external ones) can be deployed")
+                continue
+            path = (stack.directory / file).resolve()
+            if not path.is_relative_to(stack.directory.resolve()):
+                errors.append(f"{kind}s.{key}: file {file!r} is outside the stack directory")
+                continue
+            try:
+                data = read_file(path)
+            except OSError as exc:
+                errors.append(f"{kind}s.{key}: cannot read {file!r}: {exc.strerror or exc}")
+                continue
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                errors.append(f"{kind}s.{key}: {file!r} is not UTF-8 text")
+                continue
+            name = f"{namespace}_{key}_{_short_hash(data)}"
+            labels = {STACK_NAMESPACE_LABEL: namespace, LABEL_ENV: env, LABEL_STACK: stack.name}
+            objects.append(SwarmObject(kind, key, name, Secret(text) if kind == "secret" else text, labels))
+            section[key] = {"external": True, "name": name}
+    return objects, errors
+
+
+def render(stack: Stack, env: str, read_file: Callable[[Path], bytes] = Path.read_bytes) -> Rendered:
+    """The document deployed as `<env>_<stack>`; RenderError names stack, env and what."""
+    problem = naming.check_env_name(env)
+    if problem:
+        raise RenderError(problem)
+    what = f"stack {stack.name!r}, environment {env!r}"
+    namespace = naming.namespace(env, stack.name)
+    variables = variables_for(stack, env)
+    doc, errors = interpolate(copy.deepcopy(dict(stack.compose)), variables)
+    if errors:
+        lines = [f"{_where(path)}: {exc}" for path, exc in errors]
+        raise RenderError(f"{what}: " + "; ".join(lines) +
+                          f" (set it under environments.{env if env in stack.environments else 'default'}"
+                          f".variables in {stack.manifest_file.name})")
+    doc, cast_errors = cast_types(doc)
+    if cast_errors:
+        raise RenderError(f"{what}: " + "; ".join(f"{_where(p)}: {m}" for p, m in cast_errors))
+    doc.setdefault("version", DEFAULT_VERSION)
+    warnings: list[str] = []
+    objects, object_errors = _objects(stack, namespace, doc, env, read_file)
+    if object_errors:
+        raise RenderError(f"{what}: " + "; ".join(object_errors))
+    for name, service in doc["services"].items():
+        ignored = [k for k in IGNORED_SERVICE_KEYS if k in service]
+        if ignored:
+            warnings.append(f"{what}: service {name!r}: swarm ignores {', '.join(ignored)}: left out")
+            for k in ignored:
+                del service[k]
+        deploy = service.setdefault("deploy", {})
+        placement = deploy.setdefault("placement", {})
+        placement["constraints"] = _constraints(stack, name, placement.get("constraints") or [])
+        if not placement["constraints"]:
+            del placement["constraints"]
+        if not placement:
+            del deploy["placement"]
+        deploy["labels"] = {**_labels(deploy.get("labels")), LABEL_ENV: env, LABEL_STACK: stack.name}
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    for service in doc["services"].values():
+        service["deploy"]["labels"].update({LABEL_HASH: digest, LABEL_VERSION: __version__})
+    text = yaml.safe_dump(escape_dollars(doc), sort_keys=False, default_flow_style=False, width=1000)
+    return Rendered(stack.name, env, namespace, doc, text, digest, tuple(objects), tuple(warnings))

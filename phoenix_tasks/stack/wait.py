@@ -1,0 +1,132 @@
+"""Phoenix's own wait after `docker stack deploy`: the truth about this deploy.
+
+It judges only the tasks of this deploy: a task counts when its spec is the service's
+current task template (an older spec is the previous deploy, still draining), and a
+failure counts only when it happened after the service's spec was written by this
+deploy (old failed tasks are history, not this deploy's result: portainer#13281).
+An update that Swarm paused or rolled back is a failure (docker/cli#6752 exits 0
+there).  A service whose restart policy is `none` or `on-failure` may complete: its
+finished tasks count as done (docker/cli#5299 hangs on those).  Pure judgement
+(`judge`) over facts; `wait` polls one manager with one command per round.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from .diff import Desired
+from .facts import Progress, ServiceFacts, TaskFacts
+from .render import LABEL_HASH
+
+CONVERGED, PENDING, FAILED = "converged", "pending", "failed"
+FAILED_TASK_STATES = ("failed", "rejected")
+BAD_UPDATE_STATES = ("paused", "rollback_started", "rollback_paused", "rollback_completed")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    service: str
+    state: str  # converged | pending | failed
+    progress: str  # "1/2 running", "1/1 completed", ...
+    detail: str = ""  # why it failed, or what it waits for
+
+
+# Left out of the comparison: placement (see current_tasks) and the force-update
+# counter.  `docker service inspect` fills in defaults (RestartPolicy, DNSConfig,
+# StopGracePeriod, Runtime...) that a task's own spec omits, so a task is current
+# when every field its spec sets has the service's value (a subset match).
+_NOT_COMPARED = ("Placement", "ForceUpdate")
+
+
+def _within(task: object, service: object) -> bool:
+    if isinstance(task, dict):
+        return isinstance(service, dict) and all(
+            _within(v, service.get(k)) for k, v in task.items() if v not in (None, {}, []) or k in service)
+    if isinstance(task, list):
+        return isinstance(service, list) and len(task) == len(service) and all(map(_within, task, service))
+    return task == service
+
+
+def current_tasks(service: ServiceFacts, tasks) -> list[TaskFacts]:
+    """Tasks created from the service's current spec (placement changes aside: swarm
+    keeps a task whose node still satisfies new constraints)."""
+    want = {k: v for k, v in service.task_template.items() if k not in _NOT_COMPARED}
+    return [t for t in tasks if t.service_id == service.id and
+            _within({k: v for k, v in t.spec.items() if k not in _NOT_COMPARED}, want)]
+
+
+def _task_error(t: TaskFacts) -> str:
+    code = f" (exit code {t.exit_code})" if t.exit_code not in (None, 0) else ""
+    return f"task {t.id[:12]} {t.state}{code}: {t.error or 'no error message'}"
+
+
+def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: int | None = None) -> Verdict:
+    name = want.name
+    if service is None:
+        return Verdict(name, PENDING, "0/?", "service not created yet")
+    if service.labels.get(LABEL_HASH) != want.hash:
+        return Verdict(name, FAILED, "-", "the service no longer has this deploy's spec "
+                                          "(rolled back, or replaced by another deploy)")
+    written = service.updated_at or service.created_at or 0
+    ours_update = service.update_state and (service.update_started_at or 0) >= written
+    if ours_update and service.update_state in BAD_UPDATE_STATES:
+        return Verdict(name, FAILED, "-", f"update {service.update_state}: {service.update_message or 'no message'}")
+    current = current_tasks(service, tasks)
+    fresh_failures = [t for t in current if t.state in FAILED_TASK_STATES and (t.created_at or 0) >= written]
+    may_complete = service.restart_condition in ("none", "on-failure")
+    if not may_complete:
+        fresh_failures += [t for t in current if t.state == "complete" and (t.created_at or 0) >= written]
+    if fresh_failures:
+        t = max(fresh_failures, key=lambda t: t.created_at or 0)
+        hint = ""
+        if t.state == "complete":
+            hint = (" (the container exited 0, and restart_policy is 'any': a one-shot service needs "
+                    "deploy.restart_policy.condition 'none' or 'on-failure')")
+        return Verdict(name, FAILED, "-", _task_error(t) + hint)
+    live = [t for t in current if t.desired_state in ("running", "complete") or t.state == "complete"]
+    running = sum(1 for t in live if t.state == "running")
+    completed = sum(1 for t in live if t.state == "complete" and t.exit_code in (None, 0))
+    done = running + (completed if may_complete else 0)
+    if service.mode == "global":
+        target = eligible_nodes if eligible_nodes is not None else max(1, sum(1 for t in live if t.desired_state != "shutdown"))
+    else:
+        target = service.replicas or 0
+    what = "completed" if may_complete and completed and not running else "running"
+    progress = f"{done}/{target} {what}"
+    if ours_update and service.update_state == "updating":
+        return Verdict(name, PENDING, progress, "rolling update in progress")
+    if done >= target:
+        return Verdict(name, CONVERGED, progress)
+    latest = max(live, key=lambda t: t.created_at or 0, default=None)
+    detail = f"latest task {latest.state}" + (f": {latest.error}" if latest and latest.error else "") if latest else "no task yet"
+    return Verdict(name, PENDING, progress, detail)
+
+
+def judge_all(progress: Progress, desired: Mapping[str, Desired],
+              eligible: Mapping[str, int] | None = None) -> dict[str, Verdict]:
+    eligible = eligible or {}
+    return {name: judge(progress.services.get(name), want, progress.tasks, eligible.get(name))
+            for name, want in desired.items()}
+
+
+def wait(read: Callable[[], Progress], desired: Mapping[str, Desired], *, timeout_s: float,
+         eligible: Mapping[str, int] | None = None, interval_s: float = 1.0,
+         report: Callable[[Mapping[str, Verdict]], None] = lambda verdicts: None,
+         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+         ) -> dict[str, Verdict]:
+    """Poll until every service converged, one failed, or the timeout; services still
+    pending at the timeout are failures saying what they waited for."""
+    deadline = clock() + timeout_s
+    while True:
+        verdicts = judge_all(read(), desired, eligible)
+        report(verdicts)
+        states = {v.state for v in verdicts.values()}
+        if FAILED in states or states <= {CONVERGED}:
+            return verdicts
+        if clock() >= deadline:
+            return {n: v if v.state != PENDING else
+                    Verdict(n, FAILED, v.progress, f"not converged after {timeout_s:.0f} s: {v.detail or v.progress}")
+                    for n, v in verdicts.items()}
+        sleep(interval_s)
