@@ -191,9 +191,10 @@ class Transport:
 
     # -- running ---------------------------------------------------------------
     def run(self, host: Reachable, argv: Argv, *, mutating: bool, check: bool = True,
-            stdin: str | Secret | None = None) -> CommandResult:
+            stdin: str | Secret | None = None, quiet: bool = False) -> CommandResult:
         """Run one command on a host.  `check`: a non-zero exit raises RemoteCommandFailed.
-        `stdin`: data the command reads on its standard input (closed after it)."""
+        `stdin`: data the command reads on its standard input (closed after it).
+        `quiet`: not echoed (a poll repeated every second); still in the run log."""
         display = display_command(argv)
         data = None
         if stdin is not None:
@@ -201,7 +202,7 @@ class Transport:
         size = len(data.encode()) if data is not None else 0
         with self._lock:
             self.log.append(CommandRecord(host.name, display, mutating, size))
-        if self.echo:
+        if self.echo and not quiet:
             self.echo(f"[{host.name}] $ {display}" + (f" < ({size} bytes on stdin)" if data is not None else ""))
         conn = self._connection(host)
         in_stream = io.StringIO(data) if data is not None else False

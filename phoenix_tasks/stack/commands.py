@@ -32,9 +32,11 @@ def stack_services(namespace: str) -> list[str]:
 
 
 # What the pre-flight checks need, in one round trip, only when a deploy changes
-# something: CLI version, nodes, every service, networks, volumes, configs, secrets.
+# something: CLI version and the manager's clock (the deploy's start: the wait judges
+# what happened after it), nodes, every service, networks, volumes, configs, secrets.
 PREFLIGHT_SCRIPT = "set -e; " + "; ".join([
     "docker version --format '{{.Client.Version}}'",
+    "date +%s%N",
     f"echo '{SEPARATOR}'",
     "docker node inspect $(docker node ls -q)",
     f"echo '{SEPARATOR}'",
@@ -54,8 +56,10 @@ def preflight(namespace: str) -> list[str]:
     return _script(PREFLIGHT_SCRIPT, namespace)
 
 
-# The services of a namespace and all their tasks (history included), for the wait.
+# The manager's clock (ns), the services of a namespace and all their tasks (history
+# included), for the wait.
 PROGRESS_SCRIPT = (
+    f'date +%s%N; echo \'{SEPARATOR}\'; '
     'ids=$(docker service ls -q --filter "label=com.docker.stack.namespace=$1"); '
     f'if [ -z "$ids" ]; then echo "[]"; echo \'{SEPARATOR}\'; echo "[]"; exit 0; fi; '
     'docker service inspect $ids && '

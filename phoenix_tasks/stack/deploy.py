@@ -20,7 +20,7 @@ from . import commands, preflight
 from .diff import Desired, ServiceChange, compare, desired_services
 from .facts import ClusterView, on_a_manager, parse_preflight, parse_progress, parse_services
 from .render import Rendered
-from .wait import FAILED, Verdict, wait
+from .wait import FAILED, STABLE_S, Verdict, wait
 
 DEFAULT_TIMEOUT_S = 300.0
 LOG_LINES = 20
@@ -79,7 +79,7 @@ def _holder_nodes(transport: Transport, manager: VM, holders: set[str]) -> dict[
 
 
 def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run: bool,
-           timeout_s: float = DEFAULT_TIMEOUT_S,
+           timeout_s: float = DEFAULT_TIMEOUT_S, stable_s: float = STABLE_S,
            show: Callable[[DeployOutcome], None] = lambda outcome: None,
            report: Callable[[Mapping[str, Verdict]], None] = lambda verdicts: None) -> DeployOutcome:
     manager, running = read_running(transport, config, rendered.namespace)
@@ -109,9 +109,15 @@ def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run:
             return outcome
         outcome.applied.append(action)
     eligible = {name: len(pre.candidates.get(name, [])) for name, d in desired.items() if d.mode == "global"}
-    outcome.verdicts = wait(
-        lambda: parse_progress(transport.run(manager, commands.progress(rendered.namespace), mutating=False).stdout),
-        desired, timeout_s=timeout_s, eligible=eligible, report=report)
+    polls = []
+
+    def read():  # echoed once (--verbose), then quiet: the same read every second
+        polls.append(1)
+        res = transport.run(manager, commands.progress(rendered.namespace), mutating=False, quiet=len(polls) > 1)
+        return parse_progress(res.stdout)
+
+    outcome.verdicts = wait(read, desired, timeout_s=timeout_s, eligible=eligible, started=view.now,
+                            stable_s=stable_s, report=report)
     for name, verdict in outcome.verdicts.items():
         if verdict.state == FAILED:
             outcome.failed.append((name, verdict.detail))

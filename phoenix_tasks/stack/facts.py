@@ -126,6 +126,7 @@ class TaskFacts:
     error: str
     exit_code: int | None
     created_at: int | None
+    since: int | None = None  # when it entered its current state (Status.Timestamp)
     spec: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -138,7 +139,8 @@ def parse_tasks(stdout: str) -> list[TaskFacts]:
             state=status.get("State", ""), desired_state=t.get("DesiredState", ""),
             error=status.get("Err", "") or "",
             exit_code=(status.get("ContainerStatus") or {}).get("ExitCode"),
-            created_at=parse_time(t.get("CreatedAt")), spec=t.get("Spec") or {},
+            created_at=parse_time(t.get("CreatedAt")), since=parse_time(status.get("Timestamp")),
+            spec=t.get("Spec") or {},
         ))
     return tasks
 
@@ -149,11 +151,14 @@ class Progress:
 
     services: Mapping[str, ServiceFacts]
     tasks: tuple[TaskFacts, ...]
+    now: int | None = None  # the manager's clock at the read, ns
 
 
 def parse_progress(stdout: str) -> Progress:
-    services, _, tasks = stdout.partition(commands.SEPARATOR)
-    return Progress(parse_services(services), tuple(parse_tasks(tasks)))
+    clock, _, rest = stdout.partition(commands.SEPARATOR)
+    services, _, tasks = rest.partition(commands.SEPARATOR)
+    now = clock.strip()
+    return Progress(parse_services(services), tuple(parse_tasks(tasks)), int(now) if now.isdigit() else None)
 
 
 def _json_lines(text: str) -> list[dict]:
@@ -165,6 +170,7 @@ class ClusterView:
     """What the pre-flight checks read from a manager."""
 
     cli_version: str
+    now: int | None  # the manager's clock when read (ns): the deploy starts after it
     nodes: Mapping[str, NodeFacts]
     services: Mapping[str, ServiceFacts]
     networks: Mapping[str, Mapping[str, str]]  # by name: Driver, Scope, ID
@@ -177,9 +183,11 @@ def parse_preflight(stdout: str) -> ClusterView:
     parts = stdout.split(commands.SEPARATOR)
     if len(parts) != 7:
         raise ValueError(f"expected 7 sections from the pre-flight read, got {len(parts)}")
-    version, nodes, services, networks, volumes, configs, secrets = parts
+    head, nodes, services, networks, volumes, configs, secrets = parts
+    version, _, clock = head.strip().partition("\n")
     return ClusterView(
         cli_version=version.strip(),
+        now=int(clock.strip()) if clock.strip().isdigit() else None,
         nodes=parse_nodes(nodes),
         services=parse_services(services),
         networks={n["Name"]: n for n in _json_lines(networks)},

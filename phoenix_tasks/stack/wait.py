@@ -2,11 +2,13 @@
 
 It judges only the tasks of this deploy: a task counts when its spec is the service's
 current task template (an older spec is the previous deploy, still draining), and a
-failure counts only when it happened after the service's spec was written by this
-deploy (old failed tasks are history, not this deploy's result: portainer#13281).
+failure counts only when it happened after this deploy started, by the manager's clock
+(old failed tasks are history, not this deploy's result: portainer#13281).
 An update that Swarm paused or rolled back is a failure (docker/cli#6752 exits 0
 there).  A service whose restart policy is `none` or `on-failure` may complete: its
-finished tasks count as done (docker/cli#5299 hangs on those).  Pure judgement
+finished tasks count as done (docker/cli#5299 hangs on those).  A running task counts
+only once it has been running for `stable_s` (as Swarm's own update monitor does): a
+container that starts and crashes a second later is a failure, not a success.  Pure judgement
 (`judge`) over facts; `wait` polls one manager with one command per round.
 """
 
@@ -62,22 +64,31 @@ def _task_error(t: TaskFacts) -> str:
     return f"task {t.id[:12]} {t.state}{code}: {t.error or 'no error message'}"
 
 
-def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: int | None = None) -> Verdict:
+STABLE_S = 5.0
+
+
+def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: int | None = None, *,
+          now: int | None = None, started: int | None = None, stable_s: float = STABLE_S) -> Verdict:
+    """One service's state.  `now`: the manager's clock at this read; `started`: its
+    clock just before the deploy (what happened before is history, not this deploy)."""
     name = want.name
     if service is None:
         return Verdict(name, PENDING, "0/?", "service not created yet")
     if service.labels.get(LABEL_HASH) != want.hash:
+        if (service.update_state or "").startswith("rollback"):
+            return Verdict(name, FAILED, "-", f"Swarm rolled the update back ({service.update_state}): "
+                                              f"{service.update_message or 'no message'}")
         return Verdict(name, FAILED, "-", "the service no longer has this deploy's spec "
-                                          "(rolled back, or replaced by another deploy)")
-    written = service.updated_at or service.created_at or 0
-    ours_update = service.update_state and (service.update_started_at or 0) >= written
+                                          "(replaced by another deploy?)")
+    since = started or 0
+    ours_update = service.update_state and (service.update_started_at or 0) >= since
     if ours_update and service.update_state in BAD_UPDATE_STATES:
         return Verdict(name, FAILED, "-", f"update {service.update_state}: {service.update_message or 'no message'}")
     current = current_tasks(service, tasks)
-    fresh_failures = [t for t in current if t.state in FAILED_TASK_STATES and (t.created_at or 0) >= written]
+    fresh_failures = [t for t in current if t.state in FAILED_TASK_STATES and (t.created_at or 0) >= since]
     may_complete = service.restart_condition in ("none", "on-failure")
     if not may_complete:
-        fresh_failures += [t for t in current if t.state == "complete" and (t.created_at or 0) >= written]
+        fresh_failures += [t for t in current if t.state == "complete" and (t.created_at or 0) >= since]
     if fresh_failures:
         t = max(fresh_failures, key=lambda t: t.created_at or 0)
         hint = ""
@@ -86,7 +97,10 @@ def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: in
                     "deploy.restart_policy.condition 'none' or 'on-failure')")
         return Verdict(name, FAILED, "-", _task_error(t) + hint)
     live = [t for t in current if t.desired_state in ("running", "complete") or t.state == "complete"]
-    running = sum(1 for t in live if t.state == "running")
+    running_tasks = [t for t in live if t.state == "running"]
+    stable = [t for t in running_tasks
+              if now is None or t.since is None or now - t.since >= stable_s * 1_000_000_000]
+    running = len(stable)
     completed = sum(1 for t in live if t.state == "complete" and t.exit_code in (None, 0))
     done = running + (completed if may_complete else 0)
     if service.mode == "global":
@@ -99,20 +113,25 @@ def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: in
         return Verdict(name, PENDING, progress, "rolling update in progress")
     if done >= target:
         return Verdict(name, CONVERGED, progress)
+    if len(running_tasks) > len(stable):
+        return Verdict(name, PENDING, progress, f"{len(running_tasks) - len(stable)} running for less than "
+                                                f"{stable_s:.0f} s")
     latest = max(live, key=lambda t: t.created_at or 0, default=None)
     detail = f"latest task {latest.state}" + (f": {latest.error}" if latest and latest.error else "") if latest else "no task yet"
     return Verdict(name, PENDING, progress, detail)
 
 
-def judge_all(progress: Progress, desired: Mapping[str, Desired],
-              eligible: Mapping[str, int] | None = None) -> dict[str, Verdict]:
+def judge_all(progress: Progress, desired: Mapping[str, Desired], eligible: Mapping[str, int] | None = None,
+              started: int | None = None, stable_s: float = STABLE_S) -> dict[str, Verdict]:
     eligible = eligible or {}
-    return {name: judge(progress.services.get(name), want, progress.tasks, eligible.get(name))
+    return {name: judge(progress.services.get(name), want, progress.tasks, eligible.get(name),
+                        now=progress.now, started=started, stable_s=stable_s)
             for name, want in desired.items()}
 
 
 def wait(read: Callable[[], Progress], desired: Mapping[str, Desired], *, timeout_s: float,
-         eligible: Mapping[str, int] | None = None, interval_s: float = 1.0,
+         eligible: Mapping[str, int] | None = None, started: int | None = None,
+         interval_s: float = 1.0, stable_s: float = STABLE_S,
          report: Callable[[Mapping[str, Verdict]], None] = lambda verdicts: None,
          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
          ) -> dict[str, Verdict]:
@@ -120,7 +139,7 @@ def wait(read: Callable[[], Progress], desired: Mapping[str, Desired], *, timeou
     pending at the timeout are failures saying what they waited for."""
     deadline = clock() + timeout_s
     while True:
-        verdicts = judge_all(read(), desired, eligible)
+        verdicts = judge_all(read(), desired, eligible, started, stable_s)
         report(verdicts)
         states = {v.state for v in verdicts.values()}
         if FAILED in states or states <= {CONVERGED}:

@@ -1,0 +1,139 @@
+"""The wait's judgement from recorded progress reads (tests/data/stack/README.md):
+only this deploy's tasks count, failures and rollbacks are failures, one-shot jobs
+complete, a task must run for a while before it counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from phoenix_tasks.stack.diff import Desired
+from phoenix_tasks.stack.facts import parse_progress
+from phoenix_tasks.stack.wait import CONVERGED, FAILED, PENDING, judge_all, wait
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "stack"
+JOB, FAIL, RB_FIRST, RB = 1795645074682445486, 1795645081994575630, 1795645089240796696, 1795645101474565312
+
+
+def read(name):
+    return parse_progress((DATA / f"progress_{name}.txt").read_text())
+
+
+def desired_for(progress, **overrides):
+    """What the deploy wanted, from the services as recorded (their hash label)."""
+    out = {}
+    for name, s in progress.services.items():
+        fields = dict(name=name, image=s.image, mode=s.mode, replicas=s.replicas, constraints=s.constraints,
+                      env=s.env, ports=s.ports, configs=s.configs, secrets=s.secrets, hash=s.hash,
+                      restart_condition=s.restart_condition)
+        fields.update(overrides)
+        out[name] = Desired(**fields)
+    return out
+
+
+def verdict(progress, started, **overrides):
+    (v,) = judge_all(progress, desired_for(progress, **overrides), started=started).values()
+    return v
+
+
+def test_the_progress_read_has_the_managers_clock_services_and_tasks():
+    p = read("fail_failed")
+    assert p.now == 1795645088057624884
+    assert list(p.services) == ["t3_probe_fail_broken"]
+    assert sorted(t.state for t in p.tasks) == ["failed", "preparing"]
+
+
+def test_a_task_still_preparing_is_pending_with_its_state():
+    v = verdict(read("job_starting"), JOB)
+    assert (v.state, v.progress, v.detail) == (PENDING, "0/1 running", "latest task preparing")
+
+
+def test_a_one_shot_job_that_completed_is_converged():
+    v = verdict(read("job_completed"), JOB)
+    assert (v.state, v.progress) == (CONVERGED, "1/1 completed")
+
+
+def test_a_task_that_exits_non_zero_fails_the_deploy_with_its_error():
+    v = verdict(read("fail_failed"), FAIL)
+    assert v.state == FAILED
+    assert "failed (exit code 3): task: non-zero exit (3)" in v.detail
+
+
+def test_an_old_failure_from_before_this_deploy_is_history_not_this_deploys_result():
+    # The same read, judged as if the deploy had started after that failure.
+    p = read("fail_failed")
+    v = verdict(p, p.now)
+    assert v.state == PENDING
+
+
+def test_a_container_running_for_under_the_stable_time_does_not_count_yet():
+    v = verdict(read("serving_running_briefly"), RB_FIRST)
+    assert v.state == PENDING and "running for less than 5 s" in v.detail
+    v = judge_all(read("serving_running_briefly"), desired_for(read("serving_running_briefly")),
+                  started=RB_FIRST, stable_s=0.5)
+    assert [x.state for x in v.values()] == [CONVERGED]
+
+
+def test_running_long_enough_is_converged():
+    v = verdict(read("serving_converged"), RB_FIRST)
+    assert (v.state, v.progress) == (CONVERGED, "1/1 running")
+
+
+def test_an_update_in_progress_is_pending_and_the_old_task_does_not_count():
+    v = verdict(read("update_rolling"), RB)
+    assert (v.state, v.detail) == (PENDING, "rolling update in progress")
+
+
+def test_an_update_swarm_rolled_back_is_a_failure():
+    # the deploy wanted the new spec: its hash, not the one Swarm rolled back to
+    p = read("update_rolled_back")
+    wanted = read("update_rolling")
+    (name,) = p.services
+    v = judge_all(p, desired_for(wanted), started=RB)[name]
+    assert v.state == FAILED and "Swarm rolled the update back (rollback_started)" in v.detail
+
+
+def test_a_one_shot_container_under_restart_any_is_named_as_the_problem():
+    # probe_job with its restart policy taken away: an exit 0 is restarted forever
+    p = read("job_completed")
+    (s,) = p.services.values()
+    p.services[s.name] = s.__class__(**{**s.__dict__, "restart_condition": "any"})
+    v = verdict(p, JOB)
+    assert v.state == FAILED and "a one-shot service needs deploy.restart_policy.condition" in v.detail
+
+
+def test_a_service_not_created_yet_is_pending():
+    p = read("job_starting")
+    want = desired_for(p)
+    (name,) = want
+    other = {"x_missing": want[name].__class__(**{**want[name].__dict__, "name": "x_missing"})}
+    (v,) = judge_all(p, other, started=JOB).values()
+    assert (v.state, v.detail) == (PENDING, "service not created yet")
+
+
+def test_wait_polls_until_converged_and_reports_each_round():
+    reads = iter([read("job_starting"), read("job_completed")])
+    seen, slept = [], []
+    p = read("job_starting")
+    out = wait(lambda: next(reads), desired_for(p), timeout_s=60, started=JOB,
+               report=lambda v: seen.append([x.state for x in v.values()]), sleep=slept.append,
+               clock=lambda: 0.0)
+    assert [v.state for v in out.values()] == [CONVERGED]
+    assert seen == [[PENDING], [CONVERGED]] and slept == [1.0]
+
+
+def test_wait_gives_up_at_the_timeout_saying_what_it_waited_for():
+    times = iter([0.0, 0.0, 5.0, 11.0])
+    p = read("job_starting")
+    out = wait(lambda: p, desired_for(p), timeout_s=10, started=JOB, sleep=lambda s: None,
+               clock=lambda: next(times))
+    (v,) = out.values()
+    assert v.state == FAILED and v.detail == "not converged after 10 s: latest task preparing"
+
+
+@pytest.mark.parametrize("name", ["job_starting", "fail_failed", "update_rolled_back"])
+def test_every_recorded_read_parses_to_known_task_states(name):
+    known = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running",
+             "complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
+    assert {t.state for t in read(name).tasks} <= known
