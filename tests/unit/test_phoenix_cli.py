@@ -1,4 +1,5 @@
-"""bin/phoenix: verbs routed to Invoke tasks, usage, exit status, --dry-run anywhere;
+"""bin/phoenix: verbs routed to Invoke tasks, usage, exit status, global flags (passed to
+the tasks that take them, refused by the others, never read from an option's value);
 and `inv --list`: every task shows a one-line help.
 
 Routing is tested through PHOENIX_INV, pointed at a stub that prints its argv one per
@@ -112,7 +113,8 @@ def test_dry_run_passes_through_from_anywhere_on_the_line(args, stub):
     (["swarm", "init", "--dry-run"], ["swarm.init", "--dry-run"]),
     (["-v", "swarm", "join", "--dry-run"], ["swarm.join", "--dry-run", "--verbose"]),
     (["swarm", "rm", "qdrant_service", "--env", "dev2", "--dry-run"], ["swarm.rm", "--stack", "qdrant_service", "--dry-run", "--env", "dev2"]),
-    (["--dry-run", "validate"], ["validate"]),  # validate changes nothing: no flag to pass
+    # (["--dry-run", "validate"], ["validate"]) was here: validate has no --dry-run, so it is
+    # now refused (test_a_flag_the_task_lacks_is_refused_and_nothing_runs)
 ])
 def test_global_flags_reach_the_tasks_that_take_them(args, task_argv, stub):
     assert routed(phoenix(*args, inv=stub)) == task_argv
@@ -124,6 +126,125 @@ def test_arguments_are_passed_as_data_never_through_a_shell(stub, tmp_path):
     r = phoenix("swarm", "deploy", hostile, "--env", "dev1; rm -rf /", inv=stub)
     assert routed(r) == ["swarm.deploy", "--stack", hostile, "--env", "dev1; rm -rf /"]
     assert not canary.exists()
+
+
+# -- the stack verbs ---------------------------------------------------------------
+# <stack> becomes --stack; the global flags follow it, then the rest as given (inv does not
+# care about the order of one task's options).
+
+@pytest.mark.parametrize("args, task_argv", [
+    (["swarm", "deploy", "thinkheads_ai_app", "--env", "dev1", "--dry-run"],
+     ["swarm.deploy", "--stack", "thinkheads_ai_app", "--dry-run", "--env", "dev1"]),
+    (["--dry-run", "swarm", "deploy", "thinkheads_ai_app", "--env", "dev1"],
+     ["swarm.deploy", "--stack", "thinkheads_ai_app", "--dry-run", "--env", "dev1"]),
+    (["swarm", "deploy", "thinkheads_ai_app", "--env", "dev1", "--timeout", "600", "-v"],
+     ["swarm.deploy", "--stack", "thinkheads_ai_app", "--verbose", "--env", "dev1", "--timeout", "600"]),
+    (["-v", "swarm", "rm", "thinkheads_ai_app", "--env", "dev1", "--volumes"],
+     ["swarm.rm", "--stack", "thinkheads_ai_app", "--verbose", "--env", "dev1", "--volumes"]),
+    (["swarm", "rm", "thinkheads_ai_app", "--env", "dev1", "--dry-run", "--volumes", "--timeout", "30"],
+     ["swarm.rm", "--stack", "thinkheads_ai_app", "--dry-run", "--env", "dev1", "--volumes", "--timeout", "30"]),
+    (["swarm", "render", "qdrant_service", "--env", "prod"], ["swarm.render", "--stack", "qdrant_service", "--env", "prod"]),
+    (["swarm", "render", "--env", "prod", "--stack", "qdrant_service"], ["swarm.render", "--env", "prod", "--stack", "qdrant_service"]),
+    (["swarm", "diff", "qdrant_service", "--env", "prod"], ["swarm.diff", "--stack", "qdrant_service", "--env", "prod"]),
+    (["swarm", "diff", "qdrant_service", "--env", "prod", "-v"], ["swarm.diff", "--stack", "qdrant_service", "--verbose", "--env", "prod"]),
+    (["swarm", "envs"], ["swarm.envs"]),
+    (["swarm", "envs", "--json"], ["swarm.envs", "--json"]),
+    (["-v", "swarm", "envs", "--json"], ["swarm.envs", "--verbose", "--json"]),
+])
+def test_stack_verbs_become_tasks(args, task_argv, stub):
+    r = phoenix(*args, inv=stub)
+    assert r.returncode == 0, r.stderr
+    assert routed(r) == task_argv
+
+
+@pytest.mark.parametrize("verb", ["render", "diff", "deploy", "rm"])
+def test_a_hostile_stack_name_stays_one_argument(verb, stub, tmp_path):
+    canary = tmp_path / "canary"
+    hostile = f"dev1; rm -rf / $(touch {canary})"
+    r = phoenix("swarm", verb, hostile, "--env", "dev1", inv=stub)
+    assert routed(r) == [f"swarm.{verb}", "--stack", hostile, "--env", "dev1"]
+    assert not canary.exists()
+
+
+# -- flags the task lacks, option values, stray words ------------------------------
+
+NO_DRY_RUN = "has no --dry-run: it would really run; nothing was done"
+CHANGES_NOTHING = "has no --dry-run (it changes nothing: run it without); nothing was done"
+
+
+@pytest.mark.parametrize("args, complaint", [
+    # a dry run must never be dropped and the verb run for real
+    (["lab", "down", "--dry-run"], f"phoenix: 'lab down' {NO_DRY_RUN}"),
+    (["--dry-run", "lab", "down"], f"phoenix: 'lab down' {NO_DRY_RUN}"),
+    (["lab", "--dry-run", "down", "--state-dir", "/tmp/lab"], f"phoenix: 'lab down' {NO_DRY_RUN}"),
+    (["lab", "up", "--dry-run"], f"phoenix: 'lab up' {NO_DRY_RUN}"),
+    (["lab", "config", "--nodes", "3", "--out", "/tmp/x", "--dry-run"], f"phoenix: 'lab config' {NO_DRY_RUN}"),
+    (["lab", "ssh", "--vmid", "1001", "--dry-run", "--cmd", "reboot"], f"phoenix: 'lab ssh' {NO_DRY_RUN}"),
+    # verbs that change nothing have no dry run either: refused the same way, said kindly
+    (["--dry-run", "validate"], f"phoenix: 'validate' {CHANGES_NOTHING}"),
+    (["lab", "status", "--dry-run"], f"phoenix: 'lab status' {CHANGES_NOTHING}"),
+    (["swarm", "tokens", "--dry-run"], f"phoenix: 'swarm tokens' {CHANGES_NOTHING}"),
+    (["--dry-run", "swarm", "status"], f"phoenix: 'swarm status' {CHANGES_NOTHING}"),
+    (["swarm", "envs", "--json", "--dry-run"], f"phoenix: 'swarm envs' {CHANGES_NOTHING}"),
+    (["swarm", "render", "x", "--env", "e", "--dry-run"], f"phoenix: 'swarm render' {CHANGES_NOTHING}"),
+    (["--dry-run", "swarm", "diff", "x", "--env", "e"], f"phoenix: 'swarm diff' {CHANGES_NOTHING}"),
+    # -v where the task has no --verbose
+    (["-v", "lab", "down"], "phoenix: 'lab down' has no -v/--verbose; nothing was done"),
+    (["lab", "status", "--verbose"], "phoenix: 'lab status' has no -v/--verbose; nothing was done"),
+    (["lab", "config", "--nodes", "3", "--out", "/tmp/x", "-v"], "phoenix: 'lab config' has no -v/--verbose; nothing was done"),
+    (["-v", "lab", "ssh", "--vmid", "1001"], "phoenix: 'lab ssh' has no -v/--verbose; nothing was done"),
+    (["validate", "-v"], "phoenix: 'validate' has no -v/--verbose; nothing was done"),
+    (["swarm", "render", "x", "--env", "e", "-v"], "phoenix: 'swarm render' has no -v/--verbose; nothing was done"),
+])
+def test_a_flag_the_task_lacks_is_refused_and_nothing_runs(args, complaint, stub):
+    r = phoenix(*args, inv=stub)
+    assert r.returncode == 2
+    assert r.stdout == ""  # the stub was not called
+    assert r.stderr.splitlines() == [complaint]
+
+
+@pytest.mark.parametrize("args, task_argv", [
+    (["lab", "ssh", "--vmid", "1001", "--cmd", "-v"], ["lab.ssh", "--vmid", "1001", "--cmd", "-v"]),
+    (["lab", "ssh", "--vmid", "1001", "--cmd", "--dry-run"], ["lab.ssh", "--vmid", "1001", "--cmd", "--dry-run"]),
+    (["lab", "ssh", "--vmid", "1001", "--cmd", "ls -v --dry-run"], ["lab.ssh", "--vmid", "1001", "--cmd", "ls -v --dry-run"]),
+    (["lab", "ssh", "-v", "1001", "-c", "-v"], ["lab.ssh", "-v", "1001", "-c", "-v"]),  # lab.ssh's own -v is --vmid
+    (["lab", "ssh", "--vmid", "1001", "--", "-v", "--dry-run"], ["lab.ssh", "--vmid", "1001", "--", "-v", "--dry-run"]),
+    (["lab", "down", "--state-dir", "-v"], ["lab.down", "--state-dir", "-v"]),
+    (["lab", "config", "--nodes", "3", "--out", "--dry-run"], ["lab.config", "--nodes", "3", "--out", "--dry-run"]),
+    (["swarm", "deploy", "app", "--env", "-v", "--timeout", "--dry-run"], ["swarm.deploy", "--stack", "app", "--env", "-v", "--timeout", "--dry-run"]),
+    (["swarm", "join", "--vmid", "--dry-run"], ["swarm.join", "--vmid", "--dry-run"]),
+])
+def test_an_options_value_is_never_a_global_flag(args, task_argv, stub):
+    r = phoenix(*args, inv=stub)
+    assert r.returncode == 0, r.stderr
+    assert routed(r) == task_argv
+
+
+@pytest.mark.parametrize("args, complaint", [
+    # inv would run a further word as a further task: a dry run followed by a real lab.down
+    (["sync", "all", "--dry-run", "lab.down"], "phoenix: unexpected argument 'lab.down' for 'sync all' (one verb per call; see: phoenix help)"),
+    (["validate", "lab.down"], "phoenix: unexpected argument 'lab.down' for 'validate' (one verb per call; see: phoenix help)"),
+    (["swarm", "deploy", "a", "b", "--env", "e"], "phoenix: unexpected argument 'b' for 'swarm deploy' (one verb per call; see: phoenix help)"),
+    (["swarm", "deploy", "a", "--stack", "b", "--env", "e"], "phoenix: 'swarm deploy': the stack is given twice (as <stack> and --stack); nothing was done"),
+    (["swarm", "rm", "--stack=b", "a", "--env", "e"], "phoenix: 'swarm rm': the stack is given twice (as <stack> and --stack); nothing was done"),
+])
+def test_stray_words_are_refused_and_nothing_runs(args, complaint, stub):
+    r = phoenix(*args, inv=stub)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.splitlines() == [complaint]
+
+
+def test_usage_lists_the_stack_verbs_aligned(stub):
+    text = phoenix("help", inv=stub).stdout
+    for verb in ("swarm render <stack> --env <env>", "swarm diff <stack> --env <env>",
+                 "swarm deploy <stack> --env <env>", "swarm rm <stack> --env <env>", "swarm envs [--json]"):
+        assert f"\n  {verb} " in text
+    assert "render/diff never change anything" in text
+    block = text.split("verbs:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert len(block) > 15
+    # every description (and continuation) starts in column 35
+    assert all(line[34] == " " and line[35] != " " for line in block), block
 
 
 @pytest.mark.parametrize("status", [0, 1, 3])
