@@ -39,17 +39,26 @@ def _env(value: Any) -> tuple[str, ...]:
     return tuple(sorted(items))
 
 
-def _port(p: Any) -> Port:
+def _range(text: str) -> list[int]:
+    first, _, last = text.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def _ports(p: Any) -> list[Port]:
+    """One compose `ports` entry (long syntax, or short `[ip:][published:]target[/proto]`
+    with ranges) -> the swarm ports it publishes, one per port as swarm lists them."""
     if isinstance(p, dict):
-        return Port(p.get("published"), int(p["target"]), p.get("protocol", "tcp"), p.get("mode", "ingress"))
+        return [Port(p.get("published"), int(p["target"]), p.get("protocol", "tcp"), p.get("mode", "ingress"))]
     text = str(p)
     proto = "tcp"
     if "/" in text:
         text, proto = text.rsplit("/", 1)
     parts = text.split(":")
-    target = int(parts[-1])
-    published = int(parts[-2]) if len(parts) >= 2 and parts[-2] else None
-    return Port(published, target, proto, "ingress")
+    targets = _range(parts[-1])
+    published = _range(parts[-2]) if len(parts) >= 2 and parts[-2] else [None] * len(targets)
+    if len(published) != len(targets):
+        published = [published[0]] * len(targets)
+    return [Port(pub, target, proto, "ingress") for pub, target in zip(published, targets)]
 
 
 def _names(refs: Any, top: Mapping[str, Any]) -> tuple[str, ...]:
@@ -76,7 +85,7 @@ def desired_services(rendered: Rendered) -> dict[str, Desired]:
             replicas=deploy.get("replicas", 1) if mode == "replicated" else None,
             constraints=tuple(sorted((deploy.get("placement") or {}).get("constraints") or [])),
             env=_env(svc.get("environment")),
-            ports=tuple(sorted((_port(p) for p in svc.get("ports") or []),
+            ports=tuple(sorted((port for p in svc.get("ports") or [] for port in _ports(p)),
                                key=lambda p: (p.published or 0, p.target, p.protocol))),
             configs=_names(svc.get("configs"), doc.get("configs") or {}),
             secrets=_names(svc.get("secrets"), doc.get("secrets") or {}),
@@ -86,10 +95,24 @@ def desired_services(rendered: Rendered) -> dict[str, Desired]:
     return out
 
 
-def _image(actual: str, desired: str) -> str:
-    """The running image as compared: the digest the CLI pinned is dropped when the
-    compose file names a tag only."""
-    return actual.split("@", 1)[0] if "@" not in desired else actual
+def normal_image(ref: str, keep_digest: bool = True) -> str:
+    """An image reference in the daemon's familiar form: `docker.io/library/nginx` is
+    `nginx`, a missing tag is `:latest` (as the daemon pins it); the digest kept or not."""
+    name, at, digest = ref.partition("@")
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    if ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name + ("@" + digest if at and keep_digest else "")
+
+
+def _image(actual: str, desired: str) -> tuple[str, str]:
+    """(running, wanted) as compared: familiar forms; the digest the CLI pinned is
+    dropped when the compose file names a tag only."""
+    pinned = "@" in desired
+    return normal_image(actual, keep_digest=pinned), normal_image(desired, keep_digest=pinned)
 
 
 @dataclass(frozen=True)
@@ -119,7 +142,9 @@ def compare(desired: Mapping[str, Desired], running: Mapping[str, ServiceFacts])
         for f in FIELDS:
             before, after = getattr(have, f), getattr(want, f)
             if f == "image":
-                before = _image(before, after)
+                if _image(before, after)[0] == _image(before, after)[1]:
+                    continue
+                before = before if "@" in after else before.split("@", 1)[0]
             if before != after:
                 fields[f] = (before, after)
         hash_differs = have.labels.get(LABEL_HASH) != want.hash

@@ -45,6 +45,7 @@ IGNORED_SERVICE_KEYS = ("build", "cgroup_parent", "container_name", "depends_on"
                         "external_links", "links", "network_mode", "restart", "security_opt",
                         "userns_mode")
 DEFAULT_VERSION = "3.8"
+MAX_OBJECT_NAME = 64  # swarmkit's limit for config and secret names
 
 
 class RenderError(PhoenixError):
@@ -151,6 +152,10 @@ def _objects(stack: Stack, namespace: str, doc: dict, env: str,
                 errors.append(f"{kind}s.{key}: {file!r} is not UTF-8 text")
                 continue
             name = f"{namespace}_{key}_{_short_hash(data)}"
+            if len(name) > MAX_OBJECT_NAME:
+                errors.append(f"{kind}s.{key}: the swarm {kind} name {name!r} would be {len(name)} characters; "
+                              f"docker allows {MAX_OBJECT_NAME}: give it a shorter key")
+                continue
             labels = {STACK_NAMESPACE_LABEL: namespace, LABEL_ENV: env, LABEL_STACK: stack.name}
             objects.append(SwarmObject(kind, key, name, Secret(text) if kind == "secret" else text, labels))
             section[key] = {"external": True, "name": name}
