@@ -76,12 +76,61 @@ class Lab:
         return conn
 
 
-def make_lab_config(out: Path, nodes: int, subnet: str, bridge: str):
+def make_lab_config(out: Path, nodes: int, subnet: str, bridge: str, stacks_dir: Path | None = None):
     from phoenix_tasks.config import load_config
     from phoenix_tasks.lab.configgen import write_lab_config
     write_lab_config(out / "etc", nodes, subnet=subnet, bridge=bridge,
                      state_dir=str(out / "state"))
-    return load_config(out / "etc")
+    return load_config(out / "etc", stacks_dir)
+
+
+@contextlib.contextmanager
+def module_lab(out: Path, subnet: str, bridge: str, nodes: int = 3, stacks_dir: Path | None = None):
+    """A lab of its own for one test module (its own subnet and bridge), held under the
+    bridge's lock and torn down at the end whatever happened."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from phoenix_tasks.lab import control
+    config = make_lab_config(out, nodes, subnet, bridge, stacks_dir)
+    with bridge_lock(bridge):
+        clear_stale_lab(bridge)
+        try:
+            control.up(config)
+            yield Lab(config)
+        finally:
+            control.down(config.hypervisor.lab.state_dir, config.hypervisor.lab.bridge)
+
+
+def task_runner(config, monkeypatch, capsys):
+    """Run a task in-process against `config` (as `inv` would, with MockContext);
+    returns go(task, **flags) -> (exit code, stdout + stderr, the last Transport made)."""
+    from invoke import MockContext
+    from invoke.exceptions import Exit
+    from phoenix_tasks.tasks import common
+    monkeypatch.setenv("PHOENIX_CONFIG_DIR", str(config.config_dir))
+    monkeypatch.setenv("PHOENIX_STACKS_DIR", str(config.stacks_dir))
+    made = []
+    real = common.transport_for
+
+    def spy(cfg, verbose):
+        t = real(cfg, verbose)
+        made.append(t)
+        return t
+
+    monkeypatch.setattr(common, "transport_for", spy)
+
+    def go(task, **flags):
+        made.clear()
+        code, message = 0, ""
+        try:
+            task(MockContext(), **flags)
+        except Exit as exc:
+            code, message = exc.code, exc.message or ""  # inv prints the message on stderr
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err + message, (made[-1] if made else None)
+
+    return go
 
 
 @contextlib.contextmanager

@@ -16,15 +16,12 @@ import subprocess
 import time
 
 import pytest
-from invoke import MockContext
-from invoke.exceptions import Exit
 
 from phoenix_tasks.lab import control, procs
-from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import swarm as swarm_tasks
 from phoenix_tasks.tasks import sync as sync_tasks
 
-from conftest import Lab, clear_stale_lab, lab_skip_reason, make_lab_config
+from conftest import module_lab, task_runner
 
 pytestmark = pytest.mark.lab
 
@@ -33,43 +30,14 @@ SUBNET, BRIDGE = "198.18.79.0/24", "phxtest2"
 
 @pytest.fixture(scope="module")
 def swarm_lab(tmp_path_factory):
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    clear_stale_lab(BRIDGE)
-    config = make_lab_config(tmp_path_factory.mktemp("swarmlab"), 3, SUBNET, BRIDGE)
-    try:
-        control.up(config)
-        yield Lab(config)
-    finally:
-        control.down(config.hypervisor.lab.state_dir, config.hypervisor.lab.bridge)
+    with module_lab(tmp_path_factory.mktemp("swarmlab"), SUBNET, BRIDGE) as lab:
+        yield lab
 
 
 @pytest.fixture
 def run(swarm_lab, monkeypatch, capsys):
     """Run a swarm task in-process on the lab; returns (exit code, output, transport)."""
-    monkeypatch.setenv("PHOENIX_CONFIG_DIR", str(swarm_lab.config.config_dir))
-    made = []
-    real = common.transport_for
-
-    def spy(config, verbose):
-        t = real(config, verbose)
-        made.append(t)
-        return t
-
-    monkeypatch.setattr(common, "transport_for", spy)
-
-    def go(task, **flags):
-        made.clear()
-        code = 0
-        try:
-            task(MockContext(), **flags)
-        except Exit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return code, captured.out + captured.err, (made[-1] if made else None)
-
-    return go
+    return task_runner(swarm_lab.config, monkeypatch, capsys)
 
 
 def vm(lab, name):
