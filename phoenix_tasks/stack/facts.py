@@ -5,6 +5,8 @@ output of the scripts in commands.py; readers run those scripts on a manager."""
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -20,21 +22,17 @@ class NoManager(PhoenixError):
     """No configured manager answered as a swarm manager."""
 
 
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
+
+
 def parse_time(text: str | None) -> int | None:
-    """RFC 3339 with up to nanoseconds (as the engine prints it) -> ns since the epoch."""
-    if not text:
+    """RFC 3339 with up to nanoseconds (the engine prints UTC "Z") -> ns since the epoch."""
+    m = _RFC3339.fullmatch(text or "")
+    if not m:
         return None
-    from datetime import datetime, timezone
-    date, _, rest = text.partition(".")
-    frac, zone = "", "Z"
-    if rest:
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        frac, zone = digits, rest[len(digits):] or "Z"
-    elif text.endswith("Z"):
-        date = text[:-1]
-    zone = "+00:00" if zone == "Z" else zone
-    base = datetime.fromisoformat(date + zone).astimezone(timezone.utc)
-    return int(base.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9])
+    zone = "+00:00" if m[3] == "Z" else m[3]
+    base = datetime.fromisoformat(m[1] + zone)
+    return int(base.timestamp()) * 1_000_000_000 + int((m[2] or "").ljust(9, "0"))
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ def host_collision_messages(pre: Preflight, desired: Mapping[str, Desired],
     for svc, port, holder in pre.host_collisions:
         taken = holder_nodes.get(holder, set())
         left = [n for n in pre.candidates.get(svc, []) if n not in taken]
+        pre.candidates[svc] = left  # where it can run: a global service waits for these only
         on = ", ".join(sorted(taken)) or "no node yet"
         if not left:
             pre.errors.append(f"service {svc}: host-mode port {port} is held by {holder} on {on}, and no other "

@@ -143,7 +143,7 @@ def _seconds(value, default: float) -> float:
         seconds = float(value)
     except ValueError:
         seconds = -1
-    if not 0 < seconds <= 86400:
+    if not 1 <= seconds <= 86400:
         raise Exit(f"error: --timeout must be a number of seconds (1 to 86400), not {value!r}", code=1)
     return seconds
 
