@@ -32,6 +32,10 @@ def show_plan(console: Console, plan: Plan, *, verbose: bool = False, title: str
         console.print(f"  blocked {b.subject}: {b.reason}", style="red", markup=False, highlight=False)
 
 
+def _failed(err: Console, subject, message: str) -> None:
+    err.print(f"failed: {subject}: {message}", style="red", markup=False, highlight=False)
+
+
 def show_outcome(console: Console, err: Console, outcome: Outcome) -> None:
     if outcome.dry_run:
         console.print("dry run: nothing was changed")
@@ -39,7 +43,7 @@ def show_outcome(console: Console, err: Console, outcome: Outcome) -> None:
         n = len(outcome.applied)
         console.print(f"applied {n} change{'s' if n != 1 else ''}")
     for subject, message in outcome.failed:
-        err.print(f"failed: {subject}: {message}", style="red", markup=False, highlight=False)
+        _failed(err, subject, message)
     if not outcome.dry_run:
         for b in outcome.blocked:
             if outcome.applied or outcome.plan.actions:
@@ -130,7 +134,7 @@ def show_deploy(console: Console, outcome, rendered, *, verbose: bool, stage: st
     if not outcome.changes:
         return
     for subject, message in outcome.failed:
-        err.print(f"failed: {subject}: {message}", style="red", markup=False, highlight=False)
+        _failed(err, subject, message)
         logs = outcome.logs.get(subject)
         if logs is not None:
             err.print(f"  last log lines of {subject}:", markup=False)
@@ -173,7 +177,7 @@ def show_remove(console: Console, outcome, namespace: str, *, verbose: bool, sta
         console.print("dry run: nothing was changed")
         return
     for subject, message in outcome.failed:
-        err.print(f"failed: {subject}: {message}", style="red", markup=False, highlight=False)
+        _failed(err, subject, message)
     for a in outcome.pending:
         err.print(f"still pending: {a.subject}: {a.summary}", style="red", markup=False, highlight=False)
     if outcome.applied and outcome.ok:

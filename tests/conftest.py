@@ -173,19 +173,8 @@ def clear_stale_lab(bridge: str) -> None:
 def lab(tmp_path_factory):
     """A 3-VM lab (manager, gpu worker, cpu worker), up for the whole session and torn
     down at its end, also when tests or the bring-up fail."""
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    from phoenix_tasks.lab import control
-    config = make_lab_config(tmp_path_factory.mktemp("lab"), 3, TEST_SUBNET, TEST_BRIDGE)
-    with bridge_lock(TEST_BRIDGE):
-        clear_stale_lab(TEST_BRIDGE)
-        try:
-            control.up(config)
-            yield Lab(config)
-        finally:
-            lab_settings = config.hypervisor.lab
-            control.down(lab_settings.state_dir, lab_settings.bridge)
+    with module_lab(tmp_path_factory.mktemp("lab"), TEST_SUBNET, TEST_BRIDGE) as running:
+        yield running
 
 
 @pytest.fixture

@@ -316,6 +316,7 @@ def down(state_dir: Path, bridge: str | None = None,
             if path.exists():
                 shutil.rmtree(path)
         names.record_file.unlink(missing_ok=True)
+        names.resolv_conf.unlink(missing_ok=True)
     for leftover in (state_dir, RUN_ROOT):
         try:
             leftover.rmdir()  # only when empty: never remove what the lab did not make
