@@ -6,7 +6,7 @@ from a host is printed with markup off: a label like `zone=[/x]` is data, not st
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 from rich.table import Table
 
 from .argv import display_command
@@ -55,6 +55,12 @@ def show_outcome(console: Console, err: Console, outcome: Outcome) -> None:
             console.print("converged: facts read again, nothing pending")
 
 
+def _cells(*values) -> list[Text]:
+    """Table cells as text: a value read from the swarm or the config is never markup,
+    whatever the console's markup setting."""
+    return [Text(str(v)) for v in values]
+
+
 def _labels(labels: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
 
@@ -72,8 +78,8 @@ def show_status(console: Console, status: ClusterStatus) -> None:
         drift += [f"-{k}" for k in n.label_drift.get("remove", [])]
         state = n.state if n.reachable else f"{n.state}"
         style = None if n.healthy else "red"
-        table.add_row(str(n.vmid), n.name, n.address, role, state, n.node_status or "-",
-                      n.availability or "-", _labels(n.labels), " ".join(drift) or "-", style=style)
+        table.add_row(*_cells(n.vmid, n.name, n.address, role, state, n.node_status or "-",
+                              n.availability or "-", _labels(n.labels), " ".join(drift) or "-"), style=style)
     console.print(table)
     for n in status.nodes:
         if n.detail:
@@ -90,7 +96,7 @@ def show_status(console: Console, status: ClusterStatus) -> None:
         console.print("environments: none (no stack deployed)")
     for p in status.problems:
         console.print(f"problem: {p}", style="red", markup=False, highlight=False)
-    console.print("cluster: " + ("[red]DEGRADED[/red]" if status.degraded else "[green]healthy[/green]"))
+    console.print(Text.assemble("cluster: ", Text("DEGRADED", "red") if status.degraded else Text("healthy", "green")))
 
 
 def _rd(running, desired) -> str:
@@ -105,9 +111,8 @@ def show_environments(console: Console, environments) -> None:
     for env in environments:
         for st in env.stacks:
             for i, svc in enumerate(st.services):
-                table.add_row(escape(env.name) if i == 0 else "", escape(st.stack) if i == 0 else "",
-                              escape(st.hash or "-") if i == 0 else "", escape(svc.name), escape(svc.mode),
-                              _rd(svc.running, svc.desired),
+                first = (env.name, st.stack, st.hash or "-") if i == 0 else ("", "", "")
+                table.add_row(*_cells(*first, svc.name, svc.mode, _rd(svc.running, svc.desired)),
                               style=None if svc.running == svc.desired else "yellow")
     console.print(table)
 

@@ -15,9 +15,11 @@ from ..errors import PhoenixError
 from ..model import Config
 from ..transport import Transport
 
-# Wide when not on a terminal, so that tables in logs and CI are not cut.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Wide when not on a terminal, so that tables in logs and CI are not cut.  Markup is
+# off: what comes from config, files, the environment or the swarm (a node label
+# `zone=[/x]`, a path with `[/]`) is text, never style; style is given as style=.
+out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
 MUTATING_HELP = {

@@ -9,6 +9,7 @@ from pathlib import Path
 from invoke import Collection, task
 from invoke.exceptions import Exit
 from rich.table import Table
+from rich.text import Text
 
 from phoenix_tasks import paths
 from phoenix_tasks.lab import checks, commands, configgen, control
@@ -76,10 +77,10 @@ def status(c, config_dir=None):
     table = Table(title=f"lab on {config.hypervisor.lab.bridge}")
     for column in ("vmid", "name", "IP", "namespace", "engine", "sshd", "state"):
         table.add_column(column)
-    yes_no = {True: "[green]yes[/]", False: "[red]no[/]"}
+    yes_no = {True: Text("yes", style="green"), False: Text("no", style="red")}
     for s in rows:
-        table.add_row(str(s.vm.vmid), s.vm.name, s.vm.address, f"{yes_no[s.namespace]} {s.netns}",
-                      yes_no[s.engine], yes_no[s.sshd], "[green]up[/]" if s.up else "[red]down[/]")
+        table.add_row(str(s.vm.vmid), s.vm.name, s.vm.address, Text.assemble(yes_no[s.namespace], f" {s.netns}"),
+                      yes_no[s.engine], yes_no[s.sshd], Text("up", "green") if s.up else Text("down", "red"))
     common.out.print(table)
     if not all(s.up for s in rows):
         raise Exit(code=1)
