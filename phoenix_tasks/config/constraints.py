@@ -72,7 +72,7 @@ class Constraint:
 
 
 def parse(text: str) -> Constraint | None:
-    m = _CONSTRAINT.match(text)
+    m = _CONSTRAINT.fullmatch(text)
     if not m:
         return None
     return Constraint(text, m["attr"] or m["engine"], m["op"], m["value"])

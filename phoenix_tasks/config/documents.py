@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 
 from ..paths import SCHEMA_DIR
 from .problems import Problem, pointer
@@ -92,11 +93,42 @@ def read_yaml(path: Path, problems: list[Problem]) -> Any | None:
         return None
 
 
+def _fullmatch_pattern(validator: Any, patrn: str, instance: Any, schema: dict) -> Any:
+    """The `pattern` keyword, matched against the whole string (see `_validator`).
+
+    Same error as jsonschema's own `pattern`, so `_messages` phrases it the same way.
+    """
+    if validator.is_type(instance, "string") and not re.fullmatch(patrn, instance):
+        yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+_PhoenixValidator = validators.extend(Draft202012Validator, {"pattern": _fullmatch_pattern})
+
+
 @lru_cache(maxsize=None)
-def _validator(schema_name: str) -> Draft202012Validator:
+def _validator(schema_name: str) -> Any:
+    """A 2020-12 validator for one of Phoenix's schemas, whose `pattern` is a full match.
+
+    jsonschema applies `pattern` with Python's `re.search`, where `$` also matches just
+    before a final newline: "portainer\\n" would pass `^[a-z0-9-]+$`, and an IP
+    "10.0.0.101/24\\n" would pass the schema only to crash `ipaddress` later.  Editors
+    validate the same schemas with ECMA-262 regexes, where `$` (no `m` flag) matches
+    only at the very end, so they already refuse it: Python is the odd one out.
+
+    Hence a validator extension rather than edited patterns.  Python's `\\Z` does not
+    exist in ECMA-262, so rewriting `$` as `\\Z` would break the schemas for editors; a
+    portable spelling (`(?![\\s\\S])` after every `$`) is noise each pattern must
+    remember, and one forgotten or new pattern (in `$defs`, in `propertyNames`) would
+    reopen the hole.  Applying every `pattern` with `re.fullmatch` covers all of them,
+    now and later, with the schemas unchanged: fullmatch must consume the whole string,
+    and though `$` may still match before a final "\\n", nothing consumes that "\\n".
+    All of Phoenix's patterns are anchored `^...$` (a test checks it), and for those a
+    full match is exactly ECMA-262's meaning, so Phoenix and the editors agree.  The
+    keyword keeps its name, so errors still say `validator == "pattern"`.
+    """
     schema = json.loads((SCHEMA_DIR / schema_name).read_text(encoding="utf-8"))
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=FormatChecker())
+    _PhoenixValidator.check_schema(schema)
+    return _PhoenixValidator(schema, format_checker=FormatChecker())
 
 
 def _messages(error: Any) -> list[tuple[str, str]]:

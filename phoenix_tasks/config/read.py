@@ -64,7 +64,7 @@ def load_files(config_dir: Path, stacks_dir: Path, problems: list[Problem]) -> R
         problems.append(Problem(stacks_dir, "", "stacks directory not found (set PHOENIX_STACKS_DIR)"))
         return raw
     for d in sorted(p for p in stacks_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not STACK_NAME.match(d.name):
+        if not STACK_NAME.fullmatch(d.name):
             problems.append(Problem(d, "", f"stack directory name {d.name!r} is not valid (lower-case letters, digits and '_', starting with a letter, at most 40 characters)"))
             continue
         manifest, compose_file = d / paths.STACK_MANIFEST_FILE, d / paths.STACK_COMPOSE_FILE
@@ -104,7 +104,7 @@ def _compose_shape(path: Path, doc: Any, problems: list[Problem]) -> bool:
         elif not isinstance(svc.get("deploy"), dict):
             problems.append(Problem(path, pointer("services", name), "missing 'deploy' key: every service says how the swarm runs it (replicas, placement)"))
             ok = False
-        elif not re.match(r"^[a-z][a-z0-9_-]{0,39}$", str(name)):
+        elif not re.fullmatch(r"^[a-z][a-z0-9_-]{0,39}$", str(name)):
             problems.append(Problem(path, pointer("services", name), f"service name {name!r} is not valid (lower-case letters, digits, '_' and '-', starting with a letter)"))
             ok = False
     return ok

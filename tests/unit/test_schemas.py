@@ -47,3 +47,165 @@ def test_schema_is_valid_and_documented(path):
         validator = Draft202012Validator({**full, "$defs": schema.get("$defs", {})})
         for example in full.get("examples", []):
             assert not list(validator.iter_errors(example)), (p, example)
+
+
+# -- patterns mean what they say: a full match, no trailing newline ---------------
+#
+# jsonschema applies `pattern` with `re.search`, where `$` also matches before a final
+# "\n"; Phoenix's validator (documents._validator) applies it with `re.fullmatch`.
+
+import re
+import shutil
+
+from phoenix_tasks.config import validate
+from phoenix_tasks.config import documents
+from test_config_corpus import base_tree
+
+# Where a pattern's own level has no `examples`: values it must accept.
+KNOWN_GOOD = {
+    ("phoenix_hypervisor_config.schema.json", "/properties/portainer/properties/images/propertyNames"): ["portainer"],
+    ("phoenix_hypervisor_config.schema.json", "/properties/portainer/properties/images/additionalProperties"): ["portainer/portainer-ce:2.21.4"],
+    ("phoenix_hypervisor_config.schema.json", "/$defs/ipv4"): ["10.0.0.1"],
+    ("phoenix_hypervisor_config.schema.json", "/$defs/ipv4_cidr"): ["10.0.0.101/24"],
+    ("phoenix_hypervisor_config.schema.json", "/$defs/env_name"): ["PHOENIX_PROXMOX_API_TOKEN"],
+    ("phoenix_hypervisor_config.schema.json", "/$defs/env_name_lower"): ["prod"],
+    ("phoenix_stack.schema.json", "/properties/environments/propertyNames"): ["default", "dev1"],
+    ("phoenix_stack.schema.json", "/properties/environments/additionalProperties/properties/variables/propertyNames"): ["LOG_LEVEL"],
+    ("phoenix_stack.schema.json", "/$defs/service_name"): ["api"],
+    ("phoenix_vm_configs.schema.json", "/$defs/ipv4"): ["10.0.0.1"],
+    ("phoenix_vm_configs.schema.json", "/$defs/ipv4_cidr"): ["10.0.0.101/24"],
+    ("phoenix_vm_configs.schema.json", "/$defs/vm/properties/docker_stacks/items"): ["thinkheads_ai_app"],
+}
+
+# Patterns whose character class itself admits a newline, so no match mode can refuse
+# it; the schemas are not ours to edit here, so validate() refuses it in checks.py.
+NEWLINE_ADMITTED = {
+    ("phoenix_hypervisor_config.schema.json", "/properties/lab/properties/state_dir"),
+}
+
+
+def patterns(node, path=""):
+    """(pointer, subschema) for every subschema with a `pattern`, however deep
+    (properties, items, propertyNames, additionalProperties, $defs, if/then)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            yield path, node
+        for key, sub in node.items():
+            if key not in ("examples", "default", "const", "enum"):  # data, not schemas
+                yield from patterns(sub, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, sub in enumerate(node):
+            yield from patterns(sub, f"{path}/{i}")
+
+
+ALL_PATTERNS = [
+    (path.name, where, node)
+    for path in SCHEMAS
+    for where, node in patterns(json.loads(path.read_text()))
+]
+
+
+def test_the_walk_finds_the_patterns_of_every_schema():
+    names = {name for name, _, _ in ALL_PATTERNS}
+    assert names == {p.name for p in SCHEMAS}
+    found = {(name, where) for name, where, _ in ALL_PATTERNS}
+    assert len(found) >= 20
+    # propertyNames and $defs are walked too
+    assert ("phoenix_stack.schema.json", "/properties/environments/propertyNames") in found
+    assert ("phoenix_vm_configs.schema.json", "/$defs/ipv4_cidr") in found
+    # every listed value and exception names a pattern that exists
+    assert set(KNOWN_GOOD) | NEWLINE_ADMITTED <= found
+
+
+def test_fullmatch_refuses_the_final_newline_that_search_lets_through():
+    pattern = "^[a-z0-9-]+$"
+    assert re.search(pattern, "portainer\n")  # `$` matches before the final "\n"
+    assert re.fullmatch(pattern, "portainer\n") is None  # but nothing consumes it
+    assert re.fullmatch(pattern, "portainer")
+    schema = {"type": "string", "pattern": pattern}
+    assert list(Draft202012Validator(schema).iter_errors("portainer\n")) == []  # jsonschema's own
+    phoenix = documents._validator("phoenix_vm_configs.schema.json").evolve(schema=schema)
+    (error,) = phoenix.iter_errors("portainer\n")
+    assert error.validator == "pattern"
+    assert error.message == "'portainer\\n' does not match '^[a-z0-9-]+$'"
+    assert list(phoenix.iter_errors("portainer")) == []
+
+
+@pytest.mark.parametrize("name, where, node", ALL_PATTERNS, ids=lambda v: v if isinstance(v, str) else "")
+def test_every_pattern_is_anchored(name, where, node):
+    """So that a full match is exactly what ECMA-262 editors do with the same schema."""
+    assert node["pattern"].startswith("^") and node["pattern"].endswith("$"), (name, where)
+
+
+@pytest.mark.parametrize("name, where, node", ALL_PATTERNS, ids=lambda v: v if isinstance(v, str) else "")
+def test_every_pattern_refuses_a_good_value_plus_newline(name, where, node):
+    values = [e for e in node.get("examples", []) if isinstance(e, str)] or KNOWN_GOOD.get((name, where), [])
+    assert values, f"{name} {where}: no string examples; list a known-good value in KNOWN_GOOD"
+    validator = documents._validator(name).evolve(schema=node)
+    for value in values:
+        assert list(validator.iter_errors(value)) == [], (name, where, value)
+        if (name, where) in NEWLINE_ADMITTED:
+            assert list(validator.iter_errors(value + "\n")) == [], \
+                f"{name} {where} now refuses a newline: drop it from NEWLINE_ADMITTED"
+            continue
+        for bad in (value + "\n", value + "\n" + value, "\n" + value):
+            errors = list(validator.iter_errors(bad))
+            assert [e.validator for e in errors] == ["pattern"], (name, where, bad)
+
+
+# Each case: base config, a change to a tmp copy, and the one problem validate() reports.
+def _json(file, change):
+    def apply(root):
+        path = root / file
+        doc = json.loads(path.read_text())
+        change(doc)
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+    return apply
+
+
+def _stack_dir_named(name):
+    def apply(root):
+        shutil.copytree(root / "stacks" / "qdrant_service", root / "stacks" / name)
+    return apply
+
+
+def _compose_service_named(name):
+    def apply(root):
+        path = root / "stacks" / "qdrant_service" / "docker-compose.yml"
+        path.write_text(path.read_text().replace("\n  qdrant:\n", f"\n  {json.dumps(name)}:\n", 1))
+    return apply
+
+
+VMS, HV, QDRANT = "etc/phoenix_vm_configs.json", "etc/phoenix_hypervisor_config.json", "stacks/qdrant_service/phoenix.json"
+
+NEWLINE_CASES = {
+    "vm name": ("etc", _json(VMS, lambda d: d["vms"][1].update(name="portainer\n")),
+                VMS, "/vms/1/name", "'portainer\\n' is not valid ("),
+    "vm ip": ("etc", _json(VMS, lambda d: d["vms"][1]["network_config"].update(ip="10.0.0.101/24\n")),
+              VMS, "/vms/1/network_config/ip", "'10.0.0.101/24\\n' is not valid ("),
+    "node label": ("etc", _json(VMS, lambda d: d["vms"][1].update(node_labels=["zone=core\n"])),
+                   VMS, "/vms/1/node_labels/0", "'zone=core\\n' is not valid ("),
+    "stack directory": ("etc", _stack_dir_named("app\n"),
+                        "stacks/app\n", "", "stack directory name 'app\\n' is not valid ("),
+    "environment name": ("etc", _json(QDRANT, lambda d: d["environments"].update({"dev1\n": {"variables": {}}})),
+                         QDRANT, "/environments/dev1\n", "key 'dev1\\n' is not valid ("),
+    "placement constraint": ("etc", _json(QDRANT, lambda d: d.update(placement_constraints=["node.role == manager\n"])),
+                             QDRANT, "/placement_constraints/0", "'node.role == manager\\n' is not valid ("),
+    "compose service name": ("etc", _compose_service_named("qdrant\n"),
+                             "stacks/qdrant_service/docker-compose.yml", "/services/qdrant\n",
+                             "service name 'qdrant\\n' is not valid ("),
+    "lab state_dir": ("etc/lab", _json(HV, lambda d: d["lab"].update(state_dir="/var/lib/phoenix-lab\n")),
+                      HV, "/lab/state_dir", "'/var/lib/phoenix-lab\\n' contains a control character"),
+}
+
+
+@pytest.mark.parametrize("case", NEWLINE_CASES)
+def test_a_trailing_newline_is_one_problem_not_a_traceback(tmp_path, case):
+    base, change, file, where, message = NEWLINE_CASES[case]
+    root = base_tree(tmp_path / "tree", base)
+    change(root)
+    config, problems = validate(root / "etc", root / "stacks")
+    assert config is None
+    assert [(p.file, p.pointer, p.severity) for p in problems] == [(root / file, where, "error")], \
+        [p.render() for p in problems]
+    assert problems[0].message.startswith(message), problems[0].message
