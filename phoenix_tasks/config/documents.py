@@ -1,4 +1,9 @@
-"""Reading config files and checking them against their JSON Schema."""
+"""Reading config files and checking them against their JSON Schema.
+
+The files are read by `safe_read` (regular files only, 1 MiB, UTF-8, strict JSON and
+YAML); here its flaws become Problems, and documents are checked against their
+schema with a strict "integer" (22.0 is not one).
+"""
 
 from __future__ import annotations
 
@@ -8,89 +13,60 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 
 from ..paths import SCHEMA_DIR
 from .problems import Problem, pointer
+from .safe_read import Flaw, Unreadable, parse_json, parse_yaml, read_text
 
 VM_SCHEMA = "phoenix_vm_configs.schema.json"
 HYPERVISOR_SCHEMA = "phoenix_hypervisor_config.schema.json"
 STACK_SCHEMA = "phoenix_stack.schema.json"
 
 
-def _read_text(path: Path, problems: list[Problem]) -> str | None:
+def _problems(path: Path, flaws: list[Flaw], problems: list[Problem]) -> None:
+    problems.extend(Problem(path, f.pointer, f.message) for f in flaws)
+
+
+def _read(path: Path, problems: list[Problem]) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        problems.append(Problem(path, "", "file not found"))
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(path, "", f"cannot read file: {exc}"))
-    return None
+        return read_text(path)
+    except Unreadable as exc:
+        problems.append(Problem(path, "", str(exc)))
+        return None
 
 
-def read_json(path: Path, problems: list[Problem]) -> Any | None:
-    """The parsed document, or None after recording why it could not be read."""
-    text = _read_text(path, problems)
+def read_json(path: Path, problems: list[Problem]) -> dict | None:
+    """The parsed document (a JSON object), or None after recording why it cannot be used.
+
+    A key given twice is recorded, and the document is still returned (the schema
+    checks it as well); every other flaw makes it unusable (see `safe_read`).
+    """
+    text = _read(path, problems)
     if text is None:
         return None
-    try:
-        doc = json.loads(text, object_pairs_hook=_object)
-    except json.JSONDecodeError as exc:
-        problems.append(
-            Problem(path, "", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
-        )
-        return None
-    for where in _duplicate_keys(doc):
-        problems.append(
-            Problem(path, pointer(*where), f"key {where[-1]!r} appears more than once in this object (JSON keeps only the last value)")
-        )
-    return doc
+    parsed = parse_json(text)
+    _problems(path, parsed.flaws, problems)
+    return parsed.doc if parsed.usable else None
 
 
-class _Object(dict):
-    """A JSON object that remembers the keys it held more than once."""
-
-    duplicates: tuple[str, ...] = ()
+# Said where the top level of a compose file is not a mapping (an empty file too).
+COMPOSE_NEEDS_SERVICES = "a compose file needs a 'services' mapping with at least one service"
 
 
-def _object(pairs: list[tuple[str, Any]]) -> _Object:
-    obj = _Object()
-    duplicates: list[str] = []
-    for key, value in pairs:
-        if key in obj and key not in duplicates:
-            duplicates.append(key)
-        obj[key] = value
-    if duplicates:
-        obj.duplicates = tuple(duplicates)
-    return obj
-
-
-def _duplicate_keys(doc: Any, path: tuple = ()) -> list[tuple]:
-    """Paths of the keys given twice in one object (json.loads silently keeps the last)."""
-    found: list[tuple] = []
-    if isinstance(doc, dict):
-        found.extend(path + (key,) for key in getattr(doc, "duplicates", ()))
-        for key, value in doc.items():
-            found.extend(_duplicate_keys(value, path + (key,)))
-    elif isinstance(doc, list):
-        for i, value in enumerate(doc):
-            found.extend(_duplicate_keys(value, path + (i,)))
-    return found
-
-
-def read_yaml(path: Path, problems: list[Problem]) -> Any | None:
-    text = _read_text(path, problems)
+def read_compose(path: Path, problems: list[Problem]) -> dict | None:
+    """A stack's docker-compose.yml as a mapping, or None after recording why not."""
+    text = _read(path, problems)
     if text is None:
         return None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = getattr(exc, "problem", None) or str(exc)
-        problems.append(Problem(path, "", f"invalid YAML{where}: {what}"))
+    parsed = parse_yaml(text)
+    _problems(path, parsed.flaws, problems)
+    if not parsed.usable:
         return None
+    if not isinstance(parsed.doc, dict):
+        problems.append(Problem(path, "/services", COMPOSE_NEEDS_SERVICES))
+        return None
+    return parsed.doc
 
 
 def _fullmatch_pattern(validator: Any, patrn: str, instance: Any, schema: dict) -> Any:
@@ -103,6 +79,17 @@ def _fullmatch_pattern(validator: Any, patrn: str, instance: Any, schema: dict) 
 
 
 _PhoenixValidator = validators.extend(Draft202012Validator, {"pattern": _fullmatch_pattern})
+
+
+def _is_integer(_checker: Any, instance: Any) -> bool:
+    """Strict: 22 is an integer, 22.0 is not (jsonschema alone counts 22.0), True is not."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# ...and "integer" means a Python int, which is what safe_read.parse_json makes of 22.
+_PhoenixValidator = validators.extend(
+    _PhoenixValidator, type_checker=_PhoenixValidator.TYPE_CHECKER.redefine("integer", _is_integer)
+)
 
 
 @lru_cache(maxsize=None)

@@ -25,8 +25,15 @@ class Problem:
     severity: Severity = "error"
 
     def render(self) -> str:
+        """One line: a control character in a path, key or value is shown escaped."""
         mark = "warning: " if self.severity == "warning" else ""
-        return f"{display(self.file)}: {self.pointer or '/'}: {mark}{self.message}"
+        return printable(f"{display(self.file)}: {self.pointer or '/'}: {mark}{self.message}")
+
+
+def printable(text: str) -> str:
+    """`text` with every non-printable character escaped (`\\n`, `\\x1b`): a problem
+    is one line on a terminal whatever a file's name or content holds."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def errors(problems: Sequence[Problem]) -> list[Problem]:

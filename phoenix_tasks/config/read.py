@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import paths
 from ..stack.naming import STACK_NAME
-from .documents import HYPERVISOR_SCHEMA, STACK_SCHEMA, VM_SCHEMA, check_schema, read_json, read_yaml
+from .documents import HYPERVISOR_SCHEMA, STACK_SCHEMA, VM_SCHEMA, check_schema, read_compose, read_json
 from .problems import Problem, pointer
 
 
@@ -68,14 +68,16 @@ def load_files(config_dir: Path, stacks_dir: Path, problems: list[Problem]) -> R
             problems.append(Problem(d, "", f"stack directory name {d.name!r} is not valid (lower-case letters, digits and '_', starting with a letter, at most 40 characters)"))
             continue
         manifest, compose_file = d / paths.STACK_MANIFEST_FILE, d / paths.STACK_COMPOSE_FILE
-        missing = [f.name for f in (manifest, compose_file) if not f.is_file()]
+        # Missing means no entry at all: a FIFO, a directory or a device in its place is
+        # there, and the reader says what it is instead of reading it.
+        missing = [f.name for f in (manifest, compose_file) if not (f.exists() or f.is_symlink())]
         if missing:
             problems.append(Problem(d, "", f"stack {d.name!r} has no {' and no '.join(missing)} (a stack needs both)"))
             raw.incomplete_stacks.add(d.name)
             continue
         raw.stack_dirs[d.name] = d
         m = _load(manifest, STACK_SCHEMA, problems)
-        c = read_yaml(compose_file, problems)
+        c = read_compose(compose_file, problems)
         if m is not None:
             raw.manifests[d.name] = m
         if c is not None and _compose_shape(compose_file, c, problems):

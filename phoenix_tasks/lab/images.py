@@ -34,8 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
+from phoenix_tasks.config.documents import read_compose
 from phoenix_tasks.errors import PhoenixError
 
 BUSYBOX_APPLETS = ("sh", "sleep", "httpd", "wget", "cat", "echo", "ls", "ps", "hostname",
@@ -147,10 +146,11 @@ def stand_ins_from_compose(documents: Iterable[tuple[str, dict]]) -> list[StandI
 def stand_ins_for_stacks(stacks_dir: Path) -> list[StandIn]:
     documents = []
     for compose in sorted(stacks_dir.glob("*/docker-compose.yml")):
-        try:
-            documents.append((str(compose), yaml.safe_load(compose.read_text())))
-        except (OSError, yaml.YAMLError) as e:
-            raise ComposeUnreadable(f"{compose}: cannot read: {e}") from e
+        problems: list = []
+        doc = read_compose(compose, problems)  # the safe reader validate uses
+        if doc is None:
+            raise ComposeUnreadable("; ".join(p.render() for p in problems))
+        documents.append((str(compose), doc))
     return stand_ins_from_compose(documents)
 
 

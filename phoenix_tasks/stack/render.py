@@ -28,6 +28,7 @@ from typing import Any, Callable, Literal, Mapping
 import yaml
 
 from .. import __version__
+from ..config import safe_read
 from ..errors import PhoenixError
 from ..model import Stack
 from ..secrets import Secret
@@ -142,9 +143,9 @@ def _objects(stack: Stack, namespace: str, doc: dict, env: str,
                 errors.append(f"{kind}s.{key}: file {file!r} is outside the stack directory")
                 continue
             try:
-                data = read_file(path)
-            except OSError as exc:
-                errors.append(f"{kind}s.{key}: cannot read {file!r}: {exc.strerror or exc}")
+                data = read_file(path)  # a regular file of at most 1 MiB: a FIFO never hangs a deploy
+            except (OSError, safe_read.Unreadable) as exc:
+                errors.append(f"{kind}s.{key}: cannot read {file!r}: {getattr(exc, 'strerror', None) or exc}")
                 continue
             try:
                 text = data.decode("utf-8")
@@ -162,7 +163,7 @@ def _objects(stack: Stack, namespace: str, doc: dict, env: str,
     return objects, errors
 
 
-def render(stack: Stack, env: str, read_file: Callable[[Path], bytes] = Path.read_bytes) -> Rendered:
+def render(stack: Stack, env: str, read_file: Callable[[Path], bytes] = safe_read.read_bytes) -> Rendered:
     """The document deployed as `<env>_<stack>`; RenderError names stack, env and what."""
     problem = naming.check_env_name(env)
     if problem:

@@ -1,4 +1,11 @@
-"""The corpus of broken configurations (tests/corpus/<case>/case.json), one generic runner.
+"""The corpora of broken configurations, one generic runner.
+
+``tests/corpus/<case>/case.json``: configurations that are wrong.
+``tests/corpus_hostile/<case>/case.json``: files that are hostile (a FIFO, a symlink to
+/dev/zero, 2 MiB, invalid UTF-8, NaN, a YAML alias bomb, deep nesting, control
+characters...), read by `phoenix_tasks.config.safe_read`; each runs with a time limit
+(`HOSTILE_TIMEOUT_S`) and a memory limit, so a hang or a runaway read fails the case
+instead of the suite or the machine.
 
 Each case is data: a base (a copy of etc/ or etc/lab/ as ``etc/``, plus stacks/, in a
 tmp dir), patches to apply, and the problems `inv validate` must report, each as
@@ -18,6 +25,14 @@ case.json keys:
                 write   {"text"} or {"from": a file in the case directory}
                 delete  {}                    a file
                 rename  {"to"}                a file or directory
+  make        {path under the tmp root: spec}, after the patches, for files JSON text
+              cannot describe; what is at the path is replaced.  spec:
+                {"fifo": true}                a named pipe
+                {"symlink": "/dev/zero"}      a symlink to that target
+                {"directory": true}           an empty directory
+                {"content": [piece, ...]}     the pieces' bytes, concatenated; a piece is
+                                              "text" (UTF-8), {"repeat": ["text", n]}
+                                              or {"bytes_hex": "ff fe"}
   env         {"PHOENIX_CONFIG_DIR": path relative to the tmp root, ...}
   expected    list of {"file", "pointer", "contains"}: each must be a line of stderr
   forbidden   strings that must not appear in the output (e.g. a secret value)
@@ -40,6 +55,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "corpus"
+HOSTILE = REPO / "tests" / "corpus_hostile"
+HOSTILE_TIMEOUT_S = 20
+HOSTILE_MEMORY_BYTES = 2 << 30
 INV = REPO / ".venv" / "bin" / "inv"
 if not INV.exists():  # a venv elsewhere: the inv next to this interpreter
     INV = Path(sys.executable).parent / "inv"
@@ -131,17 +149,61 @@ def apply_patch(root: Path, case_dir: Path, patch: dict) -> None:
         raise AssertionError(f"unknown patch op {op!r}")
 
 
+def _piece(piece) -> bytes:
+    if isinstance(piece, str):
+        return piece.encode("utf-8")
+    if "repeat" in piece:
+        text, times = piece["repeat"]
+        return text.encode("utf-8") * times
+    if "bytes_hex" in piece:
+        return bytes.fromhex(piece["bytes_hex"])
+    raise AssertionError(f"unknown content piece {piece!r}")
+
+
+def make_entry(target: Path, spec: dict) -> None:
+    """Put at target what spec describes (see the module docstring), replacing what is there."""
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if spec.get("fifo"):
+        os.mkfifo(target)
+    elif "symlink" in spec:
+        target.symlink_to(spec["symlink"])
+    elif spec.get("directory"):
+        target.mkdir()
+    elif "content" in spec:
+        target.write_bytes(b"".join(_piece(p) for p in spec["content"]))
+    else:
+        raise AssertionError(f"unknown make spec {spec!r}")
+
+
 def build_case(case: dict, case_dir: Path, dest: Path) -> Path:
     root = base_tree(dest, case.get("base", "etc"))
     for patch in case.get("patches", []):
         apply_patch(root, case_dir, patch)
+    for path, spec in case.get("make", {}).items():
+        make_entry(root / path, spec)
     return root
 
 
 # -- running the real task --------------------------------------------------------
 
-def run_validate(root: Path, env_overrides: dict | None = None, *, hook_dir: Path | None = None) -> Run:
-    """`inv validate` in a fresh process, cwd=root, config from root/etc and root/stacks."""
+def _memory_limit(limit: int):
+    def apply() -> None:
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return apply
+
+
+def run_validate(root: Path, env_overrides: dict | None = None, *, hook_dir: Path | None = None,
+                 timeout: float = 60, memory_limit: int | None = None) -> Run:
+    """`inv validate` in a fresh process, cwd=root, config from root/etc and root/stacks.
+
+    timeout: seconds before the process is killed (subprocess.TimeoutExpired);
+    memory_limit: its address space in bytes (RLIMIT_AS), None for no limit.
+    """
     hook_dir = hook_dir or root.parent / (root.name + ".hook")
     hook_dir.mkdir(exist_ok=True)
     (hook_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -160,7 +222,8 @@ def run_validate(root: Path, env_overrides: dict | None = None, *, hook_dir: Pat
         env[key] = str(root / value)
     proc = subprocess.run(
         [*NO_NET, str(INV), "--search-root", str(REPO), "validate"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=60,
+        cwd=root, env=env, capture_output=True, text=True, timeout=timeout,
+        preexec_fn=_memory_limit(memory_limit) if memory_limit else None,
     )
     attempts = [line for line in net_log.read_text().splitlines() if line]
     return Run(proc.returncode, proc.stdout, proc.stderr, attempts)
@@ -196,13 +259,16 @@ def test_corpus_is_big_enough():
     assert len(CASES) >= 35, [c.name for c in CASES]
 
 
-@pytest.mark.parametrize("case_dir", CASES, ids=[c.name for c in CASES])
-def test_corpus_case(case_dir: Path, tmp_path: Path):
+def check_case(case_dir: Path, tmp_path: Path, **limits) -> None:
+    """Build the case, run `inv validate` on it (with limits: see run_validate), check it."""
     case = json.loads((case_dir / "case.json").read_text())
     assert case.get("about") and case.get("expected"), "a case says what it breaks and what it expects"
     root = build_case(case, case_dir, tmp_path / "tree")
 
-    run = run_validate(root, case.get("env"))
+    try:
+        run = run_validate(root, case.get("env"), **limits)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`inv validate` gave no answer within {limits.get('timeout', 60)} s (killed): it hangs on this case")
 
     report = f"exit {run.returncode}\n--- stdout\n{run.stdout}--- stderr\n{run.stderr}"
     assert run.returncode == 1, report
@@ -215,6 +281,25 @@ def test_corpus_case(case_dir: Path, tmp_path: Path):
     assert error_count(run) == len(case["expected"]), f"errors not listed in case.json\n{report}"
     for secret in case.get("forbidden", []):
         assert secret not in run.stdout + run.stderr, f"{secret!r} leaked into the output"
+
+
+@pytest.mark.parametrize("case_dir", CASES, ids=[c.name for c in CASES])
+def test_corpus_case(case_dir: Path, tmp_path: Path):
+    check_case(case_dir, tmp_path)
+
+
+# -- the hostile corpus -----------------------------------------------------------
+
+HOSTILE_CASES = sorted(p for p in HOSTILE.iterdir() if (p / "case.json").is_file()) if HOSTILE.is_dir() else []
+
+
+def test_hostile_corpus_is_big_enough():
+    assert len(HOSTILE_CASES) >= 40, [c.name for c in HOSTILE_CASES]
+
+
+@pytest.mark.parametrize("case_dir", HOSTILE_CASES, ids=[c.name for c in HOSTILE_CASES])
+def test_hostile_case(case_dir: Path, tmp_path: Path):
+    check_case(case_dir, tmp_path, timeout=HOSTILE_TIMEOUT_S, memory_limit=HOSTILE_MEMORY_BYTES)
 
 
 def test_the_wrapper_leaves_no_network():
