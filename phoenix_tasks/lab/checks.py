@@ -7,6 +7,7 @@ tests feed them recorded data; ``control`` passes the real ones.
 from __future__ import annotations
 
 import ipaddress
+import os
 import pwd
 import shutil
 import struct
@@ -33,6 +34,17 @@ REQUIRED_PROGRAMS: dict[str, str] = {
     "setsid": "util-linux",
     "hostname": "hostname",
 }
+
+
+# Directories a lab's state_dir must never be: the lab chmods it, and lab.down removes
+# what it made below it.  Any top-level directory (/x) is refused as well.
+SYSTEM_DIRS = frozenset(map(Path, (
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media", "/mnt", "/opt",
+    "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/local", "/usr/lib",
+    "/usr/share", "/var", "/var/lib", "/var/log", "/var/run", "/var/tmp", "/var/cache", "/var/lib/docker")))
+# Interfaces other software owns: never the lab's bridge.
+RESERVED_BRIDGES = ("lo", "docker0", "docker_gwbridge", "virbr0", "lxcbr0", "cni0", "flannel.1")
+RECORD_FILE = "lab.json"  # the marker of a state dir the lab made
 
 
 class LabRefused(PhoenixError):
@@ -95,6 +107,10 @@ def config_problems(config: Config) -> list[str]:
         problems.append(f"lab gateway {lab.gateway.ip} is outside the lab subnet {lab.subnet}")
     if len(lab.bridge) > IFNAMSIZ:
         problems.append(f"bridge name {lab.bridge!r} is longer than {IFNAMSIZ} characters")
+    if lab.bridge in RESERVED_BRIDGES or lab.bridge.startswith(("docker", "br-", "veth")):
+        problems.append(f"bridge {lab.bridge!r} belongs to other software (Docker, libvirt, ...); "
+                        "pick a name of the lab's own, e.g. phxlab0")
+    problems += state_dir_problems(lab.state_dir)
     names = LabNames(lab.bridge, lab.state_dir)
     seen: dict[str, str] = {str(lab.gateway.ip): "the lab gateway"}
     for vm in config.real_vms:
@@ -120,6 +136,23 @@ def config_problems(config: Config) -> list[str]:
         problems.append(f"vm_access.user {hv.vm_access.user!r} does not exist on this "
                         "machine; lab VMs log in as a user of this machine (use root)")
     return problems
+
+
+def state_dir_problems(state_dir: Path) -> list[str]:
+    """A state dir must be the lab's own: not / or a system directory, and when it
+    exists, empty or holding the lab's record (lab.json)."""
+    path = Path(os.path.normpath(state_dir))
+    if any(ch < " " or ch == "\x7f" for ch in str(state_dir)):
+        return [f"state_dir {str(state_dir)!r} contains a control character"]
+    if path in SYSTEM_DIRS or len(path.parts) < 3:
+        return [f"state_dir {path} is a system or top-level directory; the lab needs a directory of "
+                "its own, e.g. /var/lib/phoenix-lab"]
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        return [f"state_dir {path} exists and is not a plain directory"]
+    if path.is_dir() and any(path.iterdir()) and not (path / RECORD_FILE).is_file():
+        return [f"state_dir {path} holds files the lab did not make (no {RECORD_FILE}); pick an empty "
+                "or new directory"]
+    return []
 
 
 def route_conflicts(subnet: ipaddress.IPv4Network, bridge: str,

@@ -109,7 +109,7 @@ def refuse_unless_runnable(config: Config) -> None:
 # --- state record ---------------------------------------------------------------------
 def read_record(state_dir: Path) -> dict | None:
     try:
-        return json.loads((state_dir / "lab.json").read_text())
+        return json.loads((state_dir / checks.RECORD_FILE).read_text())
     except (OSError, ValueError):
         return None
 
@@ -307,9 +307,14 @@ def down(state_dir: Path, bridge: str | None = None,
                     report(f"vmid {vmid}: {line}")
                 done += [f"vmid {vmid}: {line}" for line in lines]
         if system.link_exists(br):
-            system.run(commands.link_delete(br))
-            report(f"deleted bridge {br}")
-            done.append(f"deleted bridge {br}")
+            if os.path.abspath(state_dir_of_bridge(br) or "") != os.path.abspath(state_dir):
+                # Not made by this lab (its pointer names another state dir, or none):
+                # an interface of other software, e.g. docker0, is never deleted.
+                report(f"left interface {br} in place: this lab did not create it")
+            else:
+                system.run(commands.link_delete(br))
+                report(f"deleted bridge {br}")
+                done.append(f"deleted bridge {br}")
         if names.run_dir.exists():
             shutil.rmtree(names.run_dir)
         for path in (names.ssh_dir, names.image_dir, names.vms_dir):

@@ -76,3 +76,18 @@ def test_proxmox_config_is_refused_by_lab_up():
     result = run_lab_task(["lab.up", "--config-dir", "etc"])
     assert result.returncode == 1
     assert "not 'lab'" in result.stderr
+
+
+def test_down_never_deletes_a_bridge_this_lab_did_not_create(tmp_path):
+    """A configured bridge that exists but was made by someone else (docker0, say) is
+    left in place by lab.down, with no lab record and no state-dir pointer."""
+    foreign = "phxforeign0"
+    subprocess.run(["ip", "link", "add", "name", foreign, "type", "bridge"], check=True)
+    try:
+        config = make_lab_config(tmp_path, 1, "198.18.91.0/24", foreign)
+        result = run_lab_task(["lab.down", "--config-dir", str(config.config_dir)])
+        assert result.returncode == 0, result.stderr
+        assert bridge_exists(foreign)
+        assert "left interface phxforeign0 in place" in result.stdout
+    finally:
+        subprocess.run(["ip", "link", "delete", foreign], capture_output=True)

@@ -113,3 +113,37 @@ def test_proxmox_config_is_not_a_lab():
 def test_config_generation_refuses_bad_input(kwargs, message):
     with pytest.raises(LabConfigRefused, match=message):
         lab_config(**kwargs)
+
+
+@pytest.mark.parametrize("state_dir, words", [
+    ("/", "system or top-level"), ("/etc", "system or top-level"), ("/var/lib", "system or top-level"),
+    ("/srv", "system or top-level"), ("/x", "system or top-level"), ("/etc/../", "system or top-level"),
+    ("/var/lib/docker", "system or top-level"),
+])
+def test_a_state_dir_that_is_not_the_labs_own_is_refused(state_dir, words):
+    (problem,) = checks.state_dir_problems(Path(state_dir))
+    assert words in problem
+
+
+def test_an_existing_state_dir_must_be_empty_or_the_labs(tmp_path):
+    foreign = tmp_path / "data"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    (problem,) = checks.state_dir_problems(foreign)
+    assert "holds files the lab did not make" in problem
+    ours = tmp_path / "lab"
+    ours.mkdir()
+    (ours / checks.RECORD_FILE).write_text("{}")
+    (ours / "vms").mkdir()
+    assert checks.state_dir_problems(ours) == []
+    assert checks.state_dir_problems(tmp_path / "new") == []
+    (tmp_path / "afile").write_text("x")
+    assert "not a plain directory" in checks.state_dir_problems(tmp_path / "afile")[0]
+
+
+@pytest.mark.parametrize("bridge", ["docker0", "lo", "br-1a2b3c", "veth123", "virbr0"])
+def test_a_bridge_of_other_software_is_refused(tmp_path, bridge):
+    from phoenix_tasks.config import load_config
+    write_lab_config(tmp_path / "etc", 2, subnet="198.18.42.0/24", bridge=bridge, state_dir=str(tmp_path / "s"))
+    problems = checks.config_problems(load_config(tmp_path / "etc"))
+    assert any("belongs to other software" in p for p in problems), problems
