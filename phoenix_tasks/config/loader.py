@@ -8,6 +8,7 @@ not only the first; `load_config()` returns the typed `Config` or raises
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .. import paths
@@ -20,6 +21,11 @@ from .read import load_files
 
 def validate(config_dir: Path | str | None = None, stacks_dir: Path | str | None = None) -> tuple[Config | None, list[Problem]]:
     """Every problem in the configuration, and the Config when there is no error."""
+    for name, explicit in ((paths.CONFIG_DIR_ENV, config_dir), (paths.STACKS_DIR_ENV, stacks_dir)):
+        if explicit is None and os.environ.get(name) == "":
+            # Unset means "the checkout's default"; set but empty is a mistake, not etc/.
+            return None, [Problem(Path(name), "", f"the environment variable {name} is set but empty; "
+                                  f"unset it to use the default, or name a directory")]
     found: list[Problem] = []
     raw = load_files(paths.config_dir(config_dir), paths.stacks_dir(stacks_dir), found)
     check_all(raw, found)

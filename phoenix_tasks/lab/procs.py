@@ -17,7 +17,7 @@ def read_pidfile(path: Path) -> int | None:
         text = path.read_text().strip()
     except OSError:
         return None
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def cmdline(pid: int) -> list[str]:

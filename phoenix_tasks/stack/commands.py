@@ -95,7 +95,7 @@ def node_volumes(namespace: str) -> list[str]:
 def cli_supports_detach(version: str) -> bool:
     parts = []
     for piece in version.split(".")[:2]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
+        digits = "".join(ch for ch in piece if ch in "0123456789")
         parts.append(int(digits) if digits else 0)
     return tuple(parts) >= DETACH_SINCE
 

@@ -54,7 +54,7 @@ def _replicas(text: str) -> tuple[int | None, int | None]:
     if "/" not in first:
         return None, None
     r, d = first.split("/", 1)
-    return (int(r) if r.isdigit() else None), (int(d) if d.isdigit() else None)
+    return (int(r) if r.isascii() and r.isdigit() else None), (int(d) if d.isascii() and d.isdigit() else None)
 
 
 def parse_environments(stdout: str) -> list[Environment]:

@@ -156,7 +156,7 @@ def parse_progress(stdout: str) -> Progress:
     clock, _, rest = stdout.partition(commands.SEPARATOR)
     services, _, tasks = rest.partition(commands.SEPARATOR)
     now = clock.strip()
-    return Progress(parse_services(services), tuple(parse_tasks(tasks)), int(now) if now.isdigit() else None)
+    return Progress(parse_services(services), tuple(parse_tasks(tasks)), int(now) if now.isascii() and now.isdigit() else None)
 
 
 def _json_lines(text: str) -> list[dict]:

@@ -3,6 +3,7 @@ printed.  Shared by `swarm.init/join/label` and `sync-all` (no task imports anot
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from invoke.exceptions import Exit
@@ -20,7 +21,7 @@ def options(config: Config, vmid: str | int | None, force_rejoin: bool) -> Optio
     """Plan options from the flags; an unknown --vmid is a message, not a traceback."""
     if vmid is not None:
         swarm_ids = {vm.vmid for vm in config.swarm_vms}
-        if not str(vmid).isdigit() or int(vmid) not in swarm_ids:
+        if not re.fullmatch(r"[0-9]{1,10}", str(vmid)) or int(vmid) not in swarm_ids:
             raise Exit(f"--vmid {vmid}: no swarm VM with that vmid in {config.vm_file} "
                        f"(swarm VMs: {', '.join(map(str, sorted(swarm_ids)))})", code=1)
     return Options(vmids=frozenset([int(vmid)]) if vmid is not None else None, force_rejoin=force_rejoin,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -92,6 +93,8 @@ def ssh(c, vmid, cmd=None, config_dir=None):
     """Open a shell on a lab VM, or run --cmd there (as the transport would)."""
     config = load_lab_config(config_dir)
     try:
+        if not re.fullmatch(r"[0-9]{1,10}", str(vmid)):
+            raise ValueError(vmid)
         vm = config.vm_by_id(int(vmid))
     except (KeyError, ValueError):
         err.print(f"error: no VM with vmid {vmid} in {config.vm_file}", style="red")
@@ -110,7 +113,7 @@ def ssh(c, vmid, cmd=None, config_dir=None):
 def config(c, nodes, out, subnet="198.18.42.0/24", bridge="phxlab0",
            state_dir="/var/lib/phoenix-lab"):
     """Write a lab configuration directory of N VMs (for tests and benchmarks)."""
-    if not str(nodes).isdigit():
+    if not re.fullmatch(r"[0-9]{1,3}", str(nodes)):
         raise Exit(f"--nodes must be a whole number, not {nodes!r}", code=1)
     with user_errors():
         written = configgen.write_lab_config(Path(out), int(nodes), subnet=subnet,

@@ -152,3 +152,13 @@ def test_schemas_name_themselves_in_every_config_file():
     for f in [*REPO.glob("etc/*.json"), *REPO.glob("etc/lab/*.json"), *REPO.glob("stacks/*/phoenix.json")]:
         ref = json.loads(f.read_text())["$schema"]
         assert (f.parent / ref).resolve().is_file(), f
+
+
+@pytest.mark.parametrize("name", ["PHOENIX_CONFIG_DIR", "PHOENIX_STACKS_DIR"])
+def test_a_config_variable_set_but_empty_is_an_error_not_the_default(monkeypatch, name):
+    monkeypatch.setenv(name, "")
+    config, problems = validate()
+    assert config is None
+    (problem,) = problems
+    assert problem.render() == f"{name}: /: the environment variable {name} is set but empty; " \
+                               "unset it to use the default, or name a directory"

@@ -142,4 +142,8 @@ def test_bad_vmid_flag_is_refused_before_any_connection(wired, capsys):
     assert "--vmid 9999" in str(exc.value.message)
     with pytest.raises(Exit):
         swarm_tasks.label(MockContext(), vmid="abc")
+    for digits in ("²", "١٠٠١", "1001\n", " 1001"):  # isdigit() says yes to the first two
+        with pytest.raises(Exit) as exc:
+            swarm_tasks.join(MockContext(), vmid=digits)
+        assert exc.value.code == 1 and "no swarm VM with that vmid" in str(exc.value.message)
     assert made == []
