@@ -300,3 +300,18 @@ def test_inv_list_shows_every_task_with_one_line_help():
     for name, help_line in tasks:
         assert name in shown, f"{name} missing from inv --list"
         assert help_line.split()[0] in shown[name], f"{name}'s help is not on its line"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["swarm", "status", "--bogus"], "No idea what '--bogus' is!"),
+    (["swarm", "deploy", "thinkheads_ai_app", "--env"], "needed value"),
+    (["lab", "config", "--out"], "needed value"),
+])
+def test_a_task_usage_error_exits_2_through_the_real_program(args, words):
+    """Without PHOENIX_INV: Invoke's program itself, through phoenix_tasks/__main__.py
+    (plain `inv` exits 1 for these, like a failed task).  No task runs, so nothing is
+    contacted."""
+    env = {k: v for k, v in os.environ.items() if k != "PHOENIX_INV"}
+    res = subprocess.run([str(PHOENIX), *args], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert words in res.stderr
