@@ -59,13 +59,13 @@ class RemoveOutcome(Outcome):
     volumes: dict[str, list[str]] = field(default_factory=dict)  # VM name -> volume names
 
 
-def plan_remove(namespace: str, manager: VM, found: Leftovers, volumes: dict[VM, list[str]]) -> Plan:
+def plan_remove(namespace: str, manager: VM, found: Leftovers, volumes: list[tuple[VM, list[str]]]) -> Plan:
     plan = Plan()
     if not found.empty:
         plan.actions.append(Action(kind="rm", where=manager, target=namespace,
                                    summary=f"docker stack rm {namespace} ({found.describe()})",
                                    argv=tuple(commands.stack_rm(namespace))))
-    for vm, names in volumes.items():
+    for vm, names in volumes:
         if names:
             plan.actions.append(Action(kind="rm-volumes", where=vm, target=namespace,
                                        summary=f"remove volumes {', '.join(names)} on {vm.name}",
@@ -75,15 +75,16 @@ def plan_remove(namespace: str, manager: VM, found: Leftovers, volumes: dict[VM,
     return plan
 
 
-def _volumes(transport: Transport, config: Config, namespace: str) -> dict[VM, list[str]]:
+def _volumes(transport: Transport, config: Config, namespace: str) -> list[tuple[VM, list[str]]]:
+    """(VM, the namespace's volumes on it) for every swarm VM, read in parallel."""
     results = transport.each(config.swarm_vms, lambda vm: transport.run(vm, commands.node_volumes(namespace),
                                                                         mutating=False))
-    out = {}
+    out = []
     for vm in config.swarm_vms:
         r = results[vm.name]
         if isinstance(r, PhoenixError):
             raise r
-        out[vm] = [line.strip() for line in r.stdout.splitlines() if line.strip()]
+        out.append((vm, [line.strip() for line in r.stdout.splitlines() if line.strip()]))
     return out
 
 
@@ -92,7 +93,7 @@ def remove(transport: Transport, config: Config, namespace: str, *, dry_run: boo
            clock=time.monotonic, sleep=time.sleep) -> RemoveOutcome:
     manager, res = on_a_manager(transport, config, commands.leftovers(namespace))
     found = parse_leftovers(res.stdout)
-    vols = _volumes(transport, config, namespace) if volumes else {}
+    vols = _volumes(transport, config, namespace) if volumes else []
     outcome = RemoveOutcome(plan_remove(namespace, manager, found, vols), dry_run=dry_run, manager=manager,
                             leftovers=found)
     show(outcome)
@@ -119,9 +120,10 @@ def remove(transport: Transport, config: Config, namespace: str, *, dry_run: boo
         outcome.pending.append(Action(kind="rm", where=manager, target=namespace,
                                       summary=f"still there: {outcome.leftovers.describe()}"))
     if volumes:
-        outcome.volumes = {vm.name: names for vm, names in _volumes(transport, config, namespace).items() if names}
-        outcome.pending += [Action(kind="rm-volumes", where=vm, target=namespace, summary=f"volumes left on {vm}: {n}")
-                            for vm, n in outcome.volumes.items()]
+        outcome.volumes = {vm.name: names for vm, names in _volumes(transport, config, namespace) if names}
+        outcome.pending += [Action(kind="rm-volumes", where=manager, target=namespace,
+                                   summary=f"volumes left on {name}: {', '.join(n)}")
+                            for name, n in outcome.volumes.items()]
     return outcome
 
 
