@@ -2,8 +2,10 @@
 
 Commands are argv lists built by pure functions (`argv.py`); this module quotes them
 once (`shell_command`) and hands them to one Fabric connection per host, reused for
-the whole run.  Data a command reads (a rendered compose file, a config's content)
-goes on the SSH channel's stdin: never in a temporary file, never on a command line.
+the whole run.  That connection is built from Phoenix's settings only: no Fabric or
+Invoke config file, no environment variable and no SSH config is read.  Data a command
+reads (a rendered compose file, a config's content) goes on the SSH channel's stdin:
+never in a temporary file, never on a command line.
 Echoed and logged forms show secrets as ``***`` and stdin only by its size; any
 secret value that comes back in a host's output is scrubbed before it leaves here.
 """
@@ -126,24 +128,77 @@ class _InMemoryStdinRemote(Remote):
         return super().read_our_stdin(input_)
 
 
+class _IsolatedFabricConfig(FabricConfig):
+    """Fabric's config from Phoenix's settings only.
+
+    Left to itself Fabric reads /etc/fabric.{yaml,yml,json,py} and ~/.fabric.* (a
+    `.py` one is executed), FABRIC_* variables (when its CLI asks) and the SSH config:
+    a `gateway` there becomes a ProxyCommand, `connect_kwargs.key_filename` adds
+    keys, `run.dry` fakes every command.  None of these loaders does anything here,
+    clones included (Fabric clones the config for ProxyJump hops, and a clone reloads
+    the system and user files)."""
+
+    def load_base_conf_files(self) -> None:
+        pass
+
+    def load_system(self, merge: bool = True) -> None:
+        pass
+
+    def load_user(self, merge: bool = True) -> None:
+        pass
+
+    def load_project(self, merge: bool = True) -> None:
+        pass
+
+    def load_runtime(self, merge: bool = True) -> None:
+        pass
+
+    def load_shell_env(self) -> None:
+        pass
+
+    def load_ssh_config(self) -> None:
+        pass
+
+
+def fabric_config() -> FabricConfig:
+    """Fabric's defaults, Phoenix's runner, no SSH config and nothing read from disk."""
+    return _IsolatedFabricConfig(
+        lazy=True,
+        ssh_config=paramiko.SSHConfig(),
+        overrides={
+            "runners": {"remote": _InMemoryStdinRemote},
+            "load_ssh_configs": False,
+            "gateway": None,
+            "timeouts": {"connect": None, "command": None},
+        },
+    )
+
+
 ConnectionFactory = Callable[[Reachable, VMAccess], object]
 
 
 def fabric_connection(host: Reachable, access: VMAccess) -> Connection:
-    """A Fabric connection that reads no ~/.ssh/config and uses only our key and known_hosts."""
+    """A Fabric connection that reads no config file and no ~/.ssh/config, and uses only
+    our key and known_hosts.
+
+    The timeouts go to paramiko as given (floats): Fabric's own `connect_timeout`
+    passes through `int()`, and 0.5 s would become 0, no timeout at all."""
+    timeout = access.connect_timeout_s
     conn = Connection(
         host=host.address,
         user=access.user,
         port=access.port,
-        config=FabricConfig(ssh_config=paramiko.SSHConfig(),
-                            overrides={"runners": {"remote": _InMemoryStdinRemote}}),
-        connect_timeout=access.connect_timeout_s,
+        config=fabric_config(),
+        gateway=False,
+        forward_agent=False,
         connect_kwargs={
             "key_filename": [str(access.private_key_file)],
             "look_for_keys": False,
             "allow_agent": False,
-            "banner_timeout": access.connect_timeout_s,
-            "auth_timeout": access.connect_timeout_s,
+            "timeout": timeout,
+            "banner_timeout": timeout,
+            "auth_timeout": timeout,
+            "channel_timeout": timeout,
         },
     )
     conn.client = _ssh_client(access)

@@ -1,0 +1,151 @@
+"""The transport against an SSH server in the test process (tests/unit/ssh_server.py):
+Fabric's config comes from Phoenix's settings only, and timeouts are floats that are
+honoured."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import paramiko
+import pytest
+from fabric import Config as FabricConfig
+
+from phoenix_tasks.model import Host, VMAccess
+from phoenix_tasks.transport import Transport, Unreachable, fabric_connection
+
+from ssh_server import silent, ssh_server
+
+HOST = Host("vm1", "127.0.0.1")
+
+
+def access(tmp_path: Path, port: int, **changes) -> VMAccess:
+    values = dict(user="phoenix", port=port, private_key_file=tmp_path / "id_rsa", host_key_policy="accept-new",
+                  known_hosts_file=tmp_path / "known_hosts", connect_timeout_s=5.0)
+    values.update(changes)
+    return VMAccess(**values)
+
+
+# -- Fabric's config: Phoenix's settings, nothing else -------------------------------------
+
+HOSTILE_YAML = """\
+gateway: "touch {marker}; nc %h %p"
+run: {{dry: true, echo: true}}
+connect_kwargs: {{key_filename: [/tmp/someone-elses-key], allow_agent: true}}
+timeouts: {{connect: 1, command: 1}}
+user: intruder
+port: 2222
+load_ssh_configs: true
+"""
+HOSTILE_PY = """\
+open({marker!r}, "w").write("executed")
+gateway = "touch {marker}"
+run = {{"dry": True}}
+"""
+HOSTILE_SSH_CONFIG = """\
+Host *
+    ProxyCommand touch {marker}
+    IdentityFile /tmp/someone-elses-key
+    User intruder
+    Port 2222
+"""
+
+
+@pytest.fixture
+def hostile(tmp_path, monkeypatch):
+    """A HOME with ~/.fabric.yaml and ~/.ssh/config, a system prefix with fabric.py (which
+    writes a marker file when executed), and FABRIC_/INVOKE_ variables: all hostile."""
+    home, system = tmp_path / "home", tmp_path / "etc"
+    (home / ".ssh").mkdir(parents=True)
+    system.mkdir()
+    marker = tmp_path / "marker"
+    (home / ".fabric.yaml").write_text(HOSTILE_YAML.format(marker=marker))
+    (home / ".ssh" / "config").write_text(HOSTILE_SSH_CONFIG.format(marker=marker))
+    (system / "fabric.py").write_text(HOSTILE_PY.format(marker=str(marker)))
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("FABRIC_RUN_DRY", "INVOKE_RUN_DRY", "FABRIC_GATEWAY"):
+        monkeypatch.setenv(name, "true")
+    return system, marker
+
+
+def test_the_hostile_files_are_effective_for_a_plain_fabric_config(hostile):
+    # The control: Fabric's own Config reads them (so the test below means something).
+    system, marker = hostile
+    config = FabricConfig(system_prefix=f"{system}/")
+    assert config.run.dry is True and config.user == "intruder"
+    assert marker.read_text() == "executed"  # fabric.py was executed
+    config = FabricConfig()
+    assert config.gateway.startswith("touch ") and config.connect_kwargs.key_filename == ["/tmp/someone-elses-key"]
+    assert config.base_ssh_config.lookup("10.0.0.1")["proxycommand"].startswith("touch ")
+
+
+def test_phoenix_connection_reads_no_fabric_or_ssh_config(hostile, tmp_path):
+    system, marker = hostile
+    acc = access(tmp_path, 22)
+    conn = fabric_connection(HOST, acc)
+    expected_kwargs = {"key_filename": [str(acc.private_key_file)], "look_for_keys": False, "allow_agent": False,
+                       "timeout": 5.0, "banner_timeout": 5.0, "auth_timeout": 5.0, "channel_timeout": 5.0}
+    config = conn.config
+
+    def clean(cfg):
+        assert cfg.run.dry is False and cfg.run.echo is False
+        assert cfg.gateway is None and cfg.timeouts.command is None and cfg.timeouts.connect is None
+        assert dict(cfg.connect_kwargs) == {}
+        assert cfg.load_ssh_configs is False
+        assert cfg.base_ssh_config.lookup("127.0.0.1") == {"hostname": "127.0.0.1"}
+
+    clean(config)
+    assert conn.gateway is False and conn.forward_agent is False
+    assert (conn.host, conn.user, conn.port, conn.connect_timeout) == ("127.0.0.1", "phoenix", 22, None)
+    assert conn.connect_kwargs == expected_kwargs
+    # Even pointed at the hostile system prefix and asked to load everything, as a
+    # caller (or Fabric itself, cloning the config for a ProxyJump hop) might:
+    config._set(_system_prefix=f"{system}/")
+    config.load_base_conf_files()
+    config.load_system()
+    config.load_user()
+    config.load_project()
+    config.load_runtime()
+    config.load_shell_env()
+    config.load_ssh_config()
+    config.merge()
+    clean(config)
+    clean(config.clone())
+    assert not marker.exists()
+
+
+def test_phoenix_connection_runs_for_real_with_a_hostile_home(hostile, tmp_path):
+    _, marker = hostile
+    with ssh_server(tmp_path) as server, Transport(access(tmp_path, server.port)) as t:
+        res = t.run(HOST, ["echo", "real"], mutating=False)
+    assert res.stdout == "real\n"  # not a dry run
+    assert server.commands == ["echo real"]
+    assert not marker.exists()  # no ProxyCommand ran
+
+
+# -- timeouts are floats, and honoured ---------------------------------------------------------
+
+def test_a_fractional_connect_timeout_reaches_paramiko_as_given(tmp_path, monkeypatch):
+    conn = fabric_connection(HOST, access(tmp_path, 22, connect_timeout_s=0.5))
+    seen = {}
+
+    def connect(**kwargs):
+        seen.update(kwargs)
+        raise OSError("stop here")
+
+    monkeypatch.setattr(conn.client, "connect", connect)
+    with pytest.raises(OSError):
+        conn.open()
+    assert seen["timeout"] == 0.5  # Fabric's connect_timeout would have made it int(0.5) == 0: none
+    assert seen["banner_timeout"] == seen["auth_timeout"] == seen["channel_timeout"] == 0.5
+    assert "sock" not in seen  # no gateway
+
+
+def test_a_silent_port_fails_within_a_fractional_connect_timeout(tmp_path):
+    with silent() as port, Transport(access(tmp_path, port, connect_timeout_s=0.5)) as t:
+        started = time.monotonic()
+        with pytest.raises(Unreachable) as exc:
+            t.run(HOST, ["echo", "x"], mutating=False)
+        elapsed = time.monotonic() - started
+    assert elapsed < 3, elapsed
+    assert str(exc.value).startswith(f"vm1: SSH to 127.0.0.1:{port} failed") and "\n" not in str(exc.value)
