@@ -3,9 +3,10 @@
 Commands are argv lists built by pure functions (`argv.py`); this module quotes them
 once (`shell_command`) and hands them to one Fabric connection per host, reused for
 the whole run.  That connection is built from Phoenix's settings only: no Fabric or
-Invoke config file, no environment variable and no SSH config is read.  Data a command
-reads (a rendered compose file, a config's content) goes on the SSH channel's stdin:
-never in a temporary file, never on a command line.
+Invoke config file, no environment variable and no SSH config is read.  Every command
+has a deadline (`vm_access.command_timeout_s` unless a step gives its own).  Data a
+command reads (a rendered compose file, a config's content) goes on the SSH channel's
+stdin: never in a temporary file, never on a command line.
 Echoed and logged forms show secrets as ``***`` and stdin only by its size; any
 secret value that comes back in a host's output is scrubbed before it leaves here.
 """
@@ -24,13 +25,15 @@ import paramiko
 from fabric import Config as FabricConfig
 from fabric import Connection
 from fabric.runners import Remote
+from invoke.exceptions import CommandTimedOut
+from invoke.runners import Result
 
 from .argv import Arg, Argv, display_command, shell_command
 from .errors import PhoenixError
 from .model import VMAccess
 from .secrets import Secret, scrub
 
-__all__ = ["Arg", "Argv", "CommandResult", "RemoteCommandFailed", "Transport", "Unreachable",
+__all__ = ["Arg", "Argv", "CommandResult", "RemoteCommandFailed", "TimedOut", "Transport", "Unreachable",
            "display_command", "shell_command"]
 
 T = TypeVar("T")
@@ -47,6 +50,21 @@ class Reachable(Protocol):
 
 class Unreachable(PhoenixError):
     """SSH to the VM failed: no connection, refused, auth or host key problem."""
+
+
+class TimedOut(Unreachable):
+    """A command did not finish within its deadline (a hung engine, a hung sshd).
+
+    An `Unreachable`: whoever reads facts treats the VM as one it could not read."""
+
+    def __init__(self, host: "Reachable", display: str, timeout_s: float):
+        self.host, self.display, self.timeout_s = host, display, timeout_s
+        super().__init__(f"{host}: `{display}` did not finish within {_seconds(timeout_s)} s "
+                         f"(the engine or the VM's sshd may be hung)")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
 
 
 class RemoteCommandFailed(PhoenixError):
@@ -120,12 +138,50 @@ def _ssh_client(access: VMAccess) -> paramiko.SSHClient:
 class _InMemoryStdinRemote(Remote):
     """Invoke reads a command's stdin one byte per 10 ms (it is built to mirror an
     interactive terminal): a 1 KiB compose file took 10 s to send.  Data Phoenix sends
-    from memory is read in 64 KiB chunks; anything else is left to Invoke."""
+    from memory is read in 64 KiB chunks; anything else is left to Invoke.
+
+    The deadline (`run(timeout=...)`) covers the whole command: Invoke starts its timer
+    only once the session is open and the exec request answered, and a hung sshd
+    answers neither; here the timer starts before both.  When it fires, the channel is
+    closed (or, while the session is still being opened, the SSH connection: the next
+    command reconnects), and whatever that makes the waiting call raise becomes
+    Invoke's `CommandTimedOut`."""
+
+    _deadline_passed = False
 
     def read_our_stdin(self, input_):
         if isinstance(input_, io.StringIO):
             return input_.read(65536)
         return super().read_our_stdin(input_)
+
+    def start(self, command, shell, env, timeout=None):
+        self.start_timer(self.opts["timeout"])
+        super().start(command, shell, env, timeout)
+
+    def start_timer(self, timeout):
+        if self._timer is None:  # once: before the session is opened
+            super().start_timer(timeout)
+
+    def kill(self):  # in the timer's thread: it must not raise
+        self._deadline_passed = True
+        try:
+            channel = getattr(self, "channel", None)
+            if channel is not None:
+                channel.close()
+            elif self.context.transport is not None:
+                self.context.transport.close()
+        except Exception:  # noqa: BLE001 - a dead connection: the waiting call fails on its own
+            pass
+
+    def run(self, command, **kwargs):
+        try:
+            return super().run(command, **kwargs)
+        except CommandTimedOut:
+            raise
+        except Exception:
+            if not self._deadline_passed:
+                raise
+            raise CommandTimedOut(Result(command=command, exited=-1), timeout=self.opts["timeout"]) from None
 
 
 class _IsolatedFabricConfig(FabricConfig):
@@ -243,6 +299,18 @@ class Transport:
                 conn = self._connections[host.name] = self._connect(host, self.access)
         return conn
 
+    def _forget(self, host: Reachable, conn) -> None:
+        """Drop a connection that timed out: the next command to the host opens a new one."""
+        with self._lock:
+            if self._connections.get(host.name) is conn:
+                del self._connections[host.name]
+        close = getattr(conn, "close", None)
+        if close:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - a hung connection may fail to close; it is dropped anyway
+                pass
+
     def close(self) -> None:
         with self._lock:
             conns, self._connections = list(self._connections.values()), {}
@@ -259,11 +327,15 @@ class Transport:
 
     # -- running ---------------------------------------------------------------
     def run(self, host: Reachable, argv: Argv, *, mutating: bool, check: bool = True,
-            stdin: str | Secret | None = None, quiet: bool = False) -> CommandResult:
+            stdin: str | Secret | None = None, quiet: bool = False,
+            timeout: float | None = None) -> CommandResult:
         """Run one command on a host.  `check`: a non-zero exit raises RemoteCommandFailed.
         `stdin`: data the command reads on its standard input (closed after it).
-        `quiet`: not echoed (a poll repeated every second); still in the run log."""
+        `quiet`: not echoed (a poll repeated every second); still in the run log.
+        `timeout`: the command's deadline in seconds (default: the access's
+        `command_timeout_s`); past it, TimedOut (an Unreachable)."""
         display = display_command(argv)
+        deadline = float(timeout) if timeout is not None else self.access.command_timeout_s
         data = None
         if stdin is not None:
             data = self.keep_secret(stdin).reveal() if isinstance(stdin, Secret) else stdin
@@ -275,7 +347,10 @@ class Transport:
         conn = self._connection(host)
         in_stream = io.StringIO(data) if data is not None else False
         try:
-            res = conn.run(shell_command(argv), hide=True, warn=True, in_stream=in_stream)
+            res = conn.run(shell_command(argv), hide=True, warn=True, in_stream=in_stream, timeout=deadline)
+        except CommandTimedOut:
+            self._forget(host, conn)
+            raise TimedOut(host, display, deadline) from None
         except paramiko.BadHostKeyException:
             raise Unreachable(
                 f"{host}: the host key of {host.address} changed (known_hosts {self.access.known_hosts_file}); "

@@ -1,6 +1,6 @@
 """The transport against an SSH server in the test process (tests/unit/ssh_server.py):
-Fabric's config comes from Phoenix's settings only, and timeouts are floats that are
-honoured."""
+Fabric's config comes from Phoenix's settings only, timeouts are floats that are
+honoured, and every command has a deadline."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from fabric import Config as FabricConfig
 
 from phoenix_tasks.model import Host, VMAccess
-from phoenix_tasks.transport import Transport, Unreachable, fabric_connection
+from phoenix_tasks.transport import TimedOut, Transport, Unreachable, fabric_connection
 
 from ssh_server import silent, ssh_server
 
@@ -21,7 +21,7 @@ HOST = Host("vm1", "127.0.0.1")
 
 def access(tmp_path: Path, port: int, **changes) -> VMAccess:
     values = dict(user="phoenix", port=port, private_key_file=tmp_path / "id_rsa", host_key_policy="accept-new",
-                  known_hosts_file=tmp_path / "known_hosts", connect_timeout_s=5.0)
+                  known_hosts_file=tmp_path / "known_hosts", connect_timeout_s=5.0, command_timeout_s=10.0)
     values.update(changes)
     return VMAccess(**values)
 
@@ -149,3 +149,51 @@ def test_a_silent_port_fails_within_a_fractional_connect_timeout(tmp_path):
         elapsed = time.monotonic() - started
     assert elapsed < 3, elapsed
     assert str(exc.value).startswith(f"vm1: SSH to 127.0.0.1:{port} failed") and "\n" not in str(exc.value)
+
+
+# -- every command has a deadline ----------------------------------------------------------------
+
+def test_a_command_that_never_exits_times_out_by_name_and_the_next_one_runs(tmp_path):
+    with ssh_server(tmp_path) as server, Transport(access(tmp_path, server.port, command_timeout_s=0.5)) as t:
+        started = time.monotonic()
+        with pytest.raises(TimedOut) as exc:
+            t.run(HOST, ["sleep-forever"], mutating=False)
+        assert time.monotonic() - started < 5
+        assert str(exc.value) == "vm1: `sleep-forever` did not finish within 0.5 s " \
+                                 "(the engine or the VM's sshd may be hung)"
+        assert isinstance(exc.value, Unreachable)
+        assert t.run(HOST, ["echo", "after"], mutating=False).stdout == "after\n"
+
+
+def test_the_deadline_covers_an_exec_request_that_is_never_answered(tmp_path):
+    with ssh_server(tmp_path) as server, Transport(access(tmp_path, server.port, command_timeout_s=0.5)) as t:
+        started = time.monotonic()
+        with pytest.raises(TimedOut):
+            t.run(HOST, ["hang-exec"], mutating=False)
+        assert time.monotonic() - started < 5
+
+
+def test_the_deadline_covers_a_session_that_is_never_opened(tmp_path):
+    with ssh_server(tmp_path, hang_sessions=True) as server, \
+            Transport(access(tmp_path, server.port, connect_timeout_s=30, command_timeout_s=0.5)) as t:
+        started = time.monotonic()
+        with pytest.raises(TimedOut):
+            t.run(HOST, ["echo", "x"], mutating=False)
+        assert time.monotonic() - started < 5
+
+
+def test_a_step_can_give_its_own_longer_deadline_and_secrets_stay_masked(tmp_path):
+    from phoenix_tasks.secrets import Secret
+    with ssh_server(tmp_path) as server, Transport(access(tmp_path, server.port, command_timeout_s=30)) as t:
+        with pytest.raises(TimedOut) as exc:
+            t.run(HOST, ["sleep-forever", Secret("s3cret")], mutating=False, timeout=0.25)
+    assert "within 0.25 s" in str(exc.value)
+    assert "s3cret" not in str(exc.value) and "'***'" in str(exc.value)
+
+
+def test_stdin_still_arrives_in_one_piece(tmp_path):
+    data = "x" * 200_000 + "\n"
+    with ssh_server(tmp_path) as server, Transport(access(tmp_path, server.port)) as t:
+        started = time.monotonic()
+        res = t.run(HOST, ["cat"], mutating=False, stdin=data)
+    assert res.stdout == data and time.monotonic() - started < 5
