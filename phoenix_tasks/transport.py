@@ -14,6 +14,7 @@ secret value that comes back in a host's output is scrubbed before it leaves her
 from __future__ import annotations
 
 import io
+import logging
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +66,20 @@ class TimedOut(Unreachable):
 
 def _seconds(value: float) -> str:
     return f"{value:g}"
+
+
+def _quiet_paramiko() -> None:
+    """paramiko logs every failed connection at ERROR, traceback line by traceback line
+    (a port that is not SSH, a session that never came up); with no logging configured
+    Python prints that to stderr.  Phoenix reports the same failure as one line
+    (`Unreachable`), so paramiko's own records stop at its logger."""
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+
+
+_quiet_paramiko()
 
 
 class RemoteCommandFailed(PhoenixError):

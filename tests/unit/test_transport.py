@@ -1,9 +1,12 @@
 """The transport against an SSH server in the test process (tests/unit/ssh_server.py):
 Fabric's config comes from Phoenix's settings only, timeouts are floats that are
-honoured, and every command has a deadline."""
+honoured, every command has a deadline, and a failed connection is one line."""
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,9 +17,10 @@ from fabric import Config as FabricConfig
 from phoenix_tasks.model import Host, VMAccess
 from phoenix_tasks.transport import TimedOut, Transport, Unreachable, fabric_connection
 
-from ssh_server import silent, ssh_server
+from ssh_server import not_ssh, silent, ssh_server
 
 HOST = Host("vm1", "127.0.0.1")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def access(tmp_path: Path, port: int, **changes) -> VMAccess:
@@ -197,3 +201,48 @@ def test_stdin_still_arrives_in_one_piece(tmp_path):
         started = time.monotonic()
         res = t.run(HOST, ["cat"], mutating=False, stdin=data)
     assert res.stdout == data and time.monotonic() - started < 5
+
+
+# -- a failed connection is one line, and paramiko prints nothing -------------------------------
+
+QUIET_SCRIPT = """
+import sys
+from pathlib import Path
+from phoenix_tasks.model import Host, VMAccess
+from phoenix_tasks.transport import Transport, Unreachable
+tmp = Path(sys.argv[2])
+access = VMAccess("phoenix", int(sys.argv[1]), tmp / "id_rsa", "accept-new", tmp / "known_hosts", 2.0)
+try:
+    Transport(access).run(Host("vm1", "127.0.0.1"), ["echo", "x"], mutating=False)
+except Unreachable as exc:
+    print(exc)
+import time; time.sleep(0.3)  # paramiko's transport thread logs after the client gave up
+"""
+
+
+def test_a_port_that_is_not_ssh_is_one_line_and_paramiko_prints_nothing(tmp_path):
+    # In a process of its own: under pytest the root logger always has handlers, so
+    # what Python prints when no logging is configured (paramiko's traceback, line by
+    # line) can only be seen outside it.
+    with not_ssh() as port:
+        run = subprocess.run([sys.executable, "-c", QUIET_SCRIPT, str(port), str(tmp_path)], cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+    assert run.stderr == ""
+    assert run.stdout == f"vm1: SSH to 127.0.0.1:{port} failed: Error reading SSH protocol banner\n"
+
+
+def test_paramiko_records_do_not_reach_the_root_logger(tmp_path):
+    seen: list[logging.LogRecord] = []
+    collector = logging.Handler()
+    collector.emit = seen.append
+    root = logging.getLogger()
+    root.addHandler(collector)
+    try:
+        with not_ssh() as port, Transport(access(tmp_path, port, connect_timeout_s=2)) as t:
+            with pytest.raises(Unreachable) as exc:
+                t.run(HOST, ["echo", "x"], mutating=False)
+            time.sleep(0.2)
+    finally:
+        root.removeHandler(collector)
+    assert not isinstance(exc.value, TimedOut) and "\n" not in str(exc.value)
+    assert [r for r in seen if r.name.startswith("paramiko")] == []
