@@ -188,15 +188,24 @@ class _InMemoryStdinRemote(Remote):
         except Exception:  # noqa: BLE001 - a dead connection: the waiting call fails on its own
             pass
 
+    @property
+    def timed_out(self) -> bool:
+        # Invoke's own test (the timer thread is no longer alive) is False while kill()
+        # still runs, and the channel it closed has already woken the waiting thread.
+        return self._deadline_passed
+
     def run(self, command, **kwargs):
         try:
-            return super().run(command, **kwargs)
+            result = super().run(command, **kwargs)
         except CommandTimedOut:
             raise
         except Exception:
             if not self._deadline_passed:
                 raise
             raise CommandTimedOut(Result(command=command, exited=-1), timeout=self.opts["timeout"]) from None
+        if self._deadline_passed:
+            raise CommandTimedOut(result, timeout=self.opts["timeout"])
+        return result
 
 
 class _IsolatedFabricConfig(FabricConfig):
