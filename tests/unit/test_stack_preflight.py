@@ -395,3 +395,53 @@ def test_preflight_errors_block_the_plan_and_warnings_carry_over(tmp_path, view)
     assert plan.warnings == [
         "external volume 'phx_data' is not on the manager; volumes are per node, "
         "so it must exist on every node its services can run on"]
+
+
+# -- the deploy's deadlines --------------------------------------------------------------
+
+class _Recorder:
+    """A transport that answers every command with exit 0 and records its deadline."""
+
+    access = dataclasses.make_dataclass("A", [("command_timeout_s", float)])(60.0)
+
+    def __init__(self, hung_logs: bool = False):
+        self.calls: list[tuple[tuple, float | None]] = []
+        self.hung_logs = hung_logs
+
+    def run(self, host, argv, *, mutating, check=True, stdin=None, quiet=False, timeout=None):
+        from phoenix_tasks.transport import CommandResult, TimedOut, display_command
+        self.calls.append((tuple(argv), timeout))
+        if self.hung_logs and tuple(argv[:3]) == ("docker", "service", "logs"):
+            raise TimedOut(host, display_command(argv), 60.0)
+        return CommandResult(host, display_command(argv), 0, "", "")
+
+
+def _deploy_failing(tmp_path, view, monkeypatch, transport, timeout_s):
+    from phoenix_tasks.stack import deploy as deploy_mod
+    from phoenix_tasks.stack.wait import FAILED, Verdict
+    rendered, objects, view, changes, pre = _plan_case(tmp_path, view)
+    monkeypatch.setattr(deploy_mod, "read_running", lambda t, c, ns, manager=None: (MANAGER, {}))
+    monkeypatch.setattr(deploy_mod, "read_view", lambda t, m, ns: view)
+    monkeypatch.setattr(deploy_mod, "wait", lambda read, desired, **kw: {
+        "dev9_app_web": Verdict("dev9_app_web", FAILED, "0/1 running", "task exited (1)")})
+    return deploy_mod.deploy(transport, None, rendered, dry_run=False, timeout_s=timeout_s)
+
+
+def test_only_the_stack_deploy_waits_longer_than_the_command_timeout(tmp_path, view, monkeypatch):
+    transport = _Recorder()
+    _deploy_failing(tmp_path, view, monkeypatch, transport, timeout_s=300)
+    deadlines = {argv[:3]: timeout for argv, timeout in transport.calls}
+    assert deadlines[("docker", "stack", "deploy")] == 300
+    assert deadlines[("docker", "config", "create")] is None  # the access's command_timeout_s
+    assert deadlines[("docker", "secret", "create")] is None
+    assert deadlines[("docker", "service", "logs")] is None
+    transport = _Recorder()
+    _deploy_failing(tmp_path / "short", view, monkeypatch, transport, timeout_s=10)
+    assert {argv[:3]: t for argv, t in transport.calls}[("docker", "stack", "deploy")] == 60  # never shorter
+
+
+def test_logs_that_time_out_do_not_lose_the_outcome(tmp_path, view, monkeypatch):
+    outcome = _deploy_failing(tmp_path, view, monkeypatch, _Recorder(hung_logs=True), timeout_s=300)
+    assert outcome.failed == [("dev9_app_web", "task exited (1)")]
+    assert outcome.logs["dev9_app_web"].startswith("(no logs: portainer (vmid 1001): `docker service logs ")
+    assert "did not finish within 60 s" in outcome.logs["dev9_app_web"]
