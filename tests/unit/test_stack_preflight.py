@@ -344,7 +344,7 @@ def test_plan_creates_missing_configs_with_content_on_stdin(tmp_path, view):
     assert create.argv == tuple(commands.object_create("config", settings.name, labels))
     assert create.argv == (
         "docker", "config", "create", "--label", "com.docker.stack.namespace=dev9_app",
-        "--label", "io.phoenix.env=dev9", "--label", "io.phoenix.stack=app", settings.name, "-")
+        "--label", "io.phoenix.env=dev9", "--label", "io.phoenix.stack=app", "--", settings.name, "-")
     assert create.summary == f"create config {settings.name} (content of settings)"
     assert create.stdin.data == SETTINGS
     assert str(create.stdin) == f"content of config settings ({len(SETTINGS.encode())} bytes)"
@@ -361,7 +361,7 @@ def test_plan_creates_missing_configs_with_content_on_stdin(tmp_path, view):
     assert deploy.where == MANAGER and deploy.target == "dev9_app"
     assert deploy.argv == tuple(commands.stack_deploy("dev9_app", view.cli_version))
     assert deploy.argv == ("docker", "stack", "deploy", "--compose-file", "-", "--prune", "--with-registry-auth",
-                           "--detach=true", "dev9_app")
+                           "--detach=true", "--", "dev9_app")
     assert deploy.stdin.data == rendered.text
     assert str(deploy.stdin) == f"rendered compose file ({len(rendered.text.encode())} bytes)"
     assert deploy.summary == f"docker stack deploy dev9_app (add 1 service; hash {rendered.hash})"
@@ -372,7 +372,7 @@ def test_plan_for_a_cli_without_detach(tmp_path, view):
     old = dataclasses.replace(view, cli_version="20.10.24+dfsg1")
     deploy = plan_deploy(rendered, MANAGER, changes, old, pre).actions[-1]
     assert deploy.argv == ("docker", "stack", "deploy", "--compose-file", "-", "--prune", "--with-registry-auth",
-                           "dev9_app")
+                           "--", "dev9_app")
 
 
 def test_every_object_present_means_only_the_deploy(tmp_path, view):

@@ -85,7 +85,7 @@ def test_dry_run_prints_plan_and_runs_no_mutating_command(wired, capsys):
     swarm_tasks.label(MockContext(), dry_run=True, verbose=True)
     out = capsys.readouterr().out
     assert "1 change" in out and "gpu=true (was false)" in out
-    assert f"docker node update --label-add gpu=true {GPU_ID}" in out
+    assert f"docker node update --label-add gpu=true -- {GPU_ID}" in out
     assert "dry run: nothing was changed" in out
     assert made[0].mutating_commands == []
 
