@@ -82,6 +82,8 @@ class VMAccess:
     host_key_policy: HostKeyPolicy
     known_hosts_file: Path
     connect_timeout_s: float
+    # Every remote command's deadline (a step that needs longer gives its own).
+    command_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,11 @@
 
 Commands are argv lists built by pure functions (`argv.py`); this module quotes them
 once (`shell_command`) and hands them to one Fabric connection per host, reused for
-the whole run.  Data a command reads (a rendered compose file, a config's content)
-goes on the SSH channel's stdin: never in a temporary file, never on a command line.
+the whole run.  That connection is built from Phoenix's settings only: no Fabric or
+Invoke config file, no environment variable and no SSH config is read.  Every command
+has a deadline (`vm_access.command_timeout_s` unless a step gives its own).  Data a
+command reads (a rendered compose file, a config's content) goes on the SSH channel's
+stdin: never in a temporary file, never on a command line.
 Echoed and logged forms show secrets as ``***`` and stdin only by its size; any
 secret value that comes back in a host's output is scrubbed before it leaves here.
 """
@@ -11,6 +14,7 @@ secret value that comes back in a host's output is scrubbed before it leaves her
 from __future__ import annotations
 
 import io
+import logging
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -22,13 +26,15 @@ import paramiko
 from fabric import Config as FabricConfig
 from fabric import Connection
 from fabric.runners import Remote
+from invoke.exceptions import CommandTimedOut
+from invoke.runners import Result
 
 from .argv import Arg, Argv, display_command, shell_command
 from .errors import PhoenixError
 from .model import VMAccess
 from .secrets import Secret, scrub
 
-__all__ = ["Arg", "Argv", "CommandResult", "RemoteCommandFailed", "Transport", "Unreachable",
+__all__ = ["Arg", "Argv", "CommandResult", "RemoteCommandFailed", "TimedOut", "Transport", "Unreachable",
            "display_command", "shell_command"]
 
 T = TypeVar("T")
@@ -45,6 +51,35 @@ class Reachable(Protocol):
 
 class Unreachable(PhoenixError):
     """SSH to the VM failed: no connection, refused, auth or host key problem."""
+
+
+class TimedOut(Unreachable):
+    """A command did not finish within its deadline (a hung engine, a hung sshd).
+
+    An `Unreachable`: whoever reads facts treats the VM as one it could not read."""
+
+    def __init__(self, host: "Reachable", display: str, timeout_s: float):
+        self.host, self.display, self.timeout_s = host, display, timeout_s
+        super().__init__(f"{host}: `{display}` did not finish within {_seconds(timeout_s)} s "
+                         f"(the engine or the VM's sshd may be hung)")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def _quiet_paramiko() -> None:
+    """paramiko logs every failed connection at ERROR, traceback line by traceback line
+    (a port that is not SSH, a session that never came up); with no logging configured
+    Python prints that to stderr.  Phoenix reports the same failure as one line
+    (`Unreachable`), so paramiko's own records stop at its logger."""
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+
+
+_quiet_paramiko()
 
 
 class RemoteCommandFailed(PhoenixError):
@@ -118,32 +153,132 @@ def _ssh_client(access: VMAccess) -> paramiko.SSHClient:
 class _InMemoryStdinRemote(Remote):
     """Invoke reads a command's stdin one byte per 10 ms (it is built to mirror an
     interactive terminal): a 1 KiB compose file took 10 s to send.  Data Phoenix sends
-    from memory is read in 64 KiB chunks; anything else is left to Invoke."""
+    from memory is read in 64 KiB chunks; anything else is left to Invoke.
+
+    The deadline (`run(timeout=...)`) covers the whole command: Invoke starts its timer
+    only once the session is open and the exec request answered, and a hung sshd
+    answers neither; here the timer starts before both.  When it fires, the channel is
+    closed (or, while the session is still being opened, the SSH connection: the next
+    command reconnects), and whatever that makes the waiting call raise becomes
+    Invoke's `CommandTimedOut`."""
+
+    _deadline_passed = False
 
     def read_our_stdin(self, input_):
         if isinstance(input_, io.StringIO):
             return input_.read(65536)
         return super().read_our_stdin(input_)
 
+    def start(self, command, shell, env, timeout=None):
+        self.start_timer(self.opts["timeout"])
+        super().start(command, shell, env, timeout)
+
+    def start_timer(self, timeout):
+        if self._timer is None:  # once: before the session is opened
+            super().start_timer(timeout)
+
+    def kill(self):  # in the timer's thread: it must not raise
+        self._deadline_passed = True
+        try:
+            channel = getattr(self, "channel", None)
+            if channel is not None:
+                channel.close()
+            elif self.context.transport is not None:
+                self.context.transport.close()
+        except Exception:  # noqa: BLE001 - a dead connection: the waiting call fails on its own
+            pass
+
+    @property
+    def timed_out(self) -> bool:
+        # Invoke's own test (the timer thread is no longer alive) is False while kill()
+        # still runs, and the channel it closed has already woken the waiting thread.
+        return self._deadline_passed
+
+    def run(self, command, **kwargs):
+        try:
+            result = super().run(command, **kwargs)
+        except CommandTimedOut:
+            raise
+        except Exception:
+            if not self._deadline_passed:
+                raise
+            raise CommandTimedOut(Result(command=command, exited=-1), timeout=self.opts["timeout"]) from None
+        if self._deadline_passed:
+            raise CommandTimedOut(result, timeout=self.opts["timeout"])
+        return result
+
+
+class _IsolatedFabricConfig(FabricConfig):
+    """Fabric's config from Phoenix's settings only.
+
+    Left to itself Fabric reads /etc/fabric.{yaml,yml,json,py} and ~/.fabric.* (a
+    `.py` one is executed), FABRIC_* variables (when its CLI asks) and the SSH config:
+    a `gateway` there becomes a ProxyCommand, `connect_kwargs.key_filename` adds
+    keys, `run.dry` fakes every command.  None of these loaders does anything here,
+    clones included (Fabric clones the config for ProxyJump hops, and a clone reloads
+    the system and user files)."""
+
+    def load_base_conf_files(self) -> None:
+        pass
+
+    def load_system(self, merge: bool = True) -> None:
+        pass
+
+    def load_user(self, merge: bool = True) -> None:
+        pass
+
+    def load_project(self, merge: bool = True) -> None:
+        pass
+
+    def load_runtime(self, merge: bool = True) -> None:
+        pass
+
+    def load_shell_env(self) -> None:
+        pass
+
+    def load_ssh_config(self) -> None:
+        pass
+
+
+def fabric_config() -> FabricConfig:
+    """Fabric's defaults, Phoenix's runner, no SSH config and nothing read from disk."""
+    return _IsolatedFabricConfig(
+        lazy=True,
+        ssh_config=paramiko.SSHConfig(),
+        overrides={
+            "runners": {"remote": _InMemoryStdinRemote},
+            "load_ssh_configs": False,
+            "gateway": None,
+            "timeouts": {"connect": None, "command": None},
+        },
+    )
+
 
 ConnectionFactory = Callable[[Reachable, VMAccess], object]
 
 
 def fabric_connection(host: Reachable, access: VMAccess) -> Connection:
-    """A Fabric connection that reads no ~/.ssh/config and uses only our key and known_hosts."""
+    """A Fabric connection that reads no config file and no ~/.ssh/config, and uses only
+    our key and known_hosts.
+
+    The timeouts go to paramiko as given (floats): Fabric's own `connect_timeout`
+    passes through `int()`, and 0.5 s would become 0, no timeout at all."""
+    timeout = access.connect_timeout_s
     conn = Connection(
         host=host.address,
         user=access.user,
         port=access.port,
-        config=FabricConfig(ssh_config=paramiko.SSHConfig(),
-                            overrides={"runners": {"remote": _InMemoryStdinRemote}}),
-        connect_timeout=access.connect_timeout_s,
+        config=fabric_config(),
+        gateway=False,
+        forward_agent=False,
         connect_kwargs={
             "key_filename": [str(access.private_key_file)],
             "look_for_keys": False,
             "allow_agent": False,
-            "banner_timeout": access.connect_timeout_s,
-            "auth_timeout": access.connect_timeout_s,
+            "timeout": timeout,
+            "banner_timeout": timeout,
+            "auth_timeout": timeout,
+            "channel_timeout": timeout,
         },
     )
     conn.client = _ssh_client(access)
@@ -188,6 +323,18 @@ class Transport:
                 conn = self._connections[host.name] = self._connect(host, self.access)
         return conn
 
+    def _forget(self, host: Reachable, conn) -> None:
+        """Drop a connection that timed out: the next command to the host opens a new one."""
+        with self._lock:
+            if self._connections.get(host.name) is conn:
+                del self._connections[host.name]
+        close = getattr(conn, "close", None)
+        if close:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - a hung connection may fail to close; it is dropped anyway
+                pass
+
     def close(self) -> None:
         with self._lock:
             conns, self._connections = list(self._connections.values()), {}
@@ -204,11 +351,15 @@ class Transport:
 
     # -- running ---------------------------------------------------------------
     def run(self, host: Reachable, argv: Argv, *, mutating: bool, check: bool = True,
-            stdin: str | Secret | None = None, quiet: bool = False) -> CommandResult:
+            stdin: str | Secret | None = None, quiet: bool = False,
+            timeout: float | None = None) -> CommandResult:
         """Run one command on a host.  `check`: a non-zero exit raises RemoteCommandFailed.
         `stdin`: data the command reads on its standard input (closed after it).
-        `quiet`: not echoed (a poll repeated every second); still in the run log."""
+        `quiet`: not echoed (a poll repeated every second); still in the run log.
+        `timeout`: the command's deadline in seconds (default: the access's
+        `command_timeout_s`); past it, TimedOut (an Unreachable)."""
         display = display_command(argv)
+        deadline = float(timeout) if timeout is not None else self.access.command_timeout_s
         data = None
         if stdin is not None:
             data = self.keep_secret(stdin).reveal() if isinstance(stdin, Secret) else stdin
@@ -220,7 +371,10 @@ class Transport:
         conn = self._connection(host)
         in_stream = io.StringIO(data) if data is not None else False
         try:
-            res = conn.run(shell_command(argv), hide=True, warn=True, in_stream=in_stream)
+            res = conn.run(shell_command(argv), hide=True, warn=True, in_stream=in_stream, timeout=deadline)
+        except CommandTimedOut:
+            self._forget(host, conn)
+            raise TimedOut(host, display, deadline) from None
         except paramiko.BadHostKeyException:
             raise Unreachable(
                 f"{host}: the host key of {host.address} changed (known_hosts {self.access.known_hosts_file}); "

@@ -97,6 +97,7 @@ def _build_hypervisor(hv: dict, config_dir: Path) -> Hypervisor:
             host_key_policy=access.get("host_key_policy", "accept-new"),
             known_hosts_file=_path(known, config_dir) if known else ssh_dir / "known_hosts",
             connect_timeout_s=float(access.get("connect_timeout_s", 10)),
+            command_timeout_s=float(access.get("command_timeout_s", 60)),
         ),
         swarm=SwarmSettings(
             advertise=hv.get("swarm", {}).get("advertise", "vm_ip"),

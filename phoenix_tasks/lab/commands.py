@@ -7,6 +7,7 @@ entries (the one `sh -c` script is a constant that reads its values from "$0"/"$
 from __future__ import annotations
 
 import ipaddress
+import math
 from pathlib import Path
 
 from phoenix_tasks.lab.naming import INSIDE_IFACE, VMNames
@@ -140,10 +141,15 @@ def rootfs_import(names: VMNames, image: str, changes: list[str]) -> Argv:
 # --- the user's shell on a VM ---------------------------------------------------------
 def ssh_client(access, address: str, remote_command: str | None = None) -> Argv:
     """OpenSSH client argv to a lab VM with the lab's key and known_hosts, strict
-    host key checking; remote_command is passed as one argument (ssh sends it as is)."""
+    host key checking; remote_command is passed as one argument (ssh sends it as is).
+
+    `--` before the destination: OpenSSH parses options again after the destination
+    unless options were ended, so a command such as `-oProxyCommand=...` would be an
+    option run on this machine, not a command on the VM.  ConnectTimeout takes whole
+    seconds: a fraction is rounded up (0.5 must not become 0)."""
     return ["ssh", "-i", str(access.private_key_file),
             "-o", f"UserKnownHostsFile={access.known_hosts_file}",
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-            "-o", f"ConnectTimeout={int(access.connect_timeout_s)}",
-            "-p", str(access.port), "-l", access.user, address,
+            "-o", f"ConnectTimeout={max(1, math.ceil(access.connect_timeout_s))}",
+            "-p", str(access.port), "-l", access.user, "--", address,
             *([remote_command] if remote_command else [])]

@@ -2,7 +2,9 @@
 
 Reads that need several docker calls are fixed scripts (no data from the config in
 their text): the namespace goes in as `$1`, an argument the transport quotes once.
-Nothing here quotes, formats shell text or talks to a host.
+A positional that comes from data (a namespace, a service, an object's name) follows
+`--`: the docker CLI never reads it as an option.  Nothing here quotes, formats shell
+text or talks to a host.
 """
 
 from __future__ import annotations
@@ -108,11 +110,11 @@ def stack_deploy(namespace: str, cli_version: str) -> list[str]:
     argv = [DOCKER, "stack", "deploy", "--compose-file", "-", "--prune", "--with-registry-auth"]
     if cli_supports_detach(cli_version):
         argv.append("--detach=true")
-    return argv + [namespace]
+    return argv + ["--", namespace]
 
 
 def stack_rm(namespace: str) -> list[str]:
-    return [DOCKER, "stack", "rm", namespace]
+    return [DOCKER, "stack", "rm", "--", namespace]
 
 
 def object_create(kind: str, name: str, labels: Mapping[str, str]) -> list[Arg]:
@@ -122,21 +124,21 @@ def object_create(kind: str, name: str, labels: Mapping[str, str]) -> list[Arg]:
     argv: list[Arg] = [DOCKER, kind, "create"]
     for key in sorted(labels):
         argv += ["--label", f"{key}={labels[key]}"]
-    return argv + [name, "-"]
+    return argv + ["--", name, "-"]
 
 
 def network_rm(ids: Sequence[str]) -> list[str]:
-    return [DOCKER, "network", "rm", *ids]
+    return [DOCKER, "network", "rm", "--", *ids]
 
 
 def volume_rm(names: Sequence[str]) -> list[str]:
-    return [DOCKER, "volume", "rm", *names]
+    return [DOCKER, "volume", "rm", "--", *names]
 
 
 def service_logs(service: str, lines: int = 20) -> list[str]:
-    return [DOCKER, "service", "logs", "--no-task-ids", "--tail", str(lines), service]
+    return [DOCKER, "service", "logs", "--no-task-ids", "--tail", str(lines), "--", service]
 
 
 def service_nodes(services: Sequence[str]) -> list[str]:
     """The nodes running the services' tasks (hostnames), for port collisions."""
-    return [DOCKER, "service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}}", *services]
+    return [DOCKER, "service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}}", "--", *services]

@@ -102,8 +102,12 @@ def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run:
         return outcome
     for action in outcome.plan.actions:
         stdin = action.stdin.data if action.stdin else None
+        # `docker stack deploy` resolves every image at the registry before it
+        # returns: it may take longer than any other command, up to the deploy's own
+        # timeout.  Everything else keeps the access's command_timeout_s.
+        deadline = max(timeout_s, transport.access.command_timeout_s) if action.kind == "deploy" else None
         try:
-            transport.run(action.where, action.argv, mutating=True, stdin=stdin)
+            transport.run(action.where, action.argv, mutating=True, stdin=stdin, timeout=deadline)
         except PhoenixError as exc:
             outcome.failed.append((rendered.namespace, str(exc)))
             return outcome
@@ -121,7 +125,11 @@ def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run:
     for name, verdict in outcome.verdicts.items():
         if verdict.state == FAILED:
             outcome.failed.append((name, verdict.detail))
-            res = transport.run(manager, commands.service_logs(name, LOG_LINES), mutating=False, check=False)
+            try:  # gathered from every node of the service: a hung one must not lose the outcome
+                res = transport.run(manager, commands.service_logs(name, LOG_LINES), mutating=False, check=False)
+            except PhoenixError as exc:
+                outcome.logs[name] = f"(no logs: {exc})"
+                continue
             outcome.logs[name] = (res.stdout + res.stderr).strip()
     _, after = read_running(transport, config, rendered.namespace, manager)
     outcome.facts = after

@@ -1,7 +1,9 @@
 """Every docker command Phoenix runs on a VM, as a pure function returning argv.
 
 Nothing here quotes, formats shell text or talks to a VM: the transport quotes the
-argv once.  Secrets stay `Secret` objects inside the argv.
+argv once.  Secrets stay `Secret` objects inside the argv.  A positional that comes
+from data (a node ID, an address) follows `--`: whatever it holds, the docker CLI
+never reads it as an option.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def swarm_init(advertise_addr: str) -> list[str]:
 def swarm_join(token: Secret, manager_addr: str, advertise_addr: str) -> list[Arg]:
     if not isinstance(token, Secret):
         raise TypeError("a join token must be a Secret")
-    return [DOCKER, "swarm", "join", "--token", token, "--advertise-addr", advertise_addr, manager_addr]
+    return [DOCKER, "swarm", "join", "--token", token, "--advertise-addr", advertise_addr, "--", manager_addr]
 
 
 def swarm_leave(force: bool = False) -> list[str]:
@@ -67,11 +69,11 @@ def swarm_leave(force: bool = False) -> list[str]:
 
 
 def node_promote(node_id: str) -> list[str]:
-    return [DOCKER, "node", "promote", node_id]
+    return [DOCKER, "node", "promote", "--", node_id]
 
 
 def node_demote(node_id: str) -> list[str]:
-    return [DOCKER, "node", "demote", node_id]
+    return [DOCKER, "node", "demote", "--", node_id]
 
 
 def node_update_labels(node_id: str, add: Mapping[str, str], remove: Sequence[str]) -> list[str]:
@@ -81,4 +83,4 @@ def node_update_labels(node_id: str, add: Mapping[str, str], remove: Sequence[st
         argv += ["--label-add", f"{key}={add[key]}"]
     for key in sorted(remove):
         argv += ["--label-rm", key]
-    return argv + [node_id]
+    return argv + ["--", node_id]

@@ -80,7 +80,7 @@ def test_deploy_quartet_dev1(stack_lab, run):
     assert "converged: dev1_thinkheads_ai_app deployed" in out
     assert [r.display.split(" --label")[0] for r in t.mutating_commands] == [
         "docker config create", "docker stack deploy --compose-file - --prune --with-registry-auth "
-        "--detach=true dev1_thinkheads_ai_app"]
+        "--detach=true -- dev1_thinkheads_ai_app"]
     assert t.mutating_commands[1].stdin_bytes > 0  # the document went on stdin
     found = services(stack_lab)
     assert sorted(n for n in found if n.startswith("dev1_")) == ["dev1_thinkheads_ai_app_api",

@@ -126,6 +126,27 @@ def test_omitted_settings_take_schema_defaults(tmp_path):
     hv = load_config(root / "etc", root / "stacks").hypervisor
     assert (hv.swarm.advertise, hv.swarm.label_policy) == ("vm_ip", "merge")
     assert (hv.vm_access.port, hv.vm_access.host_key_policy, hv.vm_access.connect_timeout_s) == (22, "accept-new", 10.0)
+    assert hv.vm_access.command_timeout_s == 60.0
+
+
+def test_timeouts_keep_their_fractions(tmp_path):
+    root = _tree(tmp_path,
+                 {"file": "etc/phoenix_hypervisor_config.json", "op": "set", "pointer": "/vm_access/connect_timeout_s",
+                  "value": 0.5},
+                 {"file": "etc/phoenix_hypervisor_config.json", "op": "set", "pointer": "/vm_access/command_timeout_s",
+                  "value": 2.5})
+    access = load_config(root / "etc", root / "stacks").hypervisor.vm_access
+    assert (access.connect_timeout_s, access.command_timeout_s) == (0.5, 2.5)
+
+
+@pytest.mark.parametrize("value", [0, -1, 3601, "60", True])
+def test_a_command_timeout_out_of_range_is_refused(tmp_path, value):
+    from phoenix_tasks.config import validate
+    root = _tree(tmp_path, {"file": "etc/phoenix_hypervisor_config.json", "op": "set",
+                            "pointer": "/vm_access/command_timeout_s", "value": value})
+    config, problems = validate(root / "etc", root / "stacks")
+    assert config is None
+    assert any("/vm_access/command_timeout_s" in p.render() for p in problems)
 
 
 def test_portainer_settings(prod):

@@ -60,7 +60,7 @@ def test_hostile_namespace_in_plain_builders_is_one_word():
                  commands.node_volumes(HOSTILE), commands.service_logs(HOSTILE)):
         words = shlex.split(shell_command(argv))
         assert words == list(argv)
-    assert shlex.split(shell_command(commands.stack_rm(HOSTILE))) == ["docker", "stack", "rm", "dev1; rm -rf /"]
+    assert shlex.split(shell_command(commands.stack_rm(HOSTILE))) == ["docker", "stack", "rm", "--", "dev1; rm -rf /"]
 
 
 def test_node_volumes():
@@ -78,7 +78,7 @@ BASE_DEPLOY = ["docker", "stack", "deploy", "--compose-file", "-", "--prune", "-
     ("25.0.3", False),
 ])
 def test_stack_deploy_detach_flag_by_cli_version(version, detach):
-    expected = BASE_DEPLOY + (["--detach=true"] if detach else []) + [NS]
+    expected = BASE_DEPLOY + (["--detach=true"] if detach else []) + ["--", NS]
     assert commands.stack_deploy(NS, version) == expected
     assert commands.cli_supports_detach(version) is detach
 
@@ -86,14 +86,14 @@ def test_stack_deploy_detach_flag_by_cli_version(version, detach):
 def test_stack_deploy_exact():
     assert commands.stack_deploy("rb_probe_rollback", "28.2.2") == [
         "docker", "stack", "deploy", "--compose-file", "-", "--prune", "--with-registry-auth",
-        "--detach=true", "rb_probe_rollback"]
+        "--detach=true", "--", "rb_probe_rollback"]
     assert commands.stack_deploy("rb_probe_rollback", "20.10.24+dfsg1") == [
         "docker", "stack", "deploy", "--compose-file", "-", "--prune", "--with-registry-auth",
-        "rb_probe_rollback"]
+        "--", "rb_probe_rollback"]
 
 
 def test_stack_rm():
-    assert commands.stack_rm(NS) == ["docker", "stack", "rm", "dev1_thinkheads_ai_app"]
+    assert commands.stack_rm(NS) == ["docker", "stack", "rm", "--", "dev1_thinkheads_ai_app"]
 
 
 def test_object_create_sorts_labels_then_name_then_dash():
@@ -103,10 +103,10 @@ def test_object_create_sorts_labels_then_name_then_dash():
         "--label", "com.docker.stack.namespace=dev1_app",
         "--label", "io.phoenix.env=dev1",
         "--label", "io.phoenix.stack=app",
-        "dev1_app_settings_0123abcd", "-"]
+        "--", "dev1_app_settings_0123abcd", "-"]
     assert commands.object_create("secret", "dev1_app_token_89abcdef", {"b": "2", "a": "1"}) == [
-        "docker", "secret", "create", "--label", "a=1", "--label", "b=2", "dev1_app_token_89abcdef", "-"]
-    assert commands.object_create("config", "x", {}) == ["docker", "config", "create", "x", "-"]
+        "docker", "secret", "create", "--label", "a=1", "--label", "b=2", "--", "dev1_app_token_89abcdef", "-"]
+    assert commands.object_create("config", "x", {}) == ["docker", "config", "create", "--", "x", "-"]
 
 
 @pytest.mark.parametrize("kind", ["volume", "network", "Config", ""])
@@ -118,24 +118,44 @@ def test_object_create_refuses_other_kinds(kind):
 
 def test_network_rm():
     assert commands.network_rm(["wxfsxihp4jaa", "jrknkdeiy1vo"]) == [
-        "docker", "network", "rm", "wxfsxihp4jaa", "jrknkdeiy1vo"]
-    assert commands.network_rm(("abc",)) == ["docker", "network", "rm", "abc"]
+        "docker", "network", "rm", "--", "wxfsxihp4jaa", "jrknkdeiy1vo"]
+    assert commands.network_rm(("abc",)) == ["docker", "network", "rm", "--", "abc"]
 
 
 def test_volume_rm():
     assert commands.volume_rm(["dev1_app_data", "dev1_app_cache"]) == [
-        "docker", "volume", "rm", "dev1_app_data", "dev1_app_cache"]
+        "docker", "volume", "rm", "--", "dev1_app_data", "dev1_app_cache"]
 
 
 def test_service_logs():
     assert commands.service_logs("rb_probe_rollback_web") == [
-        "docker", "service", "logs", "--no-task-ids", "--tail", "20", "rb_probe_rollback_web"]
+        "docker", "service", "logs", "--no-task-ids", "--tail", "20", "--", "rb_probe_rollback_web"]
     assert commands.service_logs("rb_probe_rollback_web", 5) == [
-        "docker", "service", "logs", "--no-task-ids", "--tail", "5", "rb_probe_rollback_web"]
+        "docker", "service", "logs", "--no-task-ids", "--tail", "5", "--", "rb_probe_rollback_web"]
 
 
 def test_service_nodes():
     assert commands.service_nodes(["dev1_thinkheads_ai_app_api"]) == [
         "docker", "service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}}",
-        "dev1_thinkheads_ai_app_api"]
-    assert commands.service_nodes(["a", "b"])[-2:] == ["a", "b"]
+        "--", "dev1_thinkheads_ai_app_api"]
+    assert commands.service_nodes(["a", "b"])[-3:] == ["--", "a", "b"]
+
+
+@pytest.mark.parametrize("name", ["--force", "-rf", "--help", "-"])
+def test_a_data_positional_that_looks_like_an_option_follows_the_double_dash(name):
+    # Namespaces, services, object names and IDs come from config or from the swarm:
+    # after `--` the docker CLI reads them as what they are, never as options.
+    for argv, positionals in [
+        (commands.stack_deploy(name, "28.2.2"), [name]),
+        (commands.stack_deploy(name, "20.10.24"), [name]),
+        (commands.stack_rm(name), [name]),
+        (commands.object_create("config", name, {"a": "1"}), [name, "-"]),
+        (commands.network_rm([name, "abc"]), [name, "abc"]),
+        (commands.volume_rm([name]), [name]),
+        (commands.service_logs(name), [name]),
+        (commands.service_nodes([name, "b"]), [name, "b"]),
+    ]:
+        tail = ["--", *positionals]
+        assert argv[-len(tail):] == tail
+        assert argv.count("--") == 1
+        assert shlex.split(shell_command(argv))[-len(tail):] == tail

@@ -344,7 +344,7 @@ def test_plan_creates_missing_configs_with_content_on_stdin(tmp_path, view):
     assert create.argv == tuple(commands.object_create("config", settings.name, labels))
     assert create.argv == (
         "docker", "config", "create", "--label", "com.docker.stack.namespace=dev9_app",
-        "--label", "io.phoenix.env=dev9", "--label", "io.phoenix.stack=app", settings.name, "-")
+        "--label", "io.phoenix.env=dev9", "--label", "io.phoenix.stack=app", "--", settings.name, "-")
     assert create.summary == f"create config {settings.name} (content of settings)"
     assert create.stdin.data == SETTINGS
     assert str(create.stdin) == f"content of config settings ({len(SETTINGS.encode())} bytes)"
@@ -361,7 +361,7 @@ def test_plan_creates_missing_configs_with_content_on_stdin(tmp_path, view):
     assert deploy.where == MANAGER and deploy.target == "dev9_app"
     assert deploy.argv == tuple(commands.stack_deploy("dev9_app", view.cli_version))
     assert deploy.argv == ("docker", "stack", "deploy", "--compose-file", "-", "--prune", "--with-registry-auth",
-                           "--detach=true", "dev9_app")
+                           "--detach=true", "--", "dev9_app")
     assert deploy.stdin.data == rendered.text
     assert str(deploy.stdin) == f"rendered compose file ({len(rendered.text.encode())} bytes)"
     assert deploy.summary == f"docker stack deploy dev9_app (add 1 service; hash {rendered.hash})"
@@ -372,7 +372,7 @@ def test_plan_for_a_cli_without_detach(tmp_path, view):
     old = dataclasses.replace(view, cli_version="20.10.24+dfsg1")
     deploy = plan_deploy(rendered, MANAGER, changes, old, pre).actions[-1]
     assert deploy.argv == ("docker", "stack", "deploy", "--compose-file", "-", "--prune", "--with-registry-auth",
-                           "dev9_app")
+                           "--", "dev9_app")
 
 
 def test_every_object_present_means_only_the_deploy(tmp_path, view):
@@ -395,3 +395,53 @@ def test_preflight_errors_block_the_plan_and_warnings_carry_over(tmp_path, view)
     assert plan.warnings == [
         "external volume 'phx_data' is not on the manager; volumes are per node, "
         "so it must exist on every node its services can run on"]
+
+
+# -- the deploy's deadlines --------------------------------------------------------------
+
+class _Recorder:
+    """A transport that answers every command with exit 0 and records its deadline."""
+
+    access = dataclasses.make_dataclass("A", [("command_timeout_s", float)])(60.0)
+
+    def __init__(self, hung_logs: bool = False):
+        self.calls: list[tuple[tuple, float | None]] = []
+        self.hung_logs = hung_logs
+
+    def run(self, host, argv, *, mutating, check=True, stdin=None, quiet=False, timeout=None):
+        from phoenix_tasks.transport import CommandResult, TimedOut, display_command
+        self.calls.append((tuple(argv), timeout))
+        if self.hung_logs and tuple(argv[:3]) == ("docker", "service", "logs"):
+            raise TimedOut(host, display_command(argv), 60.0)
+        return CommandResult(host, display_command(argv), 0, "", "")
+
+
+def _deploy_failing(tmp_path, view, monkeypatch, transport, timeout_s):
+    from phoenix_tasks.stack import deploy as deploy_mod
+    from phoenix_tasks.stack.wait import FAILED, Verdict
+    rendered, objects, view, changes, pre = _plan_case(tmp_path, view)
+    monkeypatch.setattr(deploy_mod, "read_running", lambda t, c, ns, manager=None: (MANAGER, {}))
+    monkeypatch.setattr(deploy_mod, "read_view", lambda t, m, ns: view)
+    monkeypatch.setattr(deploy_mod, "wait", lambda read, desired, **kw: {
+        "dev9_app_web": Verdict("dev9_app_web", FAILED, "0/1 running", "task exited (1)")})
+    return deploy_mod.deploy(transport, None, rendered, dry_run=False, timeout_s=timeout_s)
+
+
+def test_only_the_stack_deploy_waits_longer_than_the_command_timeout(tmp_path, view, monkeypatch):
+    transport = _Recorder()
+    _deploy_failing(tmp_path, view, monkeypatch, transport, timeout_s=300)
+    deadlines = {argv[:3]: timeout for argv, timeout in transport.calls}
+    assert deadlines[("docker", "stack", "deploy")] == 300
+    assert deadlines[("docker", "config", "create")] is None  # the access's command_timeout_s
+    assert deadlines[("docker", "secret", "create")] is None
+    assert deadlines[("docker", "service", "logs")] is None
+    transport = _Recorder()
+    _deploy_failing(tmp_path / "short", view, monkeypatch, transport, timeout_s=10)
+    assert {argv[:3]: t for argv, t in transport.calls}[("docker", "stack", "deploy")] == 60  # never shorter
+
+
+def test_logs_that_time_out_do_not_lose_the_outcome(tmp_path, view, monkeypatch):
+    outcome = _deploy_failing(tmp_path, view, monkeypatch, _Recorder(hung_logs=True), timeout_s=300)
+    assert outcome.failed == [("dev9_app_web", "task exited (1)")]
+    assert outcome.logs["dev9_app_web"].startswith("(no logs: portainer (vmid 1001): `docker service logs ")
+    assert "did not finish within 60 s" in outcome.logs["dev9_app_web"]

@@ -34,17 +34,18 @@ def test_changes():
     assert commands.swarm_init("198.18.42.11") == ["docker", "swarm", "init", "--advertise-addr", "198.18.42.11"]
     assert commands.swarm_leave() == ["docker", "swarm", "leave"]
     assert commands.swarm_leave(force=True) == ["docker", "swarm", "leave", "--force"]
-    assert commands.node_promote("abc") == ["docker", "node", "promote", "abc"]
-    assert commands.node_demote("abc") == ["docker", "node", "demote", "abc"]
+    assert commands.node_promote("abc") == ["docker", "node", "promote", "--", "abc"]
+    assert commands.node_demote("abc") == ["docker", "node", "demote", "--", "abc"]
 
 
 def test_join_keeps_the_token_a_secret():
     token = Secret(TOKEN)
     argv = commands.swarm_join(token, "198.18.42.11:2377", "198.18.42.12")
-    assert argv == ["docker", "swarm", "join", "--token", token, "--advertise-addr", "198.18.42.12", "198.18.42.11:2377"]
-    assert shell_command(argv) == f"docker swarm join --token {TOKEN} --advertise-addr 198.18.42.12 198.18.42.11:2377"
+    assert argv == ["docker", "swarm", "join", "--token", token, "--advertise-addr", "198.18.42.12",
+                    "--", "198.18.42.11:2377"]
+    assert shell_command(argv) == f"docker swarm join --token {TOKEN} --advertise-addr 198.18.42.12 -- 198.18.42.11:2377"
     assert TOKEN not in display_command(argv)
-    assert display_command(argv) == "docker swarm join --token '***' --advertise-addr 198.18.42.12 198.18.42.11:2377"
+    assert display_command(argv) == "docker swarm join --token '***' --advertise-addr 198.18.42.12 -- 198.18.42.11:2377"
 
 
 def test_join_refuses_a_plain_string_token():
@@ -55,15 +56,27 @@ def test_join_refuses_a_plain_string_token():
 def test_label_update_is_one_sorted_command():
     argv = commands.node_update_labels("nodeid", {"zone": "compute", "gpu": "true"}, ["old", "alpha"])
     assert argv == ["docker", "node", "update", "--label-add", "gpu=true", "--label-add", "zone=compute",
-                    "--label-rm", "alpha", "--label-rm", "old", "nodeid"]
+                    "--label-rm", "alpha", "--label-rm", "old", "--", "nodeid"]
 
 
 def test_shell_metacharacters_are_quoted_once():
     evil = "dev1; rm -rf /"
     argv = commands.node_update_labels(evil, {"k": "$(reboot)"}, [])
     line = shell_command(argv)
-    assert line == "docker node update --label-add 'k=$(reboot)' 'dev1; rm -rf /'"
+    assert line == "docker node update --label-add 'k=$(reboot)' -- 'dev1; rm -rf /'"
     assert shlex.split(line) == argv  # the VM's shell gets back exactly the argv
+
+
+@pytest.mark.parametrize("node_id", ["--force", "-rf", "--help", "-"])
+def test_a_node_id_that_looks_like_an_option_stays_a_positional(node_id):
+    # Node IDs come from the swarm: whatever one holds, the docker CLI reads it after
+    # `--`, as the node, never as an option.
+    for argv in (commands.node_promote(node_id), commands.node_demote(node_id),
+                 commands.node_update_labels(node_id, {"zone": "a"}, ["old"])):
+        assert argv[-2:] == ["--", node_id]
+        assert shlex.split(shell_command(argv))[-2:] == ["--", node_id]
+    join = commands.swarm_join(Secret(TOKEN), node_id, "198.18.42.12")
+    assert join[-2:] == ["--", node_id]
 
 
 def test_secret_never_prints():

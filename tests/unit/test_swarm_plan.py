@@ -145,11 +145,11 @@ def test_label_drift_merge_and_replace(config):
     f = facts(config, infos(CONVERGED), nodes(drift))
     merge = plan_phases(config, f, Options(label_policy="merge"), ["labels"])
     assert [a.argv for a in merge.actions] == [
-        ("docker", "node", "update", "--label-add", "gpu=true", GPU_ID)]
+        ("docker", "node", "update", "--label-add", "gpu=true", "--", GPU_ID)]
     assert "gpu=true (was false)" in merge.actions[0].summary
     replace = plan_phases(config, f, Options(label_policy="replace"), ["labels"])
     assert [a.argv for a in replace.actions] == [
-        ("docker", "node", "update", "--label-add", "gpu=true", "--label-rm", "handmade", GPU_ID)]
+        ("docker", "node", "update", "--label-add", "gpu=true", "--label-rm", "handmade", "--", GPU_ID)]
     assert all(a.where.name == "portainer" for a in replace.actions)
 
 
@@ -167,7 +167,7 @@ def test_role_change_promotes(tmp_path):
     assert classify(config, f)[1003].kind == WRONG_ROLE
     plan = plan_phases(config, f, Options(), ["join"])
     assert [(a.kind, a.target.name, a.where.name, a.argv) for a in plan.actions] == [
-        ("promote", "cpuworker", "portainer", ("docker", "node", "promote", CPU_ID))]
+        ("promote", "cpuworker", "portainer", ("docker", "node", "promote", "--", CPU_ID))]
 
 
 def test_role_change_demotes(config):
@@ -176,7 +176,7 @@ def test_role_change_demotes(config):
     f = facts(config, infos(CONVERGED), nodes(cpu_is_manager))
     plan = plan_phases(config, f, Options(), ["join"])
     assert [(a.kind, a.target.name, a.argv) for a in plan.actions] == [
-        ("demote", "cpuworker", ("docker", "node", "demote", CPU_ID))]
+        ("demote", "cpuworker", ("docker", "node", "demote", "--", CPU_ID))]
 
 
 def test_never_demotes_the_last_manager(tmp_path):

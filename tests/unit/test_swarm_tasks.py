@@ -5,7 +5,7 @@ import json
 
 import pytest
 from invoke import MockContext, Result
-from invoke.exceptions import Exit
+from invoke.exceptions import CommandTimedOut, Exit
 
 from phoenix_tasks.swarm import commands
 from phoenix_tasks.tasks import common
@@ -40,6 +40,8 @@ def connect(outputs):
     def factory(vm, access):
         if outputs.get(vm.name) == "unreachable":
             return Unreachable()
+        if outputs.get(vm.name) == "hung":
+            return Hung()
         runs = {shell_command(argv): Result(stdout=out, exited=code, stderr=err[0] if err else "")
                 for argv, (out, code, *err) in outputs.get(vm.name, {}).items()}
         return MockContext(run=runs, repeat=True)
@@ -49,6 +51,16 @@ def connect(outputs):
 class Unreachable:
     def run(self, *a, **kw):
         raise TimeoutError("timed out")
+
+
+class Hung:
+    """SSH answers, the engine does not: every command runs into its deadline."""
+
+    timeouts: list = []
+
+    def run(self, command, **kw):
+        self.timeouts.append(kw["timeout"])
+        raise CommandTimedOut(Result(command=command, exited=-1), timeout=kw["timeout"])
 
 
 def test_converged_label_run_says_no_changes_and_mutates_nothing(wired, capsys):
@@ -73,7 +85,7 @@ def test_dry_run_prints_plan_and_runs_no_mutating_command(wired, capsys):
     swarm_tasks.label(MockContext(), dry_run=True, verbose=True)
     out = capsys.readouterr().out
     assert "1 change" in out and "gpu=true (was false)" in out
-    assert f"docker node update --label-add gpu=true {GPU_ID}" in out
+    assert f"docker node update --label-add gpu=true -- {GPU_ID}" in out
     assert "dry run: nothing was changed" in out
     assert made[0].mutating_commands == []
 
@@ -147,3 +159,37 @@ def test_bad_vmid_flag_is_refused_before_any_connection(wired, capsys):
             swarm_tasks.join(MockContext(), vmid=digits)
         assert exc.value.code == 1 and "no swarm VM with that vmid" in str(exc.value.message)
     assert made == []
+
+
+def test_a_hung_engine_is_reported_by_name_and_the_others_are_read(wired, capsys):
+    outputs = converged_outputs()
+    outputs["cpuworker"] = "hung"
+    wired(outputs)
+    Hung.timeouts.clear()
+    with pytest.raises(Exit) as exc:
+        swarm_tasks.status(MockContext(), json=True)
+    assert exc.value.code == 1
+    doc = json.loads(capsys.readouterr().out)
+    by_name = {n["name"]: n for n in doc["nodes"]}
+    assert by_name["cpuworker"]["state"] == "unreachable" and by_name["cpuworker"]["reachable"] is False
+    assert by_name["cpuworker"]["detail"] == ("`docker info --format '{{json .}}'` did not finish within 60 s "
+                                              "(the engine or the VM's sshd may be hung)")
+    assert by_name["portainer"]["state"] == by_name["drphoenix"]["state"] == "member"
+    assert Hung.timeouts == [60.0]  # vm_access.command_timeout_s, by default
+
+
+def test_label_with_a_hung_engine_labels_the_others_and_names_it(wired, capsys):
+    outputs = converged_outputs()
+    drifted = nodes(lambda by: by["drphoenix"]["Spec"].update(Labels={"gpu": "false", "zone": "compute"}))
+    outputs["portainer"][tuple(commands.inspect_nodes())] = (json.dumps(drifted), 0)
+    update = commands.node_update_labels(GPU_ID, {"gpu": "true"}, [])
+    outputs["portainer"][tuple(update)] = ("", 0)
+    outputs["cpuworker"] = "hung"
+    made = wired(outputs)
+    with pytest.raises(Exit) as exc:
+        swarm_tasks.label(MockContext())
+    captured = capsys.readouterr()
+    assert exc.value.code == 1
+    assert [r.display for r in made[0].mutating_commands] == [shell_command(update)]
+    assert "cpuworker (vmid 1003)" in captured.out + captured.err
+    assert "did not finish within 60 s" in captured.out + captured.err
