@@ -15,7 +15,6 @@ from invoke import MockContext, Result
 from invoke.exceptions import Exit
 
 from phoenix_tasks.config import load_config
-from phoenix_tasks.lab.configgen import write_lab_config
 from phoenix_tasks.stack import commands
 from phoenix_tasks.stack.envs import OUTSIDE
 from phoenix_tasks.stack.facts import parse_services
@@ -25,6 +24,8 @@ from phoenix_tasks.swarm import commands as swarm_commands
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import stacks as stack_tasks
 from phoenix_tasks.transport import Transport, shell_command
+
+from swarm_recorded import lab_config
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_DATA = REPO / "tests" / "data" / "stack"
@@ -73,13 +74,7 @@ def wired(tmp_path, stacks_dir, monkeypatch):
     made: list[Transport] = []
 
     def use(outputs: dict, edit=None):
-        etc = tmp_path / "etc"
-        write_lab_config(etc, 3, subnet="198.18.90.0/24", bridge="phxrec0", state_dir=str(tmp_path / "state"))
-        if edit:
-            path = etc / "phoenix_vm_configs.json"
-            doc = json.loads(path.read_text())
-            edit(doc)
-            path.write_text(json.dumps(doc))
+        etc = lab_config(tmp_path, edit).config_dir  # the config the recordings were taken on
         monkeypatch.setenv("PHOENIX_CONFIG_DIR", str(etc))
 
         def transport_for(cfg, verbose):
