@@ -26,7 +26,7 @@ import paramiko
 from fabric import Config as FabricConfig
 from fabric import Connection
 from fabric.runners import Remote
-from invoke.exceptions import CommandTimedOut
+from invoke.exceptions import CommandTimedOut, ThreadException
 from invoke.runners import Result
 
 from .argv import Arg, Argv, display_command, shell_command
@@ -386,6 +386,12 @@ class Transport:
         except (OSError, socket.timeout, EOFError) as exc:
             reason = self._scrub(str(exc) or type(exc).__name__)
             raise Unreachable(f"{host}: cannot reach {host.address}:{self.access.port} over SSH: {reason}") from None
+        except ThreadException as exc:
+            # The connection broke while Invoke's threads fed stdin or read output.
+            self._forget(host, conn)
+            causes = "; ".join(self._scrub(str(e.value) or e.type.__name__) for e in exc.exceptions)
+            raise Unreachable(f"{host}: the SSH connection to {host.address} broke during "
+                              f"`{display}`: {causes or 'no detail'}") from None
         result = CommandResult(host, display, res.exited, self._scrub(res.stdout), self._scrub(res.stderr))
         if check and not result.ok:
             raise RemoteCommandFailed(host, display, result.exited, result.stderr)

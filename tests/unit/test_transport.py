@@ -246,3 +246,23 @@ def test_paramiko_records_do_not_reach_the_root_logger(tmp_path):
         root.removeHandler(collector)
     assert not isinstance(exc.value, TimedOut) and "\n" not in str(exc.value)
     assert [r for r in seen if r.name.startswith("paramiko")] == []
+
+
+def test_a_connection_that_breaks_while_feeding_stdin_is_unreachable_by_name_not_a_traceback(tmp_path):
+    from invoke.exceptions import ThreadException
+    from invoke.util import ExceptionWrapper
+
+    class Broken:
+        def run(self, *args, **kwargs):
+            raise ThreadException([ExceptionWrapper({}, OSError, OSError("Socket is closed"), None)])
+
+        def close(self):
+            pass
+
+    access = VMAccess("root", 22, tmp_path / "key", "off", tmp_path / "known_hosts", 1.0)
+    host = Host("portainer", "127.0.0.1")
+    with Transport(access, connect=lambda h, a: Broken()) as t:
+        with pytest.raises(Unreachable) as exc:
+            t.run(host, ["docker", "stack", "deploy", "--compose-file", "-", "x"], mutating=True, stdin="doc")
+    assert str(exc.value) == ("portainer: the SSH connection to 127.0.0.1 broke during "
+                              "`docker stack deploy --compose-file - x`: Socket is closed")
