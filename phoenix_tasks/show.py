@@ -125,6 +125,11 @@ def show_deploy(console: Console, outcome, rendered, *, verbose: bool, stage: st
             for w in rendered.warnings:
                 console.print(f"  warning: {w}", style="yellow", markup=False, highlight=False)
             console.print(f"{ns}: no changes (hash {rendered.hash}, read from {outcome.manager.name})", markup=False)
+            if outcome.behind:
+                behind = ", ".join(f"{name} {rd}" for name, rd in sorted(outcome.behind.items()))
+                console.print(f"  but not every service runs its desired replicas ({behind}): "
+                              + ("a deploy would wait for them" if outcome.dry_run else
+                                 "waiting for them (nothing is deployed)"), style="yellow")
             return
         console.print(f"{ns}: {len(outcome.changes)} service(s) differ from the rendered document "
                       f"(read from {outcome.manager.name})", markup=False)
@@ -136,7 +141,7 @@ def show_deploy(console: Console, outcome, rendered, *, verbose: bool, stage: st
     if outcome.dry_run:
         console.print("dry run: nothing was changed")
         return
-    if not outcome.changes:
+    if not outcome.changes and not outcome.behind:
         return
     for subject, message in outcome.failed:
         _failed(err, subject, message)
@@ -151,7 +156,8 @@ def show_deploy(console: Console, outcome, rendered, *, verbose: bool, stage: st
         err.print(f"still pending after the deploy: {a.subject}: {a.summary}", style="red",
                   markup=False, highlight=False)
     if outcome.ok:
-        console.print(f"converged: {ns} deployed (hash {rendered.hash}); every service read again matches",
+        what = "deployed" if outcome.changes else "running as deployed"
+        console.print(f"converged: {ns} {what} (hash {rendered.hash}); every service read again matches",
                       markup=False)
 
 

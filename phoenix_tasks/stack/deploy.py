@@ -18,7 +18,7 @@ from ..plan import Action, Blocked, Outcome, Payload, Plan
 from ..transport import Transport
 from . import commands, preflight
 from .diff import Desired, ServiceChange, compare, desired_services
-from .facts import ClusterView, on_a_manager, parse_preflight, parse_progress, parse_services
+from .facts import ClusterView, StackRead, on_a_manager, parse_preflight, parse_progress, parse_stack_read
 from .render import Rendered
 from .wait import FAILED, STABLE_S, Verdict, wait
 
@@ -32,6 +32,9 @@ class DeployOutcome(Outcome):
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)  # failing service -> its last log lines
     manager: VM | None = None
+    # Nothing to deploy, but these services run fewer replicas than desired (a deploy
+    # interrupted in its wait, a crashing service): name -> "running/desired".
+    behind: dict[str, str] = field(default_factory=dict)
 
 
 def plan_deploy(rendered: Rendered, manager: VM, changes: list[ServiceChange], view: ClusterView,
@@ -57,13 +60,14 @@ def plan_deploy(rendered: Rendered, manager: VM, changes: list[ServiceChange], v
     return plan
 
 
-def read_running(transport: Transport, config: Config, namespace: str, manager: VM | None = None):
-    """(manager, services of the namespace by name): one round trip."""
+def read_stack(transport: Transport, config: Config, namespace: str,
+               manager: VM | None = None) -> tuple[VM, StackRead]:
+    """(manager, the namespace's services and their replicas): one round trip."""
     argv = commands.stack_services(namespace)
     if manager is not None:
-        return manager, parse_services(transport.run(manager, argv, mutating=False).stdout)
+        return manager, parse_stack_read(transport.run(manager, argv, mutating=False).stdout)
     vm, res = on_a_manager(transport, config, argv)
-    return vm, parse_services(res.stdout)
+    return vm, parse_stack_read(res.stdout)
 
 
 def read_view(transport: Transport, manager: VM, namespace: str) -> ClusterView:
@@ -82,13 +86,20 @@ def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run:
            timeout_s: float = DEFAULT_TIMEOUT_S, stable_s: float = STABLE_S,
            show: Callable[[DeployOutcome], None] = lambda outcome: None,
            report: Callable[[Mapping[str, Verdict]], None] = lambda verdicts: None) -> DeployOutcome:
-    manager, running = read_running(transport, config, rendered.namespace)
+    manager, read = read_stack(transport, config, rendered.namespace)
+    running = read.services
     desired = desired_services(rendered)
     changes = compare(desired, running)
     outcome = DeployOutcome(Plan(warnings=list(rendered.warnings)), dry_run=dry_run, changes=changes,
                             manager=manager, facts=running)
     if not changes:
+        # The spec is what the config says; is it also running?  A deploy interrupted in
+        # its wait, or a service crashing since, is not done: wait for the truth again.
+        outcome.behind = read.behind()
         show(outcome)
+        if outcome.behind and not dry_run:
+            _wait_and_read(transport, config, manager, rendered, desired, outcome, timeout_s=timeout_s,
+                           stable_s=stable_s, report=report, started=None, eligible={})
         return outcome
     view = read_view(transport, manager, rendered.namespace)
     pre = preflight.check(rendered, desired, view)
@@ -113,6 +124,16 @@ def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run:
             return outcome
         outcome.applied.append(action)
     eligible = {name: len(pre.candidates.get(name, [])) for name, d in desired.items() if d.mode == "global"}
+    _wait_and_read(transport, config, manager, rendered, desired, outcome, timeout_s=timeout_s,
+                   stable_s=stable_s, report=report, started=view.now, eligible=eligible)
+    return outcome
+
+
+def _wait_and_read(transport: Transport, config: Config, manager: VM, rendered: Rendered,
+                   desired: Mapping[str, Desired], outcome: DeployOutcome, *, timeout_s: float, stable_s: float,
+                   report, started: int | None, eligible: Mapping[str, int]) -> None:
+    """Wait until every service converged or one failed (their logs kept), then read
+    the services again: one that still differs from the document is pending."""
     polls = []
 
     def read():  # echoed once (--verbose), then quiet: the same read every second
@@ -120,7 +141,7 @@ def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run:
         res = transport.run(manager, commands.progress(rendered.namespace), mutating=False, quiet=len(polls) > 1)
         return parse_progress(res.stdout)
 
-    outcome.verdicts = wait(read, desired, timeout_s=timeout_s, eligible=eligible, started=view.now,
+    outcome.verdicts = wait(read, desired, timeout_s=timeout_s, eligible=eligible, started=started,
                             stable_s=stable_s, report=report)
     for name, verdict in outcome.verdicts.items():
         if verdict.state == FAILED:
@@ -131,9 +152,8 @@ def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run:
                 outcome.logs[name] = f"(no logs: {exc})"
                 continue
             outcome.logs[name] = (res.stdout + res.stderr).strip()
-    _, after = read_running(transport, config, rendered.namespace, manager)
-    outcome.facts = after
+    _, after = read_stack(transport, config, rendered.namespace, manager)
+    outcome.facts = after.services
     if not outcome.failed:
         outcome.pending = [Action(kind=c.kind, where=manager, target=c.name, summary=c.summary())
-                           for c in compare(desired, after)]
-    return outcome
+                           for c in compare(desired, after.services)]

@@ -114,6 +114,37 @@ def parse_services(stdout: str) -> dict[str, ServiceFacts]:
 
 
 @dataclass(frozen=True)
+class StackRead:
+    """What the deploy reads first (commands.STACK_SERVICES_SCRIPT): the namespace's
+    services, and their replicas running/desired as `docker service ls` counts them."""
+
+    services: Mapping[str, ServiceFacts]
+    replicas: Mapping[str, str] = field(default_factory=dict)  # service name -> "1/2"
+
+    def behind(self) -> dict[str, str]:
+        """Services whose running replicas are not the desired ones: name -> "r/d"."""
+        out = {}
+        for name, text in self.replicas.items():
+            running, _, desired = text.partition("/")
+            if running != desired:
+                out[name] = text
+        return out
+
+
+def parse_stack_read(stdout: str) -> StackRead:
+    inspect, _, rows = stdout.partition(commands.SEPARATOR)
+    services = parse_services(inspect)
+    by_id = {s.id: name for name, s in services.items()}
+    replicas = {}
+    for line in rows.splitlines():
+        ident, _, text = line.strip().partition(" ")
+        name = by_id.get(ident) or next((n for i, n in by_id.items() if i.startswith(ident) and ident), None)
+        if name and text:
+            replicas[name] = text.split(" ")[0]  # "3/3 (max 1 per node)" -> "3/3"
+    return StackRead(services, replicas)
+
+
+@dataclass(frozen=True)
 class TaskFacts:
     id: str
     service_id: str

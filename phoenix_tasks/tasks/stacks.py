@@ -14,7 +14,7 @@ from invoke.exceptions import Exit
 from ..model import Config
 from ..stack import naming
 from ..stack.deploy import DEFAULT_TIMEOUT_S, deploy as deploy_stack
-from ..stack.deploy import read_running
+from ..stack.deploy import read_stack
 from ..stack.diff import compare, describe, desired_services
 from ..stack.envs import read_environments
 from ..stack.remove import DEFAULT_TIMEOUT_S as RM_TIMEOUT_S
@@ -74,8 +74,8 @@ def diff(c, stack=None, env=None, verbose=False):
     config = load_config_or_exit()
     rendered = rendered_or_exit(config, stack, env)
     with user_errors(), common.transport_for(config, verbose) as transport:
-        manager, running = read_running(transport, config, rendered.namespace)
-    changes = compare(desired_services(rendered), running)
+        manager, read = read_stack(transport, config, rendered.namespace)
+    changes = compare(desired_services(rendered), read.services)
     if not changes:
         out.print(f"{rendered.namespace}: no changes (hash {rendered.hash}, read from {manager.name})", markup=False)
         return

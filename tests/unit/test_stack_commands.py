@@ -42,8 +42,10 @@ def test_scripts_read_the_namespace_as_dollar_one():
     for script in (commands.STACK_SERVICES_SCRIPT, commands.PROGRESS_SCRIPT, commands.LEFTOVERS_SCRIPT):
         assert "$1" in script
     assert commands.STACK_SERVICES_SCRIPT == (
-        'ids=$(docker service ls -q --filter "label=com.docker.stack.namespace=$1") && '
-        'if [ -n "$ids" ]; then docker service inspect $ids; else echo "[]"; fi')
+        'rows=$(docker service ls --filter "label=com.docker.stack.namespace=$1" --format '
+        "'{{.ID}} {{.Replicas}}') && ids=$(printf '%s\\n' \"$rows\" | cut -d' ' -f1) && "
+        'if [ -n "$ids" ]; then docker service inspect $ids; else echo "[]"; fi && '
+        "echo '--- phoenix ---' && printf '%s\\n' \"$rows\"")
     assert commands.LEFTOVERS_SCRIPT == (
         'f="label=com.docker.stack.namespace=$1"; '
         "docker service ls -q --filter \"$f\" | sed 's/^/service /'; "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 from pathlib import Path
 
 import pytest
@@ -420,7 +421,8 @@ def _deploy_failing(tmp_path, view, monkeypatch, transport, timeout_s):
     from phoenix_tasks.stack import deploy as deploy_mod
     from phoenix_tasks.stack.wait import FAILED, Verdict
     rendered, objects, view, changes, pre = _plan_case(tmp_path, view)
-    monkeypatch.setattr(deploy_mod, "read_running", lambda t, c, ns, manager=None: (MANAGER, {}))
+    from phoenix_tasks.stack.facts import StackRead
+    monkeypatch.setattr(deploy_mod, "read_stack", lambda t, c, ns, manager=None: (MANAGER, StackRead({})))
     monkeypatch.setattr(deploy_mod, "read_view", lambda t, m, ns: view)
     monkeypatch.setattr(deploy_mod, "wait", lambda read, desired, **kw: {
         "dev9_app_web": Verdict("dev9_app_web", FAILED, "0/1 running", "task exited (1)")})
@@ -445,3 +447,16 @@ def test_logs_that_time_out_do_not_lose_the_outcome(tmp_path, view, monkeypatch)
     assert outcome.failed == [("dev9_app_web", "task exited (1)")]
     assert outcome.logs["dev9_app_web"].startswith("(no logs: portainer (vmid 1001): `docker service logs ")
     assert "did not finish within 60 s" in outcome.logs["dev9_app_web"]
+
+
+def test_the_deploys_first_read_has_services_and_their_replicas():
+    from phoenix_tasks.stack import commands
+    from phoenix_tasks.stack.facts import parse_stack_read
+    recorded = (Path(__file__).resolve().parents[1] / "data" / "stack" / "services_probe_rollback.txt").read_text()
+    (svc,) = json.loads(recorded)
+    read = parse_stack_read(recorded + commands.SEPARATOR + f"\n{svc['ID'][:12]} 0/1\n")
+    assert list(read.services) == ["rb_probe_rollback_web"]
+    assert read.replicas == {"rb_probe_rollback_web": "0/1"} and read.behind() == {"rb_probe_rollback_web": "0/1"}
+    read = parse_stack_read(recorded + commands.SEPARATOR + f"\n{svc['ID']} 3/3 (max 1 per node)\n")
+    assert read.replicas == {"rb_probe_rollback_web": "3/3"} and read.behind() == {}
+    assert parse_stack_read("[]\n" + commands.SEPARATOR + "\n\n").services == {}
