@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import paramiko
 import pytest
 from fabric import Config as FabricConfig
 
