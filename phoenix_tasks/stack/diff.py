@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .facts import Port, ServiceFacts
+from .facts import Port, ServiceFacts, ServiceShape
 from .render import LABEL_HASH, Rendered
 
 # Fields compared one by one; everything else in the compose file is covered by the
@@ -16,18 +16,10 @@ FIELDS = ("image", "mode", "replicas", "constraints", "env", "ports", "configs",
 
 
 @dataclass(frozen=True)
-class Desired:
-    name: str
-    image: str
-    mode: str
-    replicas: int | None
-    constraints: tuple[str, ...]
-    env: tuple[str, ...]
-    ports: tuple[Port, ...]
-    configs: tuple[str, ...]
-    secrets: tuple[str, ...]
+class Desired(ServiceShape):
+    """What the rendered document wants of one service, and the hash it is labelled with."""
+
     hash: str
-    restart_condition: str
 
 
 def _env(value: Any) -> tuple[str, ...]:
@@ -142,7 +134,8 @@ def compare(desired: Mapping[str, Desired], running: Mapping[str, ServiceFacts])
         for f in FIELDS:
             before, after = getattr(have, f), getattr(want, f)
             if f == "image":
-                if _image(before, after)[0] == _image(before, after)[1]:
+                running_image, wanted_image = _image(before, after)
+                if running_image == wanted_image:
                     continue
                 before = before if "@" in after else before.split("@", 1)[0]
             if before != after:

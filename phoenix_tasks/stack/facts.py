@@ -48,10 +48,11 @@ class Port:
 
 
 @dataclass(frozen=True)
-class ServiceFacts:
-    id: str
+class ServiceShape:
+    """A service as the diff compares it: the same type for what the rendered document
+    wants (diff.Desired) and what runs (ServiceFacts), compared field by field."""
+
     name: str
-    labels: Mapping[str, str]
     image: str
     mode: str  # replicated | global
     replicas: int | None
@@ -61,6 +62,12 @@ class ServiceFacts:
     configs: tuple[str, ...]
     secrets: tuple[str, ...]
     restart_condition: str  # any | on-failure | none
+
+
+@dataclass(frozen=True)
+class ServiceFacts(ServiceShape):
+    id: str
+    labels: Mapping[str, str]
     created_at: int | None
     updated_at: int | None
     update_state: str | None
