@@ -10,8 +10,8 @@ from ..vms import ensure_vms
 from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
 from .converge import run_converge
 
-PORTAINER_NOT_BUILT = ("not built yet: deploying Portainer as a swarm stack comes with "
-                       "the stacks-per-environment work (README, 'Not built yet'); nothing was deployed")
+PORTAINER_NOT_BUILT = ("not built yet: Portainer as a swarm stack is the next piece of work (README, "
+                       "'Not built yet'); nothing was deployed. Stacks deploy with `swarm.deploy`")
 
 
 @task(auto_shortflags=False, help={**MUTATING_HELP})
