@@ -16,7 +16,7 @@ from ..model import VM
 from ..stack.naming import MAX_SERVICE_NAME, max_env_length, service_name
 from . import compose
 from .build import build_vms
-from .constraints import first_unsatisfiable, parse
+from .constraints import Constraint, first_unsatisfiable, parse
 from .problems import Problem, pointer
 from .read import Raw
 
@@ -28,6 +28,8 @@ def check_all(raw: Raw, problems: list[Problem]) -> None:
     check_hypervisor(raw, problems)
     check_stack_references(raw, problems)
     check_stacks(raw, problems)
+    check_docker_stacks(raw, problems)
+    check_portainer(raw, problems)
 
 
 def check_vms(raw: Raw, problems: list[Problem]) -> None:
@@ -191,25 +193,83 @@ def _swarm_vm_models(raw: Raw, problems: list[Problem]) -> list[VM] | None:
     return [vm for vm in build_vms(raw.effective_vms()) if vm.in_swarm]
 
 
+def _service_constraints(manifest: dict, svc_name: str, svc: Any, mfile: Path, cfile: Path,
+                         problems: list[Problem] | None) -> list[tuple[Path, str, Constraint]]:
+    """Every constraint a service is placed by (manifest stack-wide, manifest service,
+    compose), with where it is written; one with a variable depends on the environment
+    (checked at deploy time).  An unparsable one is reported when `problems` is given."""
+    sources: list[tuple[Path, str, str]] = []
+    for k, text in enumerate(manifest.get("placement_constraints", [])):
+        sources.append((mfile, pointer("placement_constraints", k), text))
+    for k, text in enumerate(manifest.get("services", {}).get(svc_name, {}).get("placement_constraints", [])):
+        sources.append((mfile, pointer("services", svc_name, "placement_constraints", k), text))
+    for k, text in compose.placement_constraints(svc):
+        sources.append((cfile, pointer("services", svc_name, "deploy", "placement", "constraints", k), text))
+    parsed = []
+    for file, where, text in sources:
+        if "$" in text:
+            continue
+        constraint = parse(text)
+        if constraint is None:
+            if problems is not None and file == cfile:
+                problems.append(Problem(cfile, where, f"{text!r} is not a placement constraint (node.<attribute> == value, or !=)"))
+            continue
+        parsed.append((file, where, constraint))
+    return parsed
+
+
 def _check_placement(name: str, manifest: dict, doc: Any, mfile: Path, cfile: Path, vms: list[VM], problems: list[Problem]) -> None:
     for svc_name, svc in compose.services(doc).items():
-        sources: list[tuple[Path, str, str]] = []
-        for k, text in enumerate(manifest.get("placement_constraints", [])):
-            sources.append((mfile, pointer("placement_constraints", k), text))
-        for k, text in enumerate(manifest.get("services", {}).get(svc_name, {}).get("placement_constraints", [])):
-            sources.append((mfile, pointer("services", svc_name, "placement_constraints", k), text))
-        for k, text in compose.placement_constraints(svc):
-            where = pointer("services", svc_name, "deploy", "placement", "constraints", k)
-            if "$" in text:
-                continue  # depends on the environment; checked at deploy time
-            if parse(text) is None:
-                problems.append(Problem(cfile, where, f"{text!r} is not a placement constraint (node.<attribute> == value, or !=)"))
-                continue
-            sources.append((cfile, where, text))
-        parsed = {text: parse(text) for _, _, text in sources}
-        culprits = first_unsatisfiable([c for c in parsed.values() if c], vms)
+        sources = _service_constraints(manifest, svc_name, svc, mfile, cfile, problems)
+        culprits = first_unsatisfiable([c for _, _, c in sources], vms)
         if culprits:
             texts = [c.text for c in culprits]
-            file, where, _ = next(s for s in sources if s[2] == texts[0])
+            file, where, _ = next(s for s in sources if s[2].text == texts[0])
             what = f"constraint {texts[0]!r}" if len(texts) == 1 else "constraints " + " and ".join(repr(t) for t in texts) + " together"
             problems.append(Problem(file, where, f"stack {name!r}, service {svc_name!r}: no configured swarm VM satisfies {what}"))
+
+
+def check_docker_stacks(raw: Raw, problems: list[Problem]) -> None:
+    """A VM's `docker_stacks` are the stacks meant for it: each must be able to place at
+    least one of its services on that VM (role and labels against the constraints),
+    and the VM must be in the swarm.  sync-all deploys none of them (README)."""
+    if raw.vms is None or any(p.file == raw.vm_file and p.severity == "error" for p in problems):
+        return
+    models = {vm.vmid: vm for vm in build_vms(raw.effective_vms())}
+    for i, entry in raw.effective_vms():
+        vm = models[entry["vmid"]]
+        for j, name in enumerate(entry.get("docker_stacks", [])):
+            where = pointer("vms", i, "docker_stacks", j)
+            if not vm.in_swarm:
+                problems.append(Problem(raw.vm_file, where, f"VM {vm.name!r} lists stack {name!r} but has no swarm_role: "
+                                        "stacks run on the swarm, so it can run none"))
+                continue
+            manifest, doc = raw.manifests.get(name), raw.composes.get(name)
+            if manifest is None or doc is None or any(p.file.parent == raw.stack_dirs[name] for p in problems):
+                continue  # reported where the stack is
+            mfile = raw.stack_dirs[name] / paths.STACK_MANIFEST_FILE
+            cfile = raw.stack_dirs[name] / paths.STACK_COMPOSE_FILE
+            fits = [svc_name for svc_name, svc in compose.services(doc).items()
+                    if not first_unsatisfiable([c for _, _, c in _service_constraints(manifest, svc_name, svc, mfile, cfile, None)], [vm])]
+            if not fits:
+                problems.append(Problem(raw.vm_file, where, f"VM {vm.name!r} lists stack {name!r}, but no service of it can "
+                                        f"be placed on this VM (role {vm.swarm_role}, labels {', '.join(f'{k}={v}' for k, v in vm.node_labels.items()) or 'none'})"))
+
+
+def check_portainer(raw: Raw, problems: list[Problem]) -> None:
+    """`portainer.images` pins an image per role, a role being a service of the Portainer
+    stack (the pinned image replaces the compose file's); `portainer` is the server."""
+    if raw.hypervisor is None:
+        return
+    settings = raw.hypervisor["portainer"]
+    doc = raw.composes.get(settings["stack"])
+    if doc is None:
+        return  # no such stack, or it is invalid: reported where it is
+    services = list(compose.services(doc))
+    for role in settings["images"]:
+        if role not in services:
+            problems.append(Problem(raw.hv_file, pointer("portainer", "images", role),
+                                    f"no service {role!r} in stack {settings['stack']!r} (it has: {', '.join(services)})"))
+    if "portainer" not in services:
+        problems.append(Problem(raw.hv_file, "/portainer/stack", f"stack {settings['stack']!r} has no service 'portainer' "
+                                "(the Portainer server: Phoenix hands it the admin password and checks that it answers)"))
