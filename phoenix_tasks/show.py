@@ -194,3 +194,109 @@ def show_remove(console: Console, outcome, namespace: str, *, verbose: bool, sta
     if outcome.applied and outcome.ok:
         console.print(f"removed: {namespace}: services, tasks, networks, configs and secrets are gone "
                       f"(read again)", markup=False)
+
+
+def portainer_login_line(password) -> str:
+    """How the admin logs in: the configured password's source (never the value), or
+    Portainer's own first-login page."""
+    if password is not None:
+        return f"admin password: from {password.source} (a swarm secret, handed to Portainer by file)"
+    return ("admin password: not configured: Portainer shows its first-login page; create the admin "
+            "user there within 5 minutes of the server's start (Portainer's own rule), or set "
+            "portainer.admin_password_file")
+
+
+def show_portainer(console: Console, status, password) -> None:
+    """Portainer: deployed? replicas, where it answers, how to log in."""
+    if not status.deployed:
+        console.print(f"portainer: {status.detail}", style="red", markup=False)
+        return
+    replicas = ", ".join(f"{name} {rd}" for name, rd in sorted(status.replicas.items()))
+    console.print(f"portainer: {status.namespace}: {replicas}", markup=False, highlight=False)
+    style = None if status.answers else "red"
+    console.print(f"portainer: {status.detail}", style=style, markup=False, highlight=False)
+    console.print(f"portainer: {portainer_login_line(password)}", markup=False, highlight=False)
+
+
+class SyncReporter:
+    """How sync-all prints its stages (the sync.Reporter protocol)."""
+
+    def __init__(self, console: Console, err: Console, rendered, *, verbose: bool, stages: int = 5):
+        self.console, self.err, self.rendered, self.verbose, self.stages = console, err, rendered, verbose, stages
+        self._progress = show_progress(console)
+
+    def stage(self, number: int, title: str) -> None:
+        self.console.print(f"stage {number}/{self.stages}: {title}", style="bold", markup=False)
+
+    def line(self, text: str, style: str | None = None) -> None:
+        (self.err if style == "red" else self.console).print(text, style=style, markup=False, highlight=False)
+
+    def swarm_plan(self, plan: Plan) -> None:
+        show_plan(self.console, plan, verbose=self.verbose, title="swarm init/join/labels")
+
+    def swarm_outcome(self, outcome: Outcome) -> None:
+        show_outcome(self.console, self.err, outcome)
+        if not (outcome.applied or outcome.plan.actions) and not outcome.dry_run:  # show_outcome did not say why
+            for b in outcome.blocked:
+                self.err.print(f"blocked: {b.subject}: {b.reason}", style="red", markup=False, highlight=False)
+
+    def deploy(self, outcome, stage: str) -> None:
+        show_deploy(self.console, outcome, self.rendered, verbose=self.verbose, stage=stage, err=self.err)
+
+    def progress(self, verdicts) -> None:
+        self._progress(verdicts)
+
+
+def show_sync_plan(console: Console, plan, rendered, *, verbose: bool) -> None:
+    """The whole run's plan, stage by stage, before anything changes."""
+    console.print("plan", style="bold")
+    if plan.vms:
+        console.print(f"vms: {len(plan.vms)} to create or start: " + ", ".join(str(vm) for vm in plan.vms),
+                      markup=False, highlight=False)
+    else:
+        console.print("vms: no changes")
+    if plan.vms:
+        console.print("ssh: wait until every created or started VM answers")
+    else:
+        console.print("ssh: no changes (every VM answered)")
+    if plan.swarm is not None:
+        show_plan(console, plan.swarm.plan, verbose=verbose, title="swarm init/join/labels")
+    else:
+        console.print(f"swarm init/join/labels: {plan.notes.get('swarm', '')}", markup=False, highlight=False)
+    if plan.portainer is not None:
+        show_deploy(console, plan.portainer, rendered, verbose=verbose, stage="plan")
+    else:
+        console.print(f"portainer: {plan.notes.get('portainer', '')}", markup=False, highlight=False)
+    console.print("portainer answers: checked over the network from a manager (a read)")
+
+
+def show_sync_summary(console: Console, config, result, password) -> None:
+    """VM, role, state, labels, stacks, what changed; Portainer; the elapsed time."""
+    from .swarm.facts import ACTIVE  # noqa: PLC0415 - show.py imports no flow module at load
+    table = Table(title="sync-all", title_justify="left")
+    for col in ("VM", "vmid", "role", "state", "labels", "stacks", "changed"):
+        table.add_column(col)
+    for vm in config.real_vms:
+        failure = result.failure_for(vm)
+        if failure:
+            state, style = f"failed: {failure}", "red"
+        elif result.facts is not None and vm.vmid in result.facts.engines:
+            engine = result.facts.engine(vm)
+            state = f"{engine.state} {'manager' if engine.is_manager else 'worker'}" if engine.state == ACTIVE else engine.state
+            style = None if engine.state == ACTIVE else "yellow"
+        else:
+            state, style = ("running" if not vm.in_swarm else "-"), None
+        changed = ", ".join(result.changes_for(vm)) or "no changes"
+        table.add_row(*_cells(f"{vm.name}", str(vm.vmid), vm.swarm_role or "-", state,
+                              _labels(vm.node_labels), ", ".join(vm.docker_stacks) or "-", changed), style=style)
+    console.print(table)
+    if result.status is not None:
+        style = None if result.status.answers else "red"
+        console.print(f"portainer: {result.status.detail}", style=style, markup=False, highlight=False)
+        console.print(f"portainer: {portainer_login_line(password)}", markup=False, highlight=False)
+    changed = (result.vms is not None and bool(result.vms.plan)) or (result.swarm is not None and result.swarm.applied) \
+        or (result.portainer is not None and bool(result.portainer.applied))
+    verdict = "converged" if result.ok else "NOT converged"
+    what = "changes applied" if changed else "no changes"
+    console.print(f"sync-all: {verdict} ({what}) in {result.elapsed_s:.1f} s", style=None if result.ok else "red",
+                  markup=False)

@@ -34,8 +34,8 @@ from .errors import PhoenixError
 from .model import VMAccess
 from .secrets import Secret, scrub
 
-__all__ = ["Arg", "Argv", "CommandResult", "RemoteCommandFailed", "TimedOut", "Transport", "Unreachable",
-           "display_command", "shell_command"]
+__all__ = ["Arg", "Argv", "CommandResult", "RemoteCommandFailed", "TimedOut", "Transport", "TunnelRefused",
+           "Unreachable", "display_command", "shell_command"]
 
 T = TypeVar("T")
 
@@ -87,6 +87,11 @@ class RemoteCommandFailed(PhoenixError):
         self.host, self.display, self.exited, self.stderr = host, display, exited, stderr
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
         super().__init__(f"{host}: `{display}` failed (exit {exited}): {detail}")
+
+
+class TunnelRefused(PhoenixError):
+    """SSH works, but the host could not open the TCP connection asked of it: nothing
+    listens there (refused), or its sshd forbids forwarding (AllowTcpForwarding no)."""
 
 
 @dataclass(frozen=True)
@@ -396,6 +401,36 @@ class Transport:
         if check and not result.ok:
             raise RemoteCommandFailed(host, display, result.exited, result.stderr)
         return result
+
+    def tunnel(self, host: Reachable, address: str, port: int):
+        """A TCP stream to address:port, opened by the host's sshd (SSH `direct-tcpip`):
+        the connection starts on the host, over its network.  A paramiko channel
+        (sendall, recv, settimeout, close); the caller closes it.  Logged as a read."""
+        display = f"connect {address}:{port}"
+        with self._lock:
+            self.log.append(CommandRecord(host.name, display, False))
+        if self.echo:
+            self.echo(f"[{host.name}] $ ({display}, through SSH)")
+        conn = self._connection(host)
+        timeout = self.access.connect_timeout_s
+        try:
+            conn.open()
+            return conn.client.get_transport().open_channel(
+                "direct-tcpip", (address, int(port)), ("127.0.0.1", 0), timeout=timeout)
+        except paramiko.ChannelException as exc:
+            why = {1: "its sshd forbids TCP forwarding (AllowTcpForwarding)",
+                   2: "connection refused or no route: nothing listens there"}.get(exc.code, exc.text)
+            raise TunnelRefused(f"{host}: cannot connect to {address}:{port} from the VM: {why}") from None
+        except paramiko.BadHostKeyException:
+            raise Unreachable(f"{host}: the host key of {host.address} changed; refusing to connect") from None
+        except paramiko.SSHException as exc:
+            if "Timeout opening channel" in str(exc):
+                raise TunnelRefused(f"{host}: cannot connect to {address}:{port} from the VM: "
+                                    f"no answer within {_seconds(timeout)} s") from None
+            raise Unreachable(f"{host}: SSH to {host.address}:{self.access.port} failed: {self._scrub(str(exc))}") from None
+        except (OSError, EOFError) as exc:
+            reason = self._scrub(str(exc) or type(exc).__name__)
+            raise Unreachable(f"{host}: cannot reach {host.address}:{self.access.port} over SSH: {reason}") from None
 
     def each(self, hosts: Iterable[Reachable], fn: Callable[[Reachable], T], *,
              parallel: bool = True) -> dict[str, T | PhoenixError]:

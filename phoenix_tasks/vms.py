@@ -1,5 +1,7 @@
-"""VMs step of sync-all: read each VM's status from its provider, plan, create/start
-what is missing (in parallel), read again.  Provider-agnostic (see providers/)."""
+"""VMs stage of sync-all: read each VM's status from its provider (plan_vms), create and
+start what is not up, in parallel, and read again (bring_up).  Provider-agnostic (see
+providers/).  A VM is up when the hypervisor runs it: what runs inside it (dockerd) is
+the swarm stage's business, as on a real hypervisor."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Callable
 
 from .errors import PhoenixError
 from .model import VM, Config
-from .providers import VMProvider, get_provider
+from .providers import VMProvider
 
 
 @dataclass
@@ -24,31 +26,27 @@ class VMsOutcome:
         return not (self.failed or self.still_down)
 
 
-def ensure_vms(config: Config, *, dry_run: bool, report: Callable[[str], None],
-               provider: VMProvider | None = None) -> VMsOutcome:
-    provider = provider or get_provider(config)
-    vms = list(config.real_vms)
-    outcome = VMsOutcome()
-    for vm in vms:
-        st = provider.status(vm)
-        if not st.up:
-            outcome.plan.append(vm)
-    if not outcome.plan:
-        report("vms: no changes")
-        return outcome
-    report(f"vms: {len(outcome.plan)} to create or start: " + ", ".join(str(vm) for vm in outcome.plan))
-    if dry_run:
+def plan_vms(config: Config, provider: VMProvider) -> list[VM]:
+    """The VMs that are not up (to create or start), read from the provider."""
+    return [vm for vm in config.real_vms if not provider.status(vm).up]
+
+
+def bring_up(config: Config, provider: VMProvider, todo: list[VM], *,
+             report: Callable[[str], None]) -> VMsOutcome:
+    """Create/start the given VMs in parallel, then read every VM's status again."""
+    outcome = VMsOutcome(plan=list(todo))
+    if not todo:
         return outcome
     outcome.changes += provider.prepare()
 
-    def bring_up(vm: VM) -> list[str] | PhoenixError:
+    def one(vm: VM) -> list[str] | PhoenixError:
         try:
             return provider.create(vm) + provider.start(vm)
         except PhoenixError as exc:
             return exc
 
-    with ThreadPoolExecutor(max_workers=max(1, len(outcome.plan))) as pool:
-        for vm, result in zip(outcome.plan, pool.map(bring_up, outcome.plan)):
+    with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
+        for vm, result in zip(todo, pool.map(one, todo)):
             if isinstance(result, PhoenixError):
                 outcome.failed.append((vm, str(result)))
             else:
@@ -56,5 +54,5 @@ def ensure_vms(config: Config, *, dry_run: bool, report: Callable[[str], None],
     for line in outcome.changes:
         report(f"  {line}")
     failed = {vm.vmid for vm, _ in outcome.failed}
-    outcome.still_down = [vm for vm in vms if vm.vmid not in failed and not provider.status(vm).up]
+    outcome.still_down = [vm for vm in config.real_vms if vm.vmid not in failed and not provider.status(vm).up]
     return outcome

@@ -125,6 +125,22 @@ def _short_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:8]
 
 
+def object_labels(namespace: str, env: str, stack: str) -> dict[str, str]:
+    """The labels of a config or secret Phoenix creates (docker's stack namespace too)."""
+    return {STACK_NAMESPACE_LABEL: namespace, LABEL_ENV: env, LABEL_STACK: stack}
+
+
+def secret_name(namespace: str, key: str, data: bytes) -> str:
+    """Content-named: new content is a new name, so a deploy replaces it (swarm
+    secrets and configs are immutable)."""
+    return f"{namespace}_{key}_{_short_hash(data)}"
+
+
+# What a flow adds to a stack's document after the interpolation (Portainer's admin
+# password secret): (document, namespace) -> the swarm objects it needs created.
+Amend = Callable[[dict, str], list[SwarmObject]]
+
+
 def _objects(stack: Stack, namespace: str, doc: dict, env: str,
              read_file: Callable[[Path], bytes]) -> tuple[list[SwarmObject], list[str]]:
     """Content-named configs and secrets; the document's entries become external refs."""
@@ -152,19 +168,21 @@ def _objects(stack: Stack, namespace: str, doc: dict, env: str,
             except UnicodeDecodeError:
                 errors.append(f"{kind}s.{key}: {file!r} is not UTF-8 text")
                 continue
-            name = f"{namespace}_{key}_{_short_hash(data)}"
+            name = secret_name(namespace, key, data)
             if len(name) > MAX_OBJECT_NAME:
                 errors.append(f"{kind}s.{key}: the swarm {kind} name {name!r} would be {len(name)} characters; "
                               f"docker allows {MAX_OBJECT_NAME}: give it a shorter key")
                 continue
-            labels = {STACK_NAMESPACE_LABEL: namespace, LABEL_ENV: env, LABEL_STACK: stack.name}
+            labels = object_labels(namespace, env, stack.name)
             objects.append(SwarmObject(kind, key, name, Secret(text) if kind == "secret" else text, labels))
             section[key] = {"external": True, "name": name}
     return objects, errors
 
 
-def render(stack: Stack, env: str, read_file: Callable[[Path], bytes] = safe_read.read_bytes) -> Rendered:
-    """The document deployed as `<env>_<stack>`; RenderError names stack, env and what."""
+def render(stack: Stack, env: str, read_file: Callable[[Path], bytes] = safe_read.read_bytes,
+           amend: Amend | None = None) -> Rendered:
+    """The document deployed as `<env>_<stack>`; RenderError names stack, env and what.
+    `amend` changes the interpolated document before it is hashed (see Amend)."""
     problem = naming.check_env_name(env)
     if problem:
         raise RenderError(problem)
@@ -185,6 +203,8 @@ def render(stack: Stack, env: str, read_file: Callable[[Path], bytes] = safe_rea
     objects, object_errors = _objects(stack, namespace, doc, env, read_file)
     if object_errors:
         raise RenderError(f"{what}: " + "; ".join(object_errors))
+    if amend is not None:
+        objects += amend(doc, namespace)
     for name, service in doc["services"].items():
         ignored = [k for k in IGNORED_SERVICE_KEYS if k in service]
         if ignored:

@@ -93,7 +93,7 @@ def deploy(c, stack=None, env=None, dry_run=False, verbose=False, timeout=None):
     """Deploy STACK as environment ENV (<env>_<stack>): plan, show, deploy, wait for the truth."""
     config = load_config_or_exit()
     rendered = rendered_or_exit(config, stack, env)
-    timeout_s = _seconds(timeout, DEFAULT_TIMEOUT_S)
+    timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
     progress = show_progress(out)
     with user_errors(), common.transport_for(config, verbose) as transport:
         outcome = deploy_stack(transport, config, rendered, dry_run=dry_run, timeout_s=timeout_s,
@@ -113,7 +113,7 @@ def rm(c, stack=None, env=None, dry_run=False, verbose=False, volumes=False, tim
     config = load_config_or_exit()
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
-    timeout_s = _seconds(timeout, RM_TIMEOUT_S)
+    timeout_s = seconds_or_exit(timeout, RM_TIMEOUT_S)
     with user_errors(), common.transport_for(config, verbose) as transport:
         outcome = remove(transport, config, namespace, dry_run=dry_run, volumes=volumes, timeout_s=timeout_s,
                          show=lambda o: show_remove(out, o, namespace, verbose=verbose, stage="plan"))
@@ -136,7 +136,7 @@ def envs(c, json=False, verbose=False):
         show_environments(out, environments)
 
 
-def _seconds(value, default: float) -> float:
+def seconds_or_exit(value, default: float) -> float:
     if value is None:
         return default
     try:

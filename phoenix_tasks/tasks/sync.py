@@ -1,37 +1,47 @@
-"""`inv sync-all`: the whole flow, each step facts -> plan -> apply -> read again."""
+"""`inv sync-all`: from nothing to a dashboard (the flow is phoenix_tasks/sync.py)."""
 
 from __future__ import annotations
+
+import os
+import time
 
 from invoke import task
 from invoke.exceptions import Exit
 
-from ..swarm.plan import PHASES
-from ..vms import ensure_vms
+from .. import portainer, sync
+from ..providers import get_provider
+from ..show import SyncReporter, show_sync_plan, show_sync_summary
+from ..stack.deploy import DEFAULT_TIMEOUT_S
+from . import common
 from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
-from .converge import run_converge
-
-PORTAINER_NOT_BUILT = ("not built yet: Portainer as a swarm stack is the next piece of work (README, "
-                       "'Not built yet'); nothing was deployed. Stacks deploy with `swarm.deploy`")
+from .converge import options
+from .stacks import seconds_or_exit
 
 
-@task(auto_shortflags=False, help={**MUTATING_HELP})
-def sync_all(c, dry_run=False, verbose=False, force_rejoin=False):
-    """Create the VMs, initialise the swarm, join managers and workers, label the nodes."""
+@task(auto_shortflags=False, help={
+    **MUTATING_HELP,
+    "timeout": f"seconds to wait for Portainer's services to converge (default {DEFAULT_TIMEOUT_S:.0f})"})
+def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None):
+    """Create the VMs, initialise the swarm, join and label the nodes, deploy Portainer, check it answers."""
+    started = time.monotonic()
     config = load_config_or_exit()
-    out.print(f"step 1/3: VMs ({config.hypervisor.provider} provider)", style="bold")
-    with user_errors():
-        vms = ensure_vms(config, dry_run=dry_run, report=lambda line: out.print(line, markup=False))
-    for vm, message in vms.failed:
-        err.print(f"failed: {vm}: {message}", style="red", markup=False)
-    for vm in vms.still_down:
-        err.print(f"still down after apply: {vm}", style="red", markup=False)
-    out.print("step 2/3: swarm init, join, labels", style="bold")
-    if dry_run and vms.plan:
-        out.print("swarm: planned once the VMs exist (a dry run cannot read VMs it did not create); "
-                  "the swarm VMs that already run are not read either")
-        out.print("dry run: nothing was changed")
-        return
-    outcome = run_converge(config, PHASES, dry_run=dry_run, verbose=verbose, force_rejoin=force_rejoin)
-    out.print(f"step 3/3: Portainer: {PORTAINER_NOT_BUILT}", highlight=False)
-    if not (vms.ok and outcome.ok):
+    timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
+    opts = options(config, None, force_rejoin)
+    with user_errors():  # everything that can be refused is refused before any connection
+        password = portainer.read_password(config, os.environ)
+        rendered = portainer.render_portainer(config, password)
+        port = portainer.published_port(rendered)
+        provider = get_provider(config)
+    reporter = SyncReporter(out, err, rendered, verbose=verbose)
+    with user_errors(), common.transport_for(config, verbose) as transport:
+        plan = sync.read_plan(config, transport, provider, rendered, opts)
+        show_sync_plan(out, plan, rendered, verbose=verbose)
+        if dry_run:
+            out.print("dry run: nothing was changed")
+            return
+        result = sync.apply(config, transport, provider, rendered, port, opts, plan, reporter,
+                            deploy_timeout_s=timeout_s)
+    result.elapsed_s = time.monotonic() - started
+    show_sync_summary(out, config, result, password)
+    if not result.ok:
         raise Exit(code=1)

@@ -17,8 +17,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare")
                                 reason="needs root for `unshare --net` (a test never reaches etc/'s real IPs)")
 
 
-def run_offline(*args):
+def run_offline(*args, **extra_env):
     env = {k: v for k, v in os.environ.items() if k not in ("PHOENIX_CONFIG_DIR", "PHOENIX_STACKS_DIR")}
+    env.pop("PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE", None)
+    env.update(extra_env)
     return subprocess.run(["unshare", "--net", *INV, *args], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=120)
 
@@ -41,8 +43,19 @@ def test_join_dry_run_reports_unreachable_and_changes_nothing():
     assert "dry run: nothing was changed" in res.stdout
 
 
-def test_sync_all_says_proxmox_creation_is_not_built():
+def test_sync_all_refuses_a_missing_password_file_before_connecting():
     res = run_offline("sync-all")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "error: Portainer admin password file /etc/phoenix/secrets/portainer_admin_password "
+        f"({REPO}/etc/phoenix_hypervisor_config.json: /portainer/admin_password_file): file not found"]
+    assert res.stdout == ""
+
+
+def test_sync_all_says_proxmox_creation_is_not_built(tmp_path):
+    password = tmp_path / "pw"
+    password.write_text("a-long-enough-password\n")
+    res = run_offline("sync-all", PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE=str(password))
     assert res.returncode == 3, res.stdout + res.stderr
     assert "Proxmox VM creation is not built yet" in res.stderr
     assert "Traceback" not in res.stderr

@@ -1,0 +1,220 @@
+"""`sync-all`, from nothing to a dashboard: VMs -> SSH -> swarm -> Portainer -> it answers.
+
+One plan for the whole run is read and shown first (`--dry-run` stops there): the VMs
+the provider must create or start, the swarm's init/join/label actions and
+Portainer's service changes, each read from the real state.  What cannot be read yet
+(the swarm of VMs that do not exist) says so.  Then each stage applies and reads
+again; a stage whose plan was empty, and that no earlier stage changed, runs nothing
+and says "no changes".  A VM that fails is named with its error; the others still
+converge; the run's exit status is non-zero.
+
+The stages are the same functions the single tasks use (providers, swarm.apply,
+stack.deploy, portainer); this module only orders them and keeps what the summary
+needs.  Printing is the caller's (`Reporter`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from . import portainer
+from .errors import PhoenixError
+from .model import VM, Config
+from .plan import Outcome, Plan
+from .providers import VMProvider
+from .stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy
+from .stack.render import Rendered
+from .swarm.apply import converge
+from .swarm.facts import ClusterFacts
+from .swarm.plan import PHASES, Options
+from .transport import Transport
+from .vms import VMsOutcome, bring_up, plan_vms
+
+SSH_WAIT_S = 180.0
+
+
+class Reporter(Protocol):
+    def stage(self, number: int, title: str) -> None: ...
+
+    def line(self, text: str, style: str | None = None) -> None: ...
+
+    def swarm_plan(self, plan: Plan) -> None: ...
+
+    def swarm_outcome(self, outcome: Outcome) -> None: ...
+
+    def deploy(self, outcome: DeployOutcome, stage: str) -> None: ...
+
+    def progress(self, verdicts) -> None: ...
+
+
+@dataclass
+class SyncPlan:
+    vms: list[VM]  # to create or start
+    swarm: Outcome | None = None  # the dry-run converge: its plan, its facts
+    portainer: DeployOutcome | None = None  # the dry-run deploy
+    notes: dict[str, str] = field(default_factory=dict)  # stage -> why it is not planned yet
+
+    @property
+    def empty(self) -> bool:
+        return (not self.vms and self.swarm is not None and self.swarm.plan.empty
+                and self.portainer is not None and not self.portainer.changes and not self.portainer.behind)
+
+
+@dataclass
+class SyncResult:
+    plan: SyncPlan
+    dry_run: bool
+    vms: VMsOutcome | None = None
+    ssh_failed: dict[str, str] = field(default_factory=dict)  # VM name -> error
+    swarm: Outcome | None = None
+    portainer: DeployOutcome | None = None
+    status: portainer.PortainerStatus | None = None
+    facts: ClusterFacts | None = None  # the swarm as last read
+    problems: list[str] = field(default_factory=list)  # stage-level failures, for people
+    started: float = field(default_factory=time.monotonic)
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        parts = [self.vms is None or self.vms.ok, not self.ssh_failed, self.swarm is None or self.swarm.ok,
+                 self.portainer is None or self.portainer.ok, not self.problems]
+        if not self.dry_run:
+            parts.append(self.status is not None and self.status.answers)
+        return all(parts)
+
+    def changes_for(self, vm: VM) -> list[str]:
+        """What this run changed on one VM, in words (for the summary table)."""
+        done = []
+        if self.vms and any(v.vmid == vm.vmid for v in self.vms.plan) and not any(
+                v.vmid == vm.vmid for v, _ in self.vms.failed):
+            done.append("created/started")
+        if self.swarm:
+            kinds = [a.kind for a in self.swarm.applied if getattr(a.target, "vmid", None) == vm.vmid]
+            done += list(dict.fromkeys(kinds))
+        return done
+
+    def failure_for(self, vm: VM) -> str | None:
+        for subject, message in ([*(self.vms.failed if self.vms else [])] +
+                                 [*(self.swarm.failed if self.swarm else [])]):
+            if getattr(subject, "vmid", None) == vm.vmid:
+                return message
+        if vm.name in self.ssh_failed:
+            return self.ssh_failed[vm.name]
+        for b in (self.swarm.blocked if self.swarm else []):
+            if getattr(b.subject, "vmid", None) == vm.vmid:
+                return b.reason
+        if self.vms and any(v.vmid == vm.vmid for v in self.vms.still_down):
+            return "still down after the provider started it"
+        return None
+
+
+def read_plan(config: Config, transport: Transport, provider: VMProvider, rendered: Rendered,
+              opts: Options) -> SyncPlan:
+    """Every stage's plan, read from the real state; nothing changes."""
+    plan = SyncPlan(vms=plan_vms(config, provider))
+    if plan.vms:
+        names = ", ".join(vm.name for vm in plan.vms)
+        plan.notes["swarm"] = f"planned once the VMs exist ({names} must be created or started first)"
+        plan.notes["portainer"] = f"deploy {rendered.namespace} ({len(rendered.services)} services) once the swarm exists"
+        return plan
+    plan.swarm = converge(transport, config, opts, PHASES, dry_run=True)
+    facts = plan.swarm.facts
+    if facts is None or facts.control is None:
+        plan.notes["portainer"] = f"deploy {rendered.namespace} ({len(rendered.services)} services) once the swarm exists"
+        return plan
+    plan.portainer = deploy(transport, config, rendered, dry_run=True)
+    return plan
+
+
+def wait_for_ssh(transport: Transport, vms: list[VM], timeout_s: float = SSH_WAIT_S,
+                 sleep: Callable[[float], None] = time.sleep) -> dict[str, str]:
+    """Until each VM runs `true` over SSH (a new VM boots; its sshd comes up late).
+    Returns the VMs that never answered, with their last error."""
+    end = time.monotonic() + timeout_s
+    waiting = {vm.name: vm for vm in vms}
+    errors: dict[str, str] = {}
+    while waiting:
+        results = transport.each(list(waiting.values()), lambda vm: transport.run(vm, ["true"], mutating=False))
+        for name, result in results.items():
+            if isinstance(result, PhoenixError):
+                errors[name] = str(result)
+            else:
+                waiting.pop(name)
+                errors.pop(name, None)
+        if not waiting or time.monotonic() >= end:
+            break
+        sleep(2.0)
+    return {name: errors[name] for name in waiting}
+
+
+def apply(config: Config, transport: Transport, provider: VMProvider, rendered: Rendered, port: int,
+          opts: Options, plan: SyncPlan, reporter: Reporter, *,
+          deploy_timeout_s: float = DEFAULT_TIMEOUT_S) -> SyncResult:
+    result = SyncResult(plan, dry_run=False)
+
+    # 1. VMs
+    reporter.stage(1, f"VMs ({config.hypervisor.provider} provider)")
+    if plan.vms:
+        result.vms = bring_up(config, provider, plan.vms, report=reporter.line)
+        for vm, message in result.vms.failed:
+            reporter.line(f"failed: {vm}: {message}", "red")
+        for vm in result.vms.still_down:
+            reporter.line(f"still down after apply: {vm}", "red")
+    else:
+        reporter.line("vms: no changes")
+    created = bool(plan.vms)
+
+    # 2. SSH
+    reporter.stage(2, "SSH to every VM")
+    if created:
+        failed = {vm.vmid for vm, _ in result.vms.failed} if result.vms else set()
+        up = [vm for vm in config.swarm_vms if vm.vmid not in failed]
+        result.ssh_failed = wait_for_ssh(transport, up)
+        for name, message in result.ssh_failed.items():
+            reporter.line(f"failed: {name}: no SSH after {SSH_WAIT_S:.0f} s: {message}", "red")
+        if not result.ssh_failed:
+            reporter.line(f"ssh: every swarm VM answers ({len(up)})")
+    else:
+        reporter.line("ssh: no changes (every VM answered while the plan was read)")
+
+    # 3. swarm
+    reporter.stage(3, "swarm init, join, labels")
+    if not created and plan.swarm is not None and plan.swarm.plan.empty:
+        result.swarm = plan.swarm
+        reporter.line("swarm init/join/labels: no changes")
+        if plan.swarm.blocked:
+            reporter.swarm_outcome(plan.swarm)
+    else:
+        result.swarm = converge(transport, config, opts, PHASES, show=reporter.swarm_plan)
+        reporter.swarm_outcome(result.swarm)
+    result.facts = result.swarm.facts
+    swarm_changed = bool(result.swarm.applied)
+
+    # 4. Portainer
+    reporter.stage(4, f"Portainer ({rendered.namespace})")
+    if result.facts is None or result.facts.control is None:
+        result.problems.append("no swarm manager answers: Portainer was not deployed")
+        reporter.line("portainer: skipped: no swarm manager answers", "red")
+        return result
+    unchanged = (plan.portainer is not None and not plan.portainer.changes and not plan.portainer.behind
+                 and not created and not swarm_changed)
+    if unchanged:
+        result.portainer = plan.portainer
+        reporter.line(f"{rendered.namespace}: no changes (hash {rendered.hash})")
+    else:
+        result.portainer = deploy(transport, config, rendered, dry_run=False, timeout_s=deploy_timeout_s,
+                                  show=lambda o: reporter.deploy(o, "plan"), report=reporter.progress)
+        reporter.deploy(result.portainer, "result")
+
+    # 5. it answers
+    reporter.stage(5, "Portainer answers")
+    try:
+        result.status = portainer.read_status(transport, config, port)
+    except PhoenixError as exc:
+        result.problems.append(f"Portainer's status could not be read: {exc}")
+        reporter.line(f"portainer: status not read: {exc}", "red")
+        return result
+    reporter.line(f"portainer: {result.status.detail}", None if result.status.answers else "red")
+    return result
