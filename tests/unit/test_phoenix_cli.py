@@ -62,6 +62,7 @@ def test_help_prints_usage_and_exits_0(args, stub):
     (["swarm"], "phoenix: unknown swarm action ''"),
     (["sync", "some"], "phoenix: unknown sync target 'some' (only: sync all)"),
     (["lab", "melt"], "phoenix: unknown lab action 'melt'"),
+    (["portainer", "reset"], "phoenix: unknown portainer action 'reset' (portainer deploy|status)"),
 ])
 def test_unknown_verb_prints_usage_and_exits_2(args, complaint, stub):
     r = phoenix(*args, inv=stub)
@@ -86,6 +87,10 @@ def test_unknown_verb_prints_usage_and_exits_2(args, complaint, stub):
     (["swarm", "deploy", "--stack", "qdrant_service", "--env", "dev1"], ["swarm.deploy", "--stack", "qdrant_service", "--env", "dev1"]),
     (["lab", "up"], ["lab.up"]),
     (["lab", "config", "--nodes", "3", "--out", "/tmp/x"], ["lab.config", "--nodes", "3", "--out", "/tmp/x"]),
+    (["sync", "all", "--timeout", "60"], ["sync-all", "--timeout", "60"]),
+    (["portainer", "deploy"], ["portainer.deploy"]),
+    (["--dry-run", "portainer", "deploy", "-v"], ["portainer.deploy", "--dry-run", "--verbose"]),
+    (["portainer", "status", "--json"], ["portainer.status", "--json"]),
 ])
 def test_verbs_become_tasks(args, task_argv, stub):
     r = phoenix(*args, inv=stub)
@@ -188,6 +193,7 @@ CHANGES_NOTHING = "has no --dry-run (it changes nothing: run it without); nothin
     (["swarm", "envs", "--json", "--dry-run"], f"phoenix: 'swarm envs' {CHANGES_NOTHING}"),
     (["swarm", "render", "x", "--env", "e", "--dry-run"], f"phoenix: 'swarm render' {CHANGES_NOTHING}"),
     (["--dry-run", "swarm", "diff", "x", "--env", "e"], f"phoenix: 'swarm diff' {CHANGES_NOTHING}"),
+    (["portainer", "status", "--dry-run"], f"phoenix: 'portainer status' {CHANGES_NOTHING}"),
     # -v where the task has no --verbose
     (["-v", "lab", "down"], "phoenix: 'lab down' has no -v/--verbose; nothing was done"),
     (["lab", "status", "--verbose"], "phoenix: 'lab status' has no -v/--verbose; nothing was done"),
