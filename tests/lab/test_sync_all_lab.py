@@ -1,59 +1,124 @@
-"""sync-all end to end on a lab that does not exist yet: the dry run creates nothing;
-the run creates the VMs through the provider and converges the swarm (checked through
-the docker SDK on each VM's socket); a second run changes nothing."""
+"""sync-all end to end on a lab that does not exist yet, verified through the docker SDK
+on each VM's own socket: the dry run creates nothing; the run creates the VMs, forms
+the swarm with its roles and labels, deploys Portainer (server on the manager, agent on
+every node, the admin password as a secret) and checks that it answers; the password is
+in no output, at any verbosity; a second run changes nothing; a worker whose dockerd is
+stopped is named, the run exits 1 and the rest stays converged; once it is back, the
+next run converges."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import docker
 import pytest
 
-from conftest import REPO, clear_stale_lab, lab_skip_reason
+from conftest import REPO, bridge_lock, clear_stale_lab, lab_skip_reason
 
 pytestmark = pytest.mark.lab
 
+BRIDGE, SUBNET = "phxtest9", "198.18.96.0/24"
+PASSWORD = "sync-all-lab-password-41c9"
+# Commands that change something; a converged run echoes none of them (-v).
+MUTATING = ("docker swarm init", "docker swarm join", "docker node update", "docker stack deploy",
+            "docker secret create", "docker config create", "docker swarm leave")
 
-BRIDGE = "phxtest9"
 
-
-def sync_all(config_dir, *flags):
+def sync_all(config_dir, *flags, password=None):
+    env = {"PHOENIX_CONFIG_DIR": str(config_dir), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+    if password:
+        env["PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE"] = str(password)
     return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "sync-all", *flags],
-                          capture_output=True, text=True, timeout=600,
-                          env={"PHOENIX_CONFIG_DIR": str(config_dir), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+                          capture_output=True, text=True, timeout=900, env=env)
 
 
-def test_sync_all_from_nothing(tmp_path):
+def node_of(client):
+    return client.info()["Swarm"]["NodeID"]
+
+
+def running_tasks(manager, service):
+    return [t for t in manager.services.get(service).tasks(filters={"desired-state": "running"})
+            if t["Status"]["State"] == "running"]
+
+
+def test_sync_all_from_nothing_to_a_dashboard(tmp_path):
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
     from phoenix_tasks.config import load_config
     from phoenix_tasks.lab import control
     from phoenix_tasks.lab.configgen import write_lab_config
-    clear_stale_lab(BRIDGE)
-    write_lab_config(tmp_path / "etc", 2, subnet="198.18.96.0/24", bridge=BRIDGE, state_dir=str(tmp_path / "state"))
-    config = load_config(tmp_path / "etc")
-    netns_before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    res = sync_all(tmp_path / "etc", "--dry-run")
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "vms: 2 to create or start: portainer (vmid 1001), drphoenix (vmid 1002)" in res.stdout
-    assert "dry run: nothing was changed" in res.stdout
-    assert not (tmp_path / "state").exists()
-    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == netns_before
-    assert BRIDGE not in subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
-
-    try:
-        res = sync_all(tmp_path / "etc")
+    etc = tmp_path / "etc"
+    write_lab_config(etc, 3, subnet=SUBNET, bridge=BRIDGE, state_dir=str(tmp_path / "state"))
+    config = load_config(etc)
+    password = tmp_path / "pw"
+    password.write_text(PASSWORD + "\n")
+    with bridge_lock(BRIDGE):
+        clear_stale_lab(BRIDGE)
+        netns_before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        res = sync_all(etc, "--dry-run", password=password)
         assert res.returncode == 0, res.stdout + res.stderr
-        assert "converged: facts read again, nothing pending" in res.stdout
-        names = control.names_for(config)
-        clients = {vm.name: docker.DockerClient(base_url=names.vm(vm.vmid).docker_host) for vm in config.real_vms}
-        manager = clients["portainer"]
-        assert manager.info()["Swarm"]["ControlAvailable"] is True
-        worker_id = clients["drphoenix"].info()["Swarm"]["NodeID"]
-        node = manager.nodes.get(worker_id).attrs
-        assert node["Spec"]["Role"] == "worker" and node["Spec"]["Labels"] == {"gpu": "true", "zone": "compute"}
-        again = sync_all(tmp_path / "etc")
-        assert again.returncode == 0, again.stdout + again.stderr
-        assert "vms: no changes" in again.stdout and "swarm init/join/labels: no changes" in again.stdout
-    finally:
-        control.down(config.hypervisor.lab.state_dir, config.hypervisor.lab.bridge)
+        assert "vms: 3 to create or start: portainer (vmid 1001), drphoenix (vmid 1002), cpuworker (vmid 1003)" \
+            in res.stdout
+        assert "portainer: deploy prod_portainer_service (2 services) once the swarm exists" in res.stdout
+        assert "dry run: nothing was changed" in res.stdout
+        assert not (tmp_path / "state").exists()
+        assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == netns_before
+        try:
+            res = sync_all(etc, "-v", password=password)
+            assert res.returncode == 0, res.stdout + res.stderr
+            assert PASSWORD not in res.stdout + res.stderr
+            assert "sync-all: converged (changes applied)" in res.stdout
+            assert "answers on https://198.18.96.11:9443" in res.stdout
+            assert "admin password: from file" in res.stdout
+            names = control.names_for(config)
+            clients = {vm.name: docker.DockerClient(base_url=names.vm(vm.vmid).docker_host) for vm in config.real_vms}
+            manager = clients["portainer"]
+            assert manager.info()["Swarm"]["ControlAvailable"] is True
+            for name, role, labels in (("drphoenix", "worker", {"gpu": "true", "zone": "compute"}),
+                                       ("cpuworker", "worker", {"gpu": "false", "zone": "compute"}),
+                                       ("portainer", "manager", {"zone": "core"})):
+                spec = manager.nodes.get(node_of(clients[name])).attrs["Spec"]
+                assert (spec["Role"], spec["Labels"]) == (role, labels), name
+            server = running_tasks(manager, "prod_portainer_service_portainer")
+            assert [t["NodeID"] for t in server] == [node_of(manager)]
+            agents = running_tasks(manager, "prod_portainer_service_agent")
+            assert sorted(t["NodeID"] for t in agents) == sorted(node_of(c) for c in clients.values())
+            secrets = [s.name for s in manager.secrets.list()]
+            assert len([s for s in secrets if s.startswith("prod_portainer_service_portainer_admin_password_")]) == 1
+            spec = manager.services.get("prod_portainer_service_portainer").attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+            assert PASSWORD not in str(spec)
+            assert spec["Args"][-2:] == ["--admin-password-file", "/run/secrets/portainer_admin_password"]
+
+            again = sync_all(etc, "-v", password=password)
+            assert again.returncode == 0, again.stdout + again.stderr
+            assert PASSWORD not in again.stdout + again.stderr
+            for line in ("vms: no changes", "ssh: no changes", "swarm init/join/labels: no changes",
+                         "prod_portainer_service: no changes", "sync-all: converged (no changes)"):
+                assert line in again.stdout, line
+            echoed = [line for line in again.stderr.splitlines() if line.startswith("[")]
+            assert echoed and not [line for line in echoed if any(m in line for m in MUTATING)]
+
+            # One worker's engine stops: named, exit 1, the rest stays converged.
+            pid = int(names.vm(1003).dockerd_pidfile.read_text())
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                time.sleep(0.5)
+            broken = sync_all(etc, "--timeout", "30", password=password)
+            assert broken.returncode == 1, broken.stdout + broken.stderr
+            assert "cpuworker (vmid 1003)" in broken.stdout + broken.stderr
+            assert "no docker engine answers" in broken.stdout + broken.stderr
+            assert "sync-all: NOT converged" in broken.stdout
+            assert running_tasks(manager, "prod_portainer_service_portainer")
+            assert manager.nodes.get(node_of(clients["drphoenix"])).attrs["Spec"]["Labels"] == {
+                "gpu": "true", "zone": "compute"}
+
+            control.up(config)  # the lab brings the engine back (as an operator would on a VM)
+            back = sync_all(etc, password=password)
+            assert back.returncode == 0, back.stdout + back.stderr
+            assert "sync-all: converged" in back.stdout
+        finally:
+            control.down(config.hypervisor.lab.state_dir, config.hypervisor.lab.bridge)
