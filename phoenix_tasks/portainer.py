@@ -4,6 +4,8 @@ admin password secret, plus "does the server answer?".
 - The stack is `portainer.stack` deployed as environment `portainer.env` (etc/:
   `prod_portainer_service`), through the same render -> plan -> deploy -> wait path as
   every stack (stack/deploy.py).
+- The server runs on the first configured manager (`node.hostname == <its name>`):
+  its data volume is on that node, and a server that moved would start empty.
 - `portainer.images` pins the image of each role, a role being a service of that
   stack: the pinned image replaces the compose file's (a check at validate time says
   so when a role names no service).  The `portainer` role is the server.
@@ -112,6 +114,10 @@ def _amend(config: Config, password: Password | None):
         services = doc["services"]
         for role, image in p.images.items():
             services[role]["image"] = image
+        if config.managers:  # the server's data volume lives on one node: keep it there
+            placement = services[SERVER_ROLE].setdefault("deploy", {}).setdefault("placement", {})
+            placement["constraints"] = [*(placement.get("constraints") or []),
+                                        f"node.hostname == {config.managers[0].name}"]
         if password is None:
             return []
         value = password.value.reveal()

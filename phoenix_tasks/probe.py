@@ -93,6 +93,13 @@ class _Deadline:
             raise ProbeFailed(f"the connection broke: {exc.strerror or exc}") from None
 
 
+def _send(stream: Stream, data: bytes) -> None:
+    try:
+        stream.sendall(data)
+    except OSError as exc:  # a channel the server closed, a reset
+        raise ProbeFailed(f"the connection broke: {exc.strerror or exc}") from None
+
+
 def _read_all(read) -> bytes:
     chunks, size = [], 0
     while True:
@@ -108,7 +115,7 @@ def _read_all(read) -> bytes:
 def http_get(stream: Stream, host: str, path: str, *, timeout_s: float) -> Reply:
     """GET path over a plain stream."""
     deadline = _Deadline(stream, timeout_s)
-    stream.sendall(request_bytes(host, path))
+    _send(stream, request_bytes(host, path))
     return parse_reply(_read_all(deadline.recv))
 
 
@@ -124,7 +131,7 @@ def https_get(stream: Stream, host: str, path: str, *, timeout_s: float) -> Repl
     def flush() -> None:
         data = outgoing.read()
         if data:
-            stream.sendall(data)
+            _send(stream, data)
 
     def pump() -> bool:
         """Feed the TLS object what the server sent; False at the end of the stream."""

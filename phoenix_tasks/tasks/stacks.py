@@ -6,11 +6,13 @@ and exit 1 with nothing contacted."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from invoke import task
 from invoke.exceptions import Exit
 
+from .. import portainer
 from ..model import Config
 from ..stack import naming
 from ..stack.deploy import DEFAULT_TIMEOUT_S, deploy as deploy_stack
@@ -49,6 +51,12 @@ def _stack_and_env(config: Config, stack: str | None, env: str | None) -> tuple[
 def rendered_or_exit(config: Config, stack: str | None, env: str | None) -> Rendered:
     """Names checked and the stack rendered, or one message and exit 1 (no connection)."""
     stack, env = _stack_and_env(config, stack, env)
+    settings = config.hypervisor.portainer
+    if (stack, env) == (settings.stack, settings.env):
+        # Portainer's own environment is rendered as portainer.deploy renders it (pinned
+        # images, its node, the admin password secret): one document, whichever task.
+        with user_errors():
+            return portainer.render_portainer(config, portainer.read_password(config, os.environ))
     try:
         return render(config.stacks[stack], env)
     except RenderError as exc:
