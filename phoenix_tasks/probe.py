@@ -61,9 +61,13 @@ def request_bytes(host: str, path: str) -> bytes:
 
 
 def parse_reply(data: bytes, tls: str | None = None) -> Reply:
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep:
-        head, sep, body = data.partition(b"\n\n")
+    crlf, lf = data.find(b"\r\n\r\n"), data.find(b"\n\n")  # the first blank line ends the head
+    if lf != -1 and (crlf == -1 or lf < crlf):
+        head, body = data[:lf], data[lf + 2:]
+    elif crlf != -1:
+        head, body = data[:crlf], data[crlf + 4:]
+    else:
+        head, body = data, b""
     lines = head.decode("iso-8859-1").splitlines()
     m = re.fullmatch(r"HTTP/\d(?:\.\d)? (\d{3})(?: (.*))?", lines[0].strip()) if lines else None
     if not m:
@@ -96,6 +100,8 @@ class _Deadline:
 def _send(stream: Stream, data: bytes) -> None:
     try:
         stream.sendall(data)
+    except TimeoutError:
+        raise ProbeFailed("no complete reply in time") from None
     except OSError as exc:  # a channel the server closed, a reset
         raise ProbeFailed(f"the connection broke: {exc.strerror or exc}") from None
 
