@@ -4,9 +4,12 @@ the swarm with its roles and labels, deploys Portainer (server on the manager, a
 every node, the admin password as a secret) and checks that it answers; the password is
 in no output, at any verbosity; a second run changes nothing; a worker whose dockerd is
 stopped is named, the run exits 1 and the rest stays converged; once it is back, the
-next run converges."""
+next run converges; a Portainer image missing on the nodes fails the deploy with the
+task's error, and the server that ran runs on (swarm rolls the update back)."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,12 +29,16 @@ MUTATING = ("docker swarm init", "docker swarm join", "docker node update", "doc
             "docker secret create", "docker config create", "docker swarm leave")
 
 
-def sync_all(config_dir, *flags, password=None):
+def task(config_dir, name, *flags, password=None):
     env = {"PHOENIX_CONFIG_DIR": str(config_dir), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
     if password:
         env["PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE"] = str(password)
-    return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "sync-all", *flags],
+    return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), name, *flags],
                           capture_output=True, text=True, timeout=900, env=env)
+
+
+def sync_all(config_dir, *flags, password=None):
+    return task(config_dir, "sync-all", *flags, password=password)
 
 
 def node_of(client):
@@ -120,5 +127,24 @@ def test_sync_all_from_nothing_to_a_dashboard(tmp_path):
             back = sync_all(etc, password=password)
             assert back.returncode == 0, back.stdout + back.stderr
             assert "sync-all: converged" in back.stdout
+
+            # An image the nodes do not have: the task error, and the server that ran runs on.
+            missing = tmp_path / "etc-missing-image"
+            shutil.copytree(etc, missing)
+            hv = json.loads((missing / "phoenix_hypervisor_config.json").read_text())
+            hv["portainer"]["images"]["portainer"] = "portainer/portainer-ce:2.99.0"
+            (missing / "phoenix_hypervisor_config.json").write_text(json.dumps(hv))
+            failed = task(missing, "portainer.deploy", "--timeout", "60", password=password)
+            assert failed.returncode == 1, failed.stdout + failed.stderr
+            assert "prod_portainer_service_portainer" in failed.stderr and "2.99.0" in failed.stderr
+            service = manager.services.get("prod_portainer_service_portainer")
+            assert service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].startswith(
+                "portainer/portainer-ce:2.21.4")
+            deadline = time.monotonic() + 60
+            while not running_tasks(manager, "prod_portainer_service_portainer") and time.monotonic() < deadline:
+                time.sleep(1)
+            assert running_tasks(manager, "prod_portainer_service_portainer")
+            status = task(etc, "portainer.status", password=password)
+            assert status.returncode == 0, status.stdout + status.stderr
         finally:
             control.down(config.hypervisor.lab.state_dir, config.hypervisor.lab.bridge)
