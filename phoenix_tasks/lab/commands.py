@@ -159,6 +159,17 @@ def keygen(path: Path, comment: str) -> Argv:
     return ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)]
 
 
+def self_signed_cert(cert: Path, key: Path) -> Argv:
+    """The stand-in images' TLS pair: EC P-256, no passphrase, 10 years."""
+    return ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "3650", "-subj", "/CN=phoenix-lab-stand-in",
+            "-keyout", str(key), "-out", str(cert)]
+
+
+def ldd(program: Path) -> Argv:
+    return ["ldd", str(program)]
+
+
 # --- mounts ---------------------------------------------------------------------------
 def umount(path: str, lazy: bool = False) -> Argv:
     return ["umount", *(["--lazy"] if lazy else []), path]

@@ -245,7 +245,12 @@ def prepare(config: Config, names: LabNames, checked: bool = False) -> list[str]
     if not names.resolv_conf.exists() or names.resolv_conf.read_text() != commands.LAB_RESOLV_CONF:
         keys.write_private(names.resolv_conf, commands.LAB_RESOLV_CONF)
         done.append(f"wrote {names.resolv_conf} (no name server: lookups stay in the lab)")
-    if images.ensure_rootfs_tar(names.rootfs_tar, checks.BUSYBOX):
+    if images.ensure_tls_pair(names.standin_cert, names.standin_key, system.run):
+        done.append(f"made the stand-ins' TLS certificate {names.standin_cert}")
+    parts = images.RootfsParts(checks.BUSYBOX, checks.OPENSSL,
+                               images.openssl_libraries(checks.OPENSSL, system.run),
+                               names.standin_cert, names.standin_key)
+    if images.ensure_rootfs_tar(names.rootfs_tar, parts):
         done.append(f"built the stand-in rootfs {names.rootfs_tar}")
     return done
 

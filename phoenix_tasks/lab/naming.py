@@ -69,6 +69,15 @@ class LabNames:
         return self.image_dir / "standin-rootfs.tar"
 
     @property
+    def standin_cert(self) -> Path:
+        """Self-signed certificate the stand-ins serve TLS with (made once per lab)."""
+        return self.image_dir / "standin-cert.pem"
+
+    @property
+    def standin_key(self) -> Path:
+        return self.image_dir / "standin-key.pem"
+
+    @property
     def resolv_conf(self) -> Path:
         """The resolv.conf every lab daemon sees (bound over /etc/resolv.conf in its
         own mount namespace): loopback only, so no lookup leaves the lab."""
