@@ -3,6 +3,7 @@
 # setup.sh: install everything Phoenix needs on a Debian 12 machine, idempotently.
 #   - Debian packages: python3-venv (the virtual environment), and for the local lab
 #     docker.io (dockerd + containerd + runc), openssh-server, busybox-static,
+#     openssl (the stand-in images serve TLS with it),
 #     iproute2, util-linux (nsenter/unshare), procps
 #   - a virtual environment in .venv with Phoenix and its test dependencies
 # A second run installs nothing and takes about a second.
@@ -11,7 +12,7 @@ set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-APT_PACKAGES=(python3 python3-venv python3-pip docker.io openssh-server busybox-static iproute2 util-linux procps)
+APT_PACKAGES=(python3 python3-venv python3-pip docker.io openssh-server busybox-static openssl iproute2 util-linux procps)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

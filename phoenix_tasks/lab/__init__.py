@@ -8,7 +8,10 @@ Modules, by what they hold:
 - ``system``: running commands and reading facts from this machine.
 - ``procs``: pid files, liveness, and killing what the lab started (never by name).
 - ``keys``: the lab's SSH key pair, host keys, known_hosts and sshd_config.
-- ``images``: stand-in images built from busybox-static for every image the stacks use.
+- ``images``: stand-in images built from busybox-static (and openssl, for TLS ports) for
+  every image the stacks use.
+- ``var_lib_docker``: the host's /var/lib/docker, where VMs mount their data root:
+  made if missing, removed again only by the lab that made it.
 - ``vm``: one VM: observe facts, plan actions, apply them.
 - ``control``: the whole lab: up, down (also from the state dir alone), status.
 - ``configgen``: an N-VM lab configuration directory for tests and benchmarks.

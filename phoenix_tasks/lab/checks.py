@@ -19,6 +19,7 @@ from phoenix_tasks.lab.naming import IFNAMSIZ, LabNames
 from phoenix_tasks.model import Config
 
 BUSYBOX = Path("/bin/busybox")
+OPENSSL = Path("/usr/bin/openssl")  # copied into the stand-in images (TLS ports)
 
 # program -> Debian package that provides it
 REQUIRED_PROGRAMS: dict[str, str] = {
@@ -33,6 +34,8 @@ REQUIRED_PROGRAMS: dict[str, str] = {
     "unshare": "util-linux",
     "setsid": "util-linux",
     "hostname": "hostname",
+    "openssl": "openssl",
+    "ldd": "libc-bin",
 }
 
 
@@ -59,13 +62,16 @@ def require_root(euid: int) -> None:
 
 
 def missing_packages(which: Callable[[str], str | None] = shutil.which,
-                     busybox: Path = BUSYBOX) -> list[str]:
+                     busybox: Path = BUSYBOX, openssl: Path = OPENSSL) -> list[str]:
     """Debian packages to install for the programs missing from PATH (sorted).
 
-    PATH is what the lab's commands are looked up in, so that is what is checked."""
+    PATH is what the lab's commands are looked up in, so that is what is checked;
+    busybox and openssl are also copied from their fixed paths into the images."""
     packages = {pkg for prog, pkg in REQUIRED_PROGRAMS.items() if not which(prog)}
     if not is_static_elf(busybox):
         packages.add("busybox-static")
+    if not openssl.is_file():
+        packages.add("openssl")
     return sorted(packages)
 
 

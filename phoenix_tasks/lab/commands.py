@@ -14,9 +14,36 @@ from phoenix_tasks.lab.naming import INSIDE_IFACE, VMNames
 
 Argv = list[str]
 
-# Sets the UTS namespace's hostname from $0, binds the lab's resolv.conf ($1) over
-# /etc/resolv.conf in the new mount namespace, then becomes the daemon given after it.
-HOSTNAME_THEN_EXEC = 'hostname "$0" && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+# Makes the new UTS and mount namespaces look like a real VM, then becomes the daemon
+# given after its arguments.  Runs as `sh -c SCRIPT HOSTNAME RESOLV STAGE RUN_DIR
+# DATA_ROOT DAEMON...`; values arrive only as those positional arguments:
+#   $0 the VM's hostname (the UTS namespace's)
+#   $1 the lab's resolv.conf, bound over /etc/resolv.conf (no name server: lookups
+#      never leave the lab)
+#   $2 an empty directory of the VM's where the new /run is assembled
+#   $3 the VM's run dir (engine socket, exec root); must lie below /run
+#   $4 the VM's data root, bound at /var/lib/docker
+# The VM's /run is a fresh tmpfs holding sshd's privilege-separation dir, docker.sock
+# (a link to the VM's own engine socket, as /var/run/docker.sock on a real VM) and the
+# VM's run dir bound back at its own path (the host and sshd's DOCKER_HOST use that
+# path).  It is built at $2 and then moved onto /run, which hides the host's /run:
+# dockerd's containerd-shim sockets (/run/containerd/s) and plugin dir now stay in the
+# VM.  Every mount is private (`unshare --propagation private`) and made with -n (no
+# /run/mount/utab entry), so none of it shows on the host, and it ends with the VM's
+# last process.
+VM_SETUP_THEN_EXEC = "\n".join((
+    "set -e",
+    'hostname "$0"',
+    'mount -n --bind "$1" /etc/resolv.conf',
+    'mount -n -t tmpfs -o mode=755,nosuid,nodev tmpfs "$2"',
+    'mkdir -p "$2/sshd" "$2${3#/run}"',
+    'mount -n --bind "$3" "$2${3#/run}"',
+    'ln -s "$3/docker.sock" "$2/docker.sock"',
+    'mount -n --move "$2" /run',
+    'mount -n --bind "$4" /var/lib/docker',
+    "shift 4",
+    'exec "$@"',
+))
 LAB_RESOLV_CONF = "# phoenix lab: no name server; every lookup fails at once, inside the lab\nnameserver 127.0.0.1\n"
 
 
@@ -71,18 +98,25 @@ def inside_default_route(names: VMNames, gw: ipaddress.IPv4Address) -> Argv:
 
 # --- daemons ------------------------------------------------------------------------
 def in_vm(names: VMNames, hostname: str, argv: Argv) -> Argv:
-    """Run argv detached (new session, re-parented to init) in the VM's network
-    namespace, a new UTS namespace whose hostname is the VM's name, and a private
-    mount namespace where /etc/resolv.conf names no server: the host's resolver is
-    outside the lab, and dockerd (and a docker CLI in an SSH session) would otherwise
-    send registry lookups there and wait seconds for each (shared/LAB.md).
+    """Run argv detached (new session, re-parented to init) as the VM: see as_vm."""
+    return ["setsid", "--fork", *as_vm(names, hostname, argv)]
+
+
+def as_vm(names: VMNames, hostname: str, argv: Argv) -> Argv:
+    """Run argv in the VM's network namespace, a new UTS namespace whose hostname is
+    the VM's name, and a private mount namespace set up by VM_SETUP_THEN_EXEC: its
+    own /run (with /run/docker.sock, its engine), its data root at /var/lib/docker,
+    and an /etc/resolv.conf that names no server: the host's resolver is outside the
+    lab, and dockerd (and a docker CLI in an SSH session) would otherwise send registry
+    lookups there and wait seconds for each (shared/LAB.md).
 
     nsenter, not `ip netns exec`: the latter remounts /sys and dockerd then dies
     with "Devices cgroup isn't mounted".
     """
-    return ["setsid", "--fork", "nsenter", f"--net={names.netns_file}",
-            "unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c", HOSTNAME_THEN_EXEC,
-            hostname, str(names.lab.resolv_conf), *argv]
+    return ["nsenter", f"--net={names.netns_file}",
+            "unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c", VM_SETUP_THEN_EXEC,
+            hostname, str(names.lab.resolv_conf), str(names.run_stage), str(names.run_dir),
+            str(names.data_root), *argv]
 
 
 def dockerd(names: VMNames) -> Argv:
@@ -123,6 +157,17 @@ def sshd_test_config(names: VMNames, sshd_binary: str = "/usr/sbin/sshd") -> Arg
 # --- keys -----------------------------------------------------------------------------
 def keygen(path: Path, comment: str) -> Argv:
     return ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)]
+
+
+def self_signed_cert(cert: Path, key: Path) -> Argv:
+    """The stand-in images' TLS pair: EC P-256, no passphrase, 10 years."""
+    return ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "3650", "-subj", "/CN=phoenix-lab-stand-in",
+            "-keyout", str(key), "-out", str(cert)]
+
+
+def ldd(program: Path) -> Argv:
+    return ["ldd", str(program)]
 
 
 # --- mounts ---------------------------------------------------------------------------

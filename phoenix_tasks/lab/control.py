@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 from phoenix_tasks.errors import PhoenixError
-from phoenix_tasks.lab import checks, commands, images, keys, system
+from phoenix_tasks.lab import checks, commands, images, keys, system, var_lib_docker
 from phoenix_tasks.lab import vm as labvm
-from phoenix_tasks.lab.naming import RUN_ROOT, LabNames, VMNames
+from phoenix_tasks.lab.naming import RUN_ROOT, VM_DOCKER_ROOT, LabNames, VMNames
 from phoenix_tasks.model import VM, Config
 
 RECORD_VERSION = 1
@@ -104,6 +104,9 @@ def refuse_unless_runnable(config: Config) -> None:
                                 f"in {names.state_dir}; {hint}")
     checks.require_free_subnet(lab.subnet, checks.route_conflicts(
         lab.subnet, names.bridge, system.ipv4_routes(), system.ipv4_addresses()))
+    docker_root = var_lib_docker.problem()
+    if docker_root:
+        raise checks.LabRefused(docker_root)
 
 
 # --- state record ---------------------------------------------------------------------
@@ -114,7 +117,9 @@ def read_record(state_dir: Path) -> dict | None:
         return None
 
 
-def write_record(config: Config, names: LabNames) -> None:
+def write_record(config: Config, names: LabNames, made_var_lib_docker: bool = False) -> None:
+    """lab.json; made_var_lib_docker: this lab made the host's /var/lib/docker (or
+    is about to), so lab.down may remove it."""
     lab = config.hypervisor.lab
     names.state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(names.state_dir, 0o700)
@@ -122,6 +127,7 @@ def write_record(config: Config, names: LabNames) -> None:
         "version": RECORD_VERSION, "bridge": names.bridge, "prefix": names.prefix,
         "subnet": str(lab.subnet), "gateway": str(lab.gateway),
         "run_dir": str(names.run_dir), "config_dir": str(config.config_dir),
+        var_lib_docker.RECORD_KEY: made_var_lib_docker,
     }, indent=2) + "\n")
     # Which state dir owns this bridge: lets a later run find a lab whose config is lost.
     names.run_dir.mkdir(parents=True, exist_ok=True)
@@ -225,16 +231,26 @@ def prepare(config: Config, names: LabNames, checked: bool = False) -> list[str]
     if not checked:
         refuse_unless_runnable(config)
     done: list[str] = []
-    if read_record(names.state_dir) is None:
+    recorded = read_record(names.state_dir)
+    if recorded is None:
         done.append(f"recorded the lab in {names.state_dir}")
-    write_record(config, names)
+    # Recorded before it is made, and kept on every later run.
+    made_docker_root = bool((recorded or {}).get(var_lib_docker.RECORD_KEY)) or var_lib_docker.missing()
+    write_record(config, names, made_docker_root)
+    if var_lib_docker.make():
+        done.append(f"made {VM_DOCKER_ROOT} (empty): lab VMs mount their data root there")
     done += ensure_bridge(config, names)
     if keys.ensure_client_key(names):
         done.append(f"generated the lab's SSH key {names.private_key}")
     if not names.resolv_conf.exists() or names.resolv_conf.read_text() != commands.LAB_RESOLV_CONF:
         keys.write_private(names.resolv_conf, commands.LAB_RESOLV_CONF)
         done.append(f"wrote {names.resolv_conf} (no name server: lookups stay in the lab)")
-    if images.ensure_rootfs_tar(names.rootfs_tar, checks.BUSYBOX):
+    if images.ensure_tls_pair(names.standin_cert, names.standin_key, system.run):
+        done.append(f"made the stand-ins' TLS certificate {names.standin_cert}")
+    parts = images.RootfsParts(checks.BUSYBOX, checks.OPENSSL,
+                               images.openssl_libraries(checks.OPENSSL, system.run),
+                               names.standin_cert, names.standin_key)
+    if images.ensure_rootfs_tar(names.rootfs_tar, parts):
         done.append(f"built the stand-in rootfs {names.rootfs_tar}")
     return done
 
@@ -322,6 +338,11 @@ def down(state_dir: Path, bridge: str | None = None,
                 shutil.rmtree(path)
         names.record_file.unlink(missing_ok=True)
         names.resolv_conf.unlink(missing_ok=True)
+    removed, line = var_lib_docker.remove_if_made(bool((record or {}).get(var_lib_docker.RECORD_KEY)))
+    if line:
+        report(line)
+    if removed:
+        done.append(line)
     for leftover in (state_dir, RUN_ROOT):
         try:
             leftover.rmdir()  # only when empty: never remove what the lab did not make

@@ -1,16 +1,21 @@
 """Stand-in images: no registry is reachable, so the lab makes its own.
 
 Every image that `stacks/*/docker-compose.yml` references gets, on every lab VM, a
-tiny image built from Debian's busybox-static and tagged with the real name and tag.
-It accepts any command and arguments (and ignores them). These are stand-ins: the
-program inside is not the real service.
+tiny image built from Debian's busybox-static and tagged with the real name and tag,
+plus this machine's /usr/bin/openssl with the shared libraries `ldd` names for it
+and a self-signed certificate (made once per lab on this machine, `openssl req
+-x509`, CN phoenix-lab-stand-in, 10 years). It accepts any command and arguments (and
+ignores them). These are stand-ins: the program inside is not the real service.
 
 What a stand-in does is chosen by the container's environment (a stack's compose
 `environment:`), so deploy tests can have serving, failing and one-shot services:
 
-- `PHX_STANDIN_EXIT` unset or empty: serve. busybox httpd answers HTTP on every port
-  that image's services listen on (compose `ports[].target` and `expose`, baked into
-  the image as `PHX_PORTS`), forever.
+- `PHX_STANDIN_EXIT` unset or empty: serve, forever, on every port that image's
+  services listen on (compose `ports[].target` and `expose`, baked into the image as
+  `PHX_PORTS`): a port whose number ends in 443 (443, 8443, 9443, ...) answers HTTPS
+  (`openssl s_server -www`: any GET gets HTTP 200 with a status page; one connection
+  at a time), every other port HTTP (busybox httpd: "phoenix lab stand-in image").
+  So a probe of Portainer's 9443 (TLS handshake, `GET /api/system/status`) gets 200.
 - `PHX_STANDIN_EXIT=<code>`, a number 0-255 written without leading zeros: wait
   `PHX_STANDIN_DELAY` seconds (a whole number, at most 9 digits, 0 allowed; default
   1), then exit with that code without serving. 0 is a one-shot job that completes;
@@ -32,11 +37,15 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from phoenix_tasks.config.documents import read_compose
 from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.lab import commands
 
+# Where the image holds the TLS pair that SERVE_SCRIPT names (written there literally).
+TLS_CERT = "etc/stand-in/cert.pem"
+TLS_KEY = "etc/stand-in/key.pem"
 BUSYBOX_APPLETS = ("sh", "sleep", "httpd", "wget", "cat", "echo", "ls", "ps", "hostname",
                    "env", "kill", "mkdir", "nc", "true", "false", "id", "ip", "nslookup")
 
@@ -44,19 +53,26 @@ BUSYBOX_APPLETS = ("sh", "sleep", "httpd", "wget", "cat", "echo", "ls", "ps", "h
 # the container land in $0.. and are ignored. The script reads only the environment
 # variables PHX_STANDIN_EXIT, PHX_STANDIN_DELAY, PHX_STANDIN_FOR and PHX_PORTS (the
 # shell itself reads PATH to find the busybox applets), and runs only the applets
-# echo, sleep and httpd. It is POSIX sh as busybox ash runs it; numbers are checked
-# with `case` patterns before any use. The TERM handler makes `docker stop` fast: pid
-# 1 ignores signals it does not trap, and a trap runs only once the foreground
-# command ends, so every wait is a background `sleep` plus the `wait` builtin, which
-# a trapped signal interrupts. (Background children are not killed on exit: in a
-# container they die with pid 1.)
+# echo, sleep and httpd, and openssl (ports ending in 443: `case $port in *443)`).
+# It is POSIX sh as busybox ash runs it; numbers are checked with `case` patterns
+# before any use. The TERM handler makes `docker stop` fast: pid 1 ignores signals it
+# does not trap, and a trap runs only once the foreground command ends, so every wait
+# is a background `sleep` plus the `wait` builtin, which a trapped signal interrupts.
+# (Background children, the servers included, are not killed on exit: in a container
+# they die with pid 1.)
 SERVE_SCRIPT = "\n".join((
     'trap "exit 0" TERM INT',
     'me="stand-in for $PHX_STANDIN_FOR"',
     'case $PHX_STANDIN_EXIT in',
     "'')",
     '  echo "$me: serving on ${PHX_PORTS:-no port (PHX_PORTS is empty)}"',
-    '  for port in $PHX_PORTS; do httpd -f -p "$port" -h /www & done',
+    '  for port in $PHX_PORTS; do',
+    '    case $port in',
+    '    *443) openssl s_server -quiet -www -accept "$port"'
+    ' -cert /etc/stand-in/cert.pem -key /etc/stand-in/key.pem & ;;',
+    '    *) httpd -f -p "$port" -h /www & ;;',
+    '    esac',
+    '  done',
     '  sleep 2147483647 & wait ;;',
     '[0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])',
     '  delay=${PHX_STANDIN_DELAY:-1}',
@@ -79,6 +95,21 @@ SERVE_SCRIPT = "\n".join((
 
 class ComposeUnreadable(PhoenixError):
     pass
+
+
+class StandInUnbuildable(PhoenixError):
+    """A file the stand-in root filesystem needs cannot be found on this machine."""
+
+
+@dataclass(frozen=True)
+class RootfsParts:
+    """Files of this machine that go into the stand-in root filesystem."""
+
+    busybox: Path  # static
+    openssl: Path
+    libraries: tuple[Path, ...]  # openssl's, as ldd names them, the loader included
+    tls_cert: Path
+    tls_key: Path
 
 
 @dataclass(frozen=True)
@@ -154,24 +185,76 @@ def stand_ins_for_stacks(stacks_dir: Path) -> list[StandIn]:
     return stand_ins_from_compose(documents)
 
 
-def rootfs_tar_bytes(busybox: Path) -> bytes:
-    """A root filesystem: /bin/busybox, applet links, /www/index.html, /tmp."""
+def ldd_libraries(text: str) -> tuple[Path, ...]:
+    """The shared objects that `ldd` output names, with the dynamic loader, as
+    absolute paths (the kernel's vdso has no file); a library ldd cannot find is an
+    error, since the program would not start in the image."""
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        name, arrow, target = line.partition("=>")
+        path = (target if arrow else name).split(" (", 1)[0].strip()
+        if path == "not found":
+            raise StandInUnbuildable(f"ldd: {name.strip()} not found; the stand-in's "
+                                     "openssl could not run")
+        if path.startswith("/"):
+            found.append(Path(path))
+    return tuple(dict.fromkeys(found))
+
+
+def openssl_libraries(openssl: Path, run: Callable[[list[str]], Any]) -> tuple[Path, ...]:
+    """openssl's shared libraries and loader, read with ldd through `run` (system.run)."""
+    return ldd_libraries(run(commands.ldd(openssl)).stdout)
+
+
+def ensure_tls_pair(cert: Path, key: Path, run: Callable[[list[str]], Any]) -> bool:
+    """The stand-ins' self-signed certificate and key, made once (`openssl req` on
+    this machine: the image has no openssl.cnf); True if made.  Kept in the lab's
+    state so the rootfs tar stays the same from one `lab.up` to the next."""
+    if cert.is_file() and key.is_file():
+        return False
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    for path in (cert, key):
+        path.unlink(missing_ok=True)
+    run(commands.self_signed_cert(cert, key))
+    return True
+
+
+def rootfs_tar_bytes(parts: RootfsParts) -> bytes:
+    """A root filesystem: /bin/busybox, applet links, /www/index.html, /tmp,
+    /usr/bin/openssl with its libraries at the paths ldd gave, the TLS pair."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
+        dirs: set[str] = set()
+
         def add_dir(name: str, mode: int = 0o755) -> None:
             info = tarfile.TarInfo(name)
             info.type, info.mode = tarfile.DIRTYPE, mode
             tar.addfile(info)
+            dirs.add(name)
 
         def add_file(name: str, data: bytes, mode: int = 0o644) -> None:
+            parent = ""
+            for part in name.split("/")[:-1]:  # parents first, each once
+                parent = f"{parent}/{part}" if parent else part
+                if parent not in dirs:
+                    add_dir(parent)
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
 
+        def copy(source: Path, name: str, mode: int) -> None:
+            try:
+                data = source.read_bytes()  # a link's target: the image has no links there
+            except OSError as e:
+                raise StandInUnbuildable(f"cannot read {source} for the stand-in image: "
+                                         f"{e.strerror}") from None
+            add_file(name, data, mode)
+
         for d in ("bin", "www", "etc", "proc", "sys", "dev", "root", "var"):
             add_dir(d)
         add_dir("tmp", 0o1777)
-        add_file("bin/busybox", busybox.read_bytes(), 0o755)
+        copy(parts.busybox, "bin/busybox", 0o755)
         for applet in BUSYBOX_APPLETS:
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname, link.mode = tarfile.SYMTYPE, "busybox", 0o777
@@ -179,12 +262,17 @@ def rootfs_tar_bytes(busybox: Path) -> bytes:
         add_file("www/index.html", b"phoenix lab stand-in image\n")
         add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
         add_file("etc/group", b"root:x:0:\n")
+        copy(parts.openssl, "usr/bin/openssl", 0o755)
+        for library in parts.libraries:
+            copy(library, str(library).lstrip("/"), 0o755)
+        copy(parts.tls_cert, TLS_CERT, 0o644)
+        copy(parts.tls_key, TLS_KEY, 0o600)
     return buf.getvalue()
 
 
-def ensure_rootfs_tar(path: Path, busybox: Path) -> bool:
+def ensure_rootfs_tar(path: Path, parts: RootfsParts) -> bool:
     """Write the rootfs tar if missing or different; True if written."""
-    data = rootfs_tar_bytes(busybox)
+    data = rootfs_tar_bytes(parts)
     if path.exists() and path.read_bytes() == data:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,9 @@ IFNAMSIZ = 15  # longest Linux interface name
 NETNS_DIR = Path("/var/run/netns")
 RUN_ROOT = Path("/run/phoenix-lab")  # short paths: unix sockets are limited to 107 bytes
 INSIDE_IFACE = "eth0"  # the VM's own end of its veth pair, inside its namespace
+# Where a VM's daemons see its data root, as on a real VM (bound in their mount
+# namespace); the lab makes the (empty) directory on the host if it is missing.
+VM_DOCKER_ROOT = Path("/var/lib/docker")
 
 
 def lab_prefix(bridge: str) -> str:
@@ -64,6 +67,15 @@ class LabNames:
     @property
     def rootfs_tar(self) -> Path:
         return self.image_dir / "standin-rootfs.tar"
+
+    @property
+    def standin_cert(self) -> Path:
+        """Self-signed certificate the stand-ins serve TLS with (made once per lab)."""
+        return self.image_dir / "standin-cert.pem"
+
+    @property
+    def standin_key(self) -> Path:
+        return self.image_dir / "standin-key.pem"
 
     @property
     def resolv_conf(self) -> Path:
@@ -123,6 +135,12 @@ class VMNames:
     @property
     def data_root(self) -> Path:
         return self.state_dir / "docker"
+
+    @property
+    def run_stage(self) -> Path:
+        """Empty directory where the VM's own /run is assembled, inside the VM's mount
+        namespace only, before it is moved onto /run (commands.VM_SETUP_THEN_EXEC)."""
+        return self.state_dir / "run-stage"
 
     @property
     def daemon_json(self) -> Path:

@@ -208,8 +208,14 @@ def apply(names: VMNames, desired: Desired, action: Action) -> None:
         keys.ensure_host_key(names)
     elif action.kind == "sshd-config":
         keys.write_private(names.sshd_config, desired.sshd_config)
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        system.run(commands.sshd_test_config(names))
+        # Tested as the VM sees it: its /run holds sshd's privilege-separation dir.
+        make_vm_dirs(names)
+        test = system.run(commands.as_vm(names, desired.vm.name,
+                                         commands.sshd_test_config(names)), check=False)
+        if test.returncode != 0:
+            lines = [line for line in test.stderr.splitlines() if line.strip()]
+            raise VMNotReady(f"{desired.vm}: sshd rejects {names.sshd_config}: "
+                             f"{lines[-1] if lines else f'exit status {test.returncode}'}")
     elif action.kind in ("dockerd-start", "dockerd-restart"):
         # (the argv was planned from the same names; the config file is written here)
         stop_dockerd(names)
@@ -219,7 +225,8 @@ def apply(names: VMNames, desired: Desired, action: Action) -> None:
         containerd_pidfile = names.exec_root / "containerd" / "containerd.pid"
         if procs.lab_pid(containerd_pidfile, str(names.exec_root)) is None:
             containerd_pidfile.unlink(missing_ok=True)
-        names.exec_root.mkdir(parents=True, exist_ok=True)
+        make_vm_dirs(names)
+        names.exec_root.mkdir(exist_ok=True)
         daemon = commands.daemon_config(names, system.dockerd_major_version())
         keys.write_private(names.daemon_json, json.dumps(daemon, indent=2) + "\n")
         with open(names.dockerd_log, "ab") as log:
@@ -228,7 +235,7 @@ def apply(names: VMNames, desired: Desired, action: Action) -> None:
     elif action.kind in ("sshd-start", "sshd-restart"):
         stop_sshd(names)
         names.sshd_pidfile.unlink(missing_ok=True)
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        make_vm_dirs(names)
         _spawn(list(action.argv), names.sshd_log)
     elif action.kind == "image":
         argv = list(action.argv)
@@ -236,6 +243,15 @@ def apply(names: VMNames, desired: Desired, action: Action) -> None:
         system.run(argv, stdin_file=names.lab.rootfs_tar)
     else:  # pragma: no cover - plan() only makes the steps above
         raise ValueError(action.kind)
+
+
+def make_vm_dirs(names: VMNames) -> None:
+    """What commands.as_vm mounts in the VM's namespace must exist on the host: its
+    run dir, its data root and the empty stage its /run is built in (the host's
+    /var/lib/docker is the lab's, see var_lib_docker)."""
+    names.run_dir.mkdir(parents=True, exist_ok=True)
+    names.data_root.mkdir(mode=0o711, parents=True, exist_ok=True)
+    names.run_stage.mkdir(mode=0o700, exist_ok=True)
 
 
 def _spawn(argv: list[str], log: Path) -> None:

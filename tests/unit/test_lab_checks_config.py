@@ -28,13 +28,23 @@ def test_not_root_is_refused():
 
 
 def test_missing_programs_map_to_the_debian_packages_to_install(tmp_path):
-    present = {"ip", "nsenter", "unshare", "setsid", "hostname", "ssh-keygen", "sshd"}
+    present = {"ip", "nsenter", "unshare", "setsid", "hostname", "ssh-keygen", "sshd",
+               "openssl", "ldd"}
     missing = checks.missing_packages(which=lambda p: p if p in present else None,
                                       busybox=tmp_path / "none")
     assert missing == ["busybox-static", "docker.io"]
     with pytest.raises(checks.LabRefused,
                        match=r"apt-get install busybox-static docker\.io"):
         checks.require_packages(missing)
+
+
+def test_openssl_is_needed_at_the_path_the_stand_in_images_copy_it_from(tmp_path):
+    everything = checks.missing_packages(which=lambda p: f"/usr/bin/{p}")
+    assert "openssl" not in everything or not checks.OPENSSL.is_file()
+    assert checks.missing_packages(which=lambda p: f"/usr/bin/{p}",
+                                   openssl=tmp_path / "none") == sorted(
+        {"openssl"} | set(everything))
+    assert "libc-bin" in checks.missing_packages(which=lambda p: None if p == "ldd" else p)
 
 
 def test_dynamic_busybox_is_not_enough(tmp_path):

@@ -39,9 +39,12 @@ def test_dockerd_runs_in_the_vm_namespace_through_nsenter_with_its_own_paths():
     assert argv[:4] == ["setsid", "--fork", "nsenter", "--net=/var/run/netns/" + names.netns]
     assert "ip" not in argv[:6]  # not `ip netns exec`: it remounts /sys
     assert argv[4:10] == ["unshare", "--uts", "--mount", "--propagation", "private", "sh"]
-    assert argv[10:12] == ["-c", commands.HOSTNAME_THEN_EXEC] and argv[12] == "portainer"
+    assert argv[10:12] == ["-c", commands.VM_SETUP_THEN_EXEC] and argv[12] == "portainer"
     assert argv[13] == str(names.lab.resolv_conf)  # bound over /etc/resolv.conf: no lookup leaves the lab
-    rest = argv[14:]
+    # the VM's /run is built in its stage, its run dir bound back, its data root at /var/lib/docker
+    assert argv[14:17] == [str(names.run_stage), str(names.run_dir), str(names.data_root)]
+    assert argv[2:] == commands.as_vm(names, "portainer", commands.dockerd(names))
+    rest = argv[17:]
     assert rest[0] == "dockerd"
     for flag, value in (("--data-root", names.data_root), ("--exec-root", names.exec_root),
                         ("--host", f"unix://{names.socket}"),
@@ -54,8 +57,27 @@ def test_a_hostile_vm_name_stays_one_argument():
     names = USER.vm(1001)
     argv = commands.in_vm(names, "dev1; rm -rf /", ["sleep", "1"])
     assert argv[12] == "dev1; rm -rf /"
-    # the script never contains values
-    assert argv[11] == 'hostname "$0" && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+    assert argv[17:] == ["sleep", "1"]
+    # the script never contains values: a constant that reads them from $0..$4
+    assert argv[11] == "\n".join((
+        "set -e",
+        'hostname "$0"',
+        'mount -n --bind "$1" /etc/resolv.conf',
+        'mount -n -t tmpfs -o mode=755,nosuid,nodev tmpfs "$2"',
+        'mkdir -p "$2/sshd" "$2${3#/run}"',
+        'mount -n --bind "$3" "$2${3#/run}"',
+        'ln -s "$3/docker.sock" "$2/docker.sock"',
+        'mount -n --move "$2" /run',
+        'mount -n --bind "$4" /var/lib/docker',
+        "shift 4",
+        'exec "$@"',
+    ))
+
+
+def test_the_vm_run_dir_lies_below_run_so_it_is_bound_back_at_its_own_path():
+    # VM_SETUP_THEN_EXEC binds $3 at "$2${3#/run}", which becomes $3 again once $2 is /run.
+    for names in (USER.vm(1001), TEST.vm(999_999_999)):
+        assert names.run_dir.is_relative_to("/run") and names.socket.parent == names.run_dir
 
 
 def test_veth_inside_end_is_created_directly_in_the_namespace():
