@@ -14,6 +14,7 @@ container that starts and crashes a second later is a failure, not a success.  P
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -64,6 +65,15 @@ def _task_error(t: TaskFacts) -> str:
     return f"task {t.id[:12]} {t.state}{code}: {t.error or 'no error message'}"
 
 
+def _update_failure(service: ServiceFacts, tasks) -> str:
+    """Swarm's update message, and the error of the task it names ("update rolled back
+    due to failure or early termination of task X" says nothing of why X failed)."""
+    message = service.update_message or "no message"
+    m = re.search(r"\btask ([a-z0-9]{12,})", message)
+    named = [t for t in tasks if m and t.id.startswith(m[1])] if m else []
+    return message + (f"; {_task_error(named[0])}" if named else "")
+
+
 STABLE_S = 5.0
 
 
@@ -77,13 +87,13 @@ def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: in
     if service.labels.get(LABEL_HASH) != want.hash:
         if (service.update_state or "").startswith("rollback"):
             return Verdict(name, FAILED, "-", f"Swarm rolled the update back ({service.update_state}): "
-                                              f"{service.update_message or 'no message'}")
+                                              f"{_update_failure(service, tasks)}")
         return Verdict(name, FAILED, "-", "the service no longer has this deploy's spec "
                                           "(replaced by another deploy?)")
     since = started or 0
     ours_update = service.update_state and (service.update_started_at or 0) >= since
     if ours_update and service.update_state in BAD_UPDATE_STATES:
-        return Verdict(name, FAILED, "-", f"update {service.update_state}: {service.update_message or 'no message'}")
+        return Verdict(name, FAILED, "-", f"update {service.update_state}: {_update_failure(service, tasks)}")
     current = current_tasks(service, tasks)
     fresh_failures = [t for t in current if t.state in FAILED_TASK_STATES and (t.created_at or 0) >= since]
     may_complete = service.restart_condition in ("none", "on-failure")

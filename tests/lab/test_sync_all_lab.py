@@ -74,7 +74,7 @@ def test_sync_all_from_nothing_to_a_dashboard(tmp_path):
         assert not (tmp_path / "state").exists()
         assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == netns_before
         try:
-            res = sync_all(etc, "-v", password=password)
+            res = sync_all(etc, "--verbose", password=password)
             assert res.returncode == 0, res.stdout + res.stderr
             assert PASSWORD not in res.stdout + res.stderr
             assert "sync-all: converged (changes applied)" in res.stdout
@@ -99,7 +99,7 @@ def test_sync_all_from_nothing_to_a_dashboard(tmp_path):
             assert PASSWORD not in str(spec)
             assert spec["Args"][-2:] == ["--admin-password-file", "/run/secrets/portainer_admin_password"]
 
-            again = sync_all(etc, "-v", password=password)
+            again = sync_all(etc, "--verbose", password=password)
             assert again.returncode == 0, again.stdout + again.stderr
             assert PASSWORD not in again.stdout + again.stderr
             for line in ("vms: no changes", "ssh: no changes", "swarm init/join/labels: no changes",

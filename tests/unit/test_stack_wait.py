@@ -91,7 +91,10 @@ def test_an_update_swarm_rolled_back_is_a_failure():
     wanted = read("update_rolling")
     (name,) = p.services
     v = judge_all(p, desired_for(wanted), started=RB)[name]
-    assert v.state == FAILED and "Swarm rolled the update back (rollback_started)" in v.detail
+    assert v.state == FAILED and v.detail == (
+        "Swarm rolled the update back (rollback_started): update rolled back due to failure or early "
+        "termination of task nclmzcd38dee7w43z1psl8udm; task nclmzcd38dee failed (exit code 4): "
+        "task: non-zero exit (4)")  # the named task's own error, not only swarm's message
 
 
 def test_a_one_shot_container_under_restart_any_is_named_as_the_problem():
