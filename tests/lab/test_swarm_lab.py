@@ -273,8 +273,12 @@ def test_a_worker_with_sshd_down_is_reported_by_name_others_converge(swarm_lab, 
 
 
 def test_sync_all_on_a_converged_lab_changes_nothing(swarm_lab, run, monkeypatch):
-    code, out, t = run(sync_tasks.sync_all)
+    code, out, t = run(sync_tasks.sync_all)  # this swarm was formed by the swarm tasks: Portainer is new
     assert code == 0, out
     assert "vms: no changes" in out and "swarm init/join/labels: no changes" in out
+    assert [r.display.split(" --")[0] for r in t.mutating_commands] == ["docker stack deploy"]
+    assert "answers on https://" in out
+    code, out, t = run(sync_tasks.sync_all)
+    assert code == 0, out
+    assert "prod_portainer_service: no changes" in out and "sync-all: converged (no changes)" in out
     assert t.mutating_commands == []
-    assert "Portainer" in out and "not built yet" in out
