@@ -201,9 +201,8 @@ def portainer_login_line(password) -> str:
     Portainer's own first-login page."""
     if password is not None:
         return f"admin password: from {password.source} (a swarm secret, handed to Portainer by file)"
-    return ("admin password: not configured: Portainer shows its first-login page; create the admin "
-            "user there within 5 minutes of the server's start (Portainer's own rule), or set "
-            "portainer.admin_password_file")
+    return ("admin password: not configured: create the admin user on Portainer's first-login page "
+            "within 5 minutes of its start, or set portainer.admin_password_file")
 
 
 def show_portainer(console: Console, status, password) -> None:
