@@ -92,6 +92,8 @@ class SwarmSettings:
     # the address of that interface on the manager.
     advertise: str
     label_policy: LabelPolicy
+    keep_deploys: int = 5  # per environment and stack: ledger records and their configs/secrets
+    lock_ttl_s: int = 120  # a deploy lock not renewed for this long is free
 
     def advertise_addr(self, vm: VM) -> str:
         if self.advertise == "vm_ip":

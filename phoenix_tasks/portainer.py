@@ -32,6 +32,7 @@ from .probe import ProbeFailed, https_get
 from .secrets import Secret
 from .stack import naming
 from .stack.deploy import read_stack
+from .stack.digests import chain, pin
 from .stack.render import Rendered, RenderError, SwarmObject, object_labels, render, secret_name
 from .transport import Transport, TunnelRefused
 
@@ -135,11 +136,12 @@ def _amend(config: Config, password: Password | None):
     return amend
 
 
-def render_portainer(config: Config, password: Password | None) -> Rendered:
-    """Portainer's document: the stack as `portainer.env`, pinned images, the secret."""
+def render_portainer(config: Config, password: Password | None, digests: Mapping[str, str] | None = None) -> Rendered:
+    """Portainer's document: the stack as `portainer.env`, pinned images (by digest when
+    resolved), the secret."""
     p = config.hypervisor.portainer
     try:
-        return render(stack_of(config), p.env, amend=_amend(config, password))
+        return render(stack_of(config), p.env, amend=chain(_amend(config, password), pin(digests or {})))
     except RenderError as exc:
         raise PortainerError(str(exc)) from None
 

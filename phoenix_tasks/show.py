@@ -122,7 +122,7 @@ def show_deploy(console: Console, outcome, rendered, *, verbose: bool, stage: st
     ns = rendered.namespace
     if stage == "plan":
         if not outcome.changes:
-            for w in rendered.warnings:
+            for w in outcome.plan.warnings:
                 console.print(f"  warning: {w}", style="yellow", markup=False, highlight=False)
             console.print(f"{ns}: no changes (hash {rendered.hash}, read from {outcome.manager.name})", markup=False)
             if outcome.behind:
@@ -299,3 +299,22 @@ def show_sync_summary(console: Console, config, result, password) -> None:
     what = "changes applied" if changed else "no changes"
     console.print(f"sync-all: {verdict} ({what}) in {result.elapsed_s:.1f} s", style=None if result.ok else "red",
                   markup=False)
+
+
+def show_history(console: Console, namespace: str, entries) -> None:
+    """The ledger of one environment, oldest first."""
+    import time  # noqa: PLC0415
+    if not entries:
+        console.print(f"{namespace}: no ledger records (nothing was deployed, or removed, since the ledger began)",
+                      markup=False)
+        return
+    table = Table(title=f"history of {namespace}", title_justify="left")
+    for col in ("#", "kind", "started (UTC)", "who", "hash", "result", "s", "images / reason"):
+        table.add_column(col)
+    for e in entries:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.started)) if e.started else "-"
+        detail = e.reason or ", ".join(sorted(e.digests.values())) or "-"
+        style = {"converged": None, "removed": None, "incomplete": "yellow"}.get(e.result, "red")
+        table.add_row(*_cells(e.seq, e.kind, started, e.who, e.hash or "-", e.result,
+                              "-" if e.duration_s is None else e.duration_s, detail), style=style)
+    console.print(table)

@@ -102,6 +102,8 @@ def _build_hypervisor(hv: dict, config_dir: Path) -> Hypervisor:
         swarm=SwarmSettings(
             advertise=hv.get("swarm", {}).get("advertise", "vm_ip"),
             label_policy=hv.get("swarm", {}).get("label_policy", "merge"),
+            keep_deploys=hv.get("swarm", {}).get("keep_deploys", 5),
+            lock_ttl_s=hv.get("swarm", {}).get("lock_ttl_s", 120),
         ),
         portainer=PortainerSettings(
             stack=hv["portainer"]["stack"],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from invoke import task
 from invoke.exceptions import Exit
@@ -15,14 +16,20 @@ from invoke.exceptions import Exit
 from .. import portainer
 from ..model import Config
 from ..stack import naming
-from ..stack.deploy import DEFAULT_TIMEOUT_S, deploy as deploy_stack
+from ..stack.deploy import DEFAULT_TIMEOUT_S
 from ..stack.deploy import read_stack
 from ..stack.diff import compare, describe, desired_services
 from ..stack.envs import read_environments
 from ..stack.remove import DEFAULT_TIMEOUT_S as RM_TIMEOUT_S
-from ..stack.remove import remove
 from ..stack.render import Rendered, RenderError, render
-from ..show import show_deploy, show_environments, show_progress, show_remove
+from ..show import show_deploy, show_environments, show_history, show_progress, show_remove
+from ..stack import ledger
+from ..stack import lock as lock_mod
+from ..stack.digests import pin
+from ..stack.facts import on_a_manager
+from ..stack.guarded import (Guard, Guarded, check_restorable, guarded_deploy, guarded_remove, rollback_target,
+                             stored_rendered)
+from ..stack.lock import DEFAULT_WAIT_S
 from . import common
 from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
 
@@ -48,20 +55,33 @@ def _stack_and_env(config: Config, stack: str | None, env: str | None) -> tuple[
     return stack, env
 
 
-def rendered_or_exit(config: Config, stack: str | None, env: str | None) -> Rendered:
-    """Names checked and the stack rendered, or one message and exit 1 (no connection)."""
+def renderer_or_exit(config: Config, stack: str | None, env: str | None):
+    """Names checked, and a renderer (digests -> document) whose first render worked: or
+    one message and exit 1 (no connection)."""
     stack, env = _stack_and_env(config, stack, env)
     settings = config.hypervisor.portainer
     if (stack, env) == (settings.stack, settings.env):
         # Portainer's own environment is rendered as portainer.deploy renders it (pinned
         # images, its node, the admin password secret): one document, whichever task.
         with user_errors():
-            return portainer.render_portainer(config, portainer.read_password(config, os.environ))
+            password = portainer.read_password(config, os.environ)
+
+        def renderer(digests):
+            return portainer.render_portainer(config, password, digests)
+    else:
+        def renderer(digests):
+            return render(config.stacks[stack], env, amend=pin(digests) if digests else None)
     try:
-        return render(config.stacks[stack], env)
-    except RenderError as exc:
+        renderer({})
+    except (RenderError, portainer.PortainerError) as exc:
         err.print(f"error: {exc}", style="red", markup=False)
         raise Exit(code=1) from None
+    return renderer
+
+
+def rendered_or_exit(config: Config, stack: str | None, env: str | None) -> Rendered:
+    """Names checked and the stack rendered, or one message and exit 1 (no connection)."""
+    return renderer_or_exit(config, stack, env)({})
 
 
 @task(name="render", auto_shortflags=False, help={"stack": STACK_HELP, "env": ENV_HELP})
@@ -94,40 +114,168 @@ def diff(c, stack=None, env=None, verbose=False):
             out.print(line, markup=False, highlight=False)
 
 
+GUARD_HELP = {
+    "lock_wait": f"seconds to wait for the environment's lock when another run holds it (default {DEFAULT_WAIT_S:.0f})",
+    "force_unlock": "take the environment's lock even though another run holds it (that run must be gone)",
+}
+
+
+def guard_for(command: str, lock_wait, force_unlock: bool, resolve: bool = True) -> Guard:
+    return Guard(command=command, lock_wait_s=seconds_or_exit(lock_wait, DEFAULT_WAIT_S, minimum=0, flag="--lock-wait"),
+                 force_unlock=force_unlock, resolve=resolve)
+
+
+def _note(line: str) -> None:
+    err.print(line, style="yellow", markup=False, highlight=False)
+
+
+def _show_guarded(result: Guarded, verbose: bool) -> None:
+    show_deploy(out, result.outcome, result.rendered, verbose=verbose, stage="result", err=err)
+    if result.entry is not None:
+        out.print(f"ledger: record #{result.entry.seq} {result.entry.kind} {result.entry.result}"
+                  f" ({result.entry.duration_s} s)", markup=False, highlight=False)
+    if result.collected is not None:
+        out.print(result.collected.describe(), markup=False, highlight=False)
+
+
 @task(auto_shortflags=False, help={
     "stack": STACK_HELP, "env": ENV_HELP, **{k: MUTATING_HELP[k] for k in ("dry_run", "verbose")},
-    "timeout": f"seconds to wait for the services to converge (default {DEFAULT_TIMEOUT_S:.0f})"})
-def deploy(c, stack=None, env=None, dry_run=False, verbose=False, timeout=None):
-    """Deploy STACK as environment ENV (<env>_<stack>): plan, show, deploy, wait for the truth."""
+    "timeout": f"seconds to wait for the services to converge (default {DEFAULT_TIMEOUT_S:.0f})",
+    "no_resolve": "deploy images by tag as written (do not resolve each tag to a digest on the manager)",
+    **GUARD_HELP})
+def deploy(c, stack=None, env=None, dry_run=False, verbose=False, timeout=None, no_resolve=False,
+           lock_wait=None, force_unlock=False):
+    """Deploy STACK as environment ENV (<env>_<stack>): lock, digests, plan, deploy, wait, ledger."""
     config = load_config_or_exit()
-    rendered = rendered_or_exit(config, stack, env)
+    renderer = renderer_or_exit(config, stack, env)
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
-    progress = show_progress(out)
+    first = renderer({})
+    guard = guard_for(f"swarm.deploy --stack {first.stack} --env {first.env}", lock_wait, force_unlock,
+                      resolve=not no_resolve)
     with user_errors(), common.transport_for(config, verbose) as transport:
-        outcome = deploy_stack(transport, config, rendered, dry_run=dry_run, timeout_s=timeout_s,
-                               show=lambda o: show_deploy(out, o, rendered, verbose=verbose, stage="plan"),
-                               report=progress)
-    show_deploy(out, outcome, rendered, verbose=verbose, stage="result", err=err)
-    if not outcome.ok:
+        result = guarded_deploy(transport, config, renderer, guard=guard, dry_run=dry_run, timeout_s=timeout_s,
+                                show=lambda o, r: show_deploy(out, o, r, verbose=verbose, stage="plan"),
+                                report=show_progress(out), note=_note)
+    _show_guarded(result, verbose)
+    if not result.outcome.ok:
         raise Exit(code=1)
 
 
 @task(auto_shortflags=False, help={
     "stack": STACK_HELP, "env": ENV_HELP, **{k: MUTATING_HELP[k] for k in ("dry_run", "verbose")},
     "volumes": "also remove the environment's volumes, on every swarm VM (their data is lost)",
-    "timeout": f"seconds to wait until everything is gone (default {RM_TIMEOUT_S:.0f})"})
-def rm(c, stack=None, env=None, dry_run=False, verbose=False, volumes=False, timeout=None):
+    "timeout": f"seconds to wait until everything is gone (default {RM_TIMEOUT_S:.0f})", **GUARD_HELP})
+def rm(c, stack=None, env=None, dry_run=False, verbose=False, volumes=False, timeout=None, lock_wait=None,
+       force_unlock=False):
     """Remove environment ENV of STACK (<env>_<stack>) and wait until it is gone; volumes are kept."""
     config = load_config_or_exit()
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     timeout_s = seconds_or_exit(timeout, RM_TIMEOUT_S)
+    guard = guard_for(f"swarm.rm --stack {stack} --env {env}", lock_wait, force_unlock)
     with user_errors(), common.transport_for(config, verbose) as transport:
-        outcome = remove(transport, config, namespace, dry_run=dry_run, volumes=volumes, timeout_s=timeout_s,
-                         show=lambda o: show_remove(out, o, namespace, verbose=verbose, stage="plan"))
+        outcome, entry = guarded_remove(
+            transport, config, namespace, env, stack, guard=guard, dry_run=dry_run, volumes=volumes,
+            timeout_s=timeout_s, show=lambda o: show_remove(out, o, namespace, verbose=verbose, stage="plan"),
+            note=_note)
     show_remove(out, outcome, namespace, verbose=verbose, stage="result", err=err)
+    if entry is not None:
+        out.print(f"ledger: record #{entry.seq} rm {entry.result}", markup=False, highlight=False)
     if not outcome.ok:
         raise Exit(code=1)
+
+
+@task(auto_shortflags=False, help={
+    "stack": STACK_HELP, "env": ENV_HELP, **{k: MUTATING_HELP[k] for k in ("dry_run", "verbose")},
+    "to": "the ledger record (#N in swarm.history) to go back to; default: the converged deploy before the last one",
+    "timeout": f"seconds to wait for the services to converge (default {DEFAULT_TIMEOUT_S:.0f})", **GUARD_HELP})
+def rollback(c, stack=None, env=None, to=None, dry_run=False, verbose=False, timeout=None, lock_wait=None,
+             force_unlock=False):
+    """Redeploy an earlier ledger record of ENV exactly (document, config versions, digests)."""
+    config = load_config_or_exit()
+    stack, env = _stack_and_env(config, stack, env)
+    namespace = naming.namespace(env, stack)
+    timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
+    target_seq = None
+    if to is not None:
+        if not str(to).lstrip("#").isdigit():
+            raise Exit(f"error: --to must be a ledger record number (see swarm.history), not {to!r}", code=1)
+        target_seq = int(str(to).lstrip("#"))
+    guard = guard_for(f"swarm.rollback --stack {stack} --env {env}", lock_wait, force_unlock, resolve=False)
+    with user_errors(), common.transport_for(config, verbose) as transport:
+        manager, res = on_a_manager(transport, config, ledger.read_argv(namespace))
+        _, entries = ledger.parse_read(res.stdout)
+        target = rollback_target(entries, target_seq)
+        check_restorable(transport, manager, target)
+        stored = stored_rendered(target)
+        out.print(f"rollback {namespace} to record #{target.seq} (hash {target.hash}, deployed "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started))} UTC by {target.who})",
+                  markup=False, highlight=False)
+        result = guarded_deploy(transport, config, lambda digests: stored, guard=guard, dry_run=dry_run,
+                                kind="rollback", timeout_s=timeout_s,
+                                show=lambda o, r: show_deploy(out, o, r, verbose=verbose, stage="plan"),
+                                report=show_progress(out), note=_note)
+    _show_guarded(result, verbose)
+    if not result.outcome.ok:
+        raise Exit(code=1)
+
+
+@task(auto_shortflags=False, help={"stack": STACK_HELP, "env": ENV_HELP,
+                                   "json": "print one JSON document instead of a table",
+                                   "verbose": MUTATING_HELP["verbose"]})
+def history(c, stack=None, env=None, json=False, verbose=False):
+    """The ledger of ENV: every deploy, rm and rollback, who, when, hash, digests, result."""
+    config = load_config_or_exit()
+    stack, env = _stack_and_env(config, stack, env)
+    namespace = naming.namespace(env, stack)
+    with user_errors(), common.transport_for(config, verbose) as transport:
+        _, res = on_a_manager(transport, config, ledger.read_argv(namespace))
+        _, entries = ledger.parse_read(res.stdout)
+    if json:
+        import json as jsonlib
+        print(jsonlib.dumps([e.to_dict() for e in entries], indent=2))
+    else:
+        show_history(out, namespace, entries)
+
+
+@task(name="lock", auto_shortflags=False, help={
+    "stack": STACK_HELP, "env": ENV_HELP, "verbose": MUTATING_HELP["verbose"],
+    "ttl": "seconds the lock holds (default 3600); swarm.unlock frees it earlier",
+    "reason": "why, shown to whoever finds the environment locked"})
+def lock_(c, stack=None, env=None, ttl=None, reason=None, verbose=False):
+    """Lock ENV of STACK for people: deploys, rm and rollbacks wait or fail until it is unlocked or expires."""
+    config = load_config_or_exit()
+    stack, env = _stack_and_env(config, stack, env)
+    namespace = naming.namespace(env, stack)
+    ttl_s = int(seconds_or_exit(ttl, 3600, flag="--ttl"))
+    what = f"swarm.lock{': ' + reason if reason else ''}"
+    with user_errors(), common.transport_for(config, verbose) as transport:
+        manager, _ = on_a_manager(transport, config, lock_mod.read_argv(namespace))
+        held = lock_mod.Lock(transport, manager, namespace, what, ttl_s=ttl_s, wait_s=0, report=_note).acquire()
+    out.print(f"locked {namespace}: {held.describe()}, until {time.strftime('%H:%M:%S', time.gmtime(held.expires))} "
+              "UTC (swarm.unlock --force frees it)", markup=False, highlight=False)
+
+
+@task(auto_shortflags=False, help={"stack": STACK_HELP, "env": ENV_HELP, "verbose": MUTATING_HELP["verbose"],
+                                   "force": "remove the lock whoever holds it (say so to them)"})
+def unlock(c, stack=None, env=None, force=False, verbose=False):
+    """Remove ENV's lock (--force: whoever holds it); without --force, only show who holds it."""
+    config = load_config_or_exit()
+    stack, env = _stack_and_env(config, stack, env)
+    namespace = naming.namespace(env, stack)
+    with user_errors(), common.transport_for(config, verbose) as transport:
+        manager, res = on_a_manager(transport, config, lock_mod.read_argv(namespace))
+        now, gens = lock_mod.parse_read(res.stdout)
+        decision = lock_mod.decide(gens, now)
+        if not gens:
+            out.print(f"{namespace}: not locked (no changes)", markup=False)
+            return
+        if not force:
+            state = "expired" if decision.free else "held"
+            raise Exit(f"{namespace}: lock {state} by {gens[-1].describe(now)}; run with --force to remove it",
+                       code=1)
+        transport.run(manager, lock_mod.remove_argv([g.name for g in gens]), mutating=True)
+    out.print(f"{namespace}: lock removed (was {gens[-1].describe(now)})", markup=False, highlight=False)
 
 
 @task(auto_shortflags=False, help={"json": "print one JSON document instead of a table",
@@ -144,16 +292,16 @@ def envs(c, json=False, verbose=False):
         show_environments(out, environments)
 
 
-def seconds_or_exit(value, default: float) -> float:
+def seconds_or_exit(value, default: float, *, minimum: float = 1, flag: str = "--timeout") -> float:
     if value is None:
         return default
     try:
         seconds = float(value)
     except ValueError:
         seconds = -1
-    if not 1 <= seconds <= 86400:
-        raise Exit(f"error: --timeout must be a number of seconds (1 to 86400), not {value!r}", code=1)
+    if not minimum <= seconds <= 86400:
+        raise Exit(f"error: {flag} must be a number of seconds ({minimum:g} to 86400), not {value!r}", code=1)
     return seconds
 
 
-TASKS = (render_, diff, deploy, rm, envs)
+TASKS = (render_, diff, deploy, rm, envs, rollback, history, lock_, unlock)

@@ -91,6 +91,12 @@ def test_unknown_verb_prints_usage_and_exits_2(args, complaint, stub):
     (["portainer", "deploy"], ["portainer.deploy"]),
     (["--dry-run", "portainer", "deploy", "-v"], ["portainer.deploy", "--dry-run", "--verbose"]),
     (["portainer", "status", "--json"], ["portainer.status", "--json"]),
+    (["swarm", "history", "x", "--env", "dev1", "--json"], ["swarm.history", "--stack", "x", "--env", "dev1", "--json"]),
+    (["--dry-run", "swarm", "rollback", "x", "--env", "dev1", "--to", "3"],
+     ["swarm.rollback", "--stack", "x", "--dry-run", "--env", "dev1", "--to", "3"]),
+    (["swarm", "deploy", "x", "--env", "dev1", "--lock-wait", "-v"],
+     ["swarm.deploy", "--stack", "x", "--env", "dev1", "--lock-wait", "-v"]),
+    (["swarm", "unlock", "x", "--env", "dev1", "--force"], ["swarm.unlock", "--stack", "x", "--env", "dev1", "--force"]),
 ])
 def test_verbs_become_tasks(args, task_argv, stub):
     r = phoenix(*args, inv=stub)
@@ -194,6 +200,8 @@ CHANGES_NOTHING = "has no --dry-run (it changes nothing: run it without); nothin
     (["swarm", "render", "x", "--env", "e", "--dry-run"], f"phoenix: 'swarm render' {CHANGES_NOTHING}"),
     (["--dry-run", "swarm", "diff", "x", "--env", "e"], f"phoenix: 'swarm diff' {CHANGES_NOTHING}"),
     (["portainer", "status", "--dry-run"], f"phoenix: 'portainer status' {CHANGES_NOTHING}"),
+    (["swarm", "history", "x", "--env", "e", "--dry-run"], f"phoenix: 'swarm history' {CHANGES_NOTHING}"),
+    (["swarm", "lock", "x", "--env", "e", "--dry-run"], f"phoenix: 'swarm lock' {NO_DRY_RUN}"),
     # -v where the task has no --verbose
     (["-v", "lab", "down"], "phoenix: 'lab down' has no -v/--verbose; nothing was done"),
     (["lab", "status", "--verbose"], "phoenix: 'lab status' has no -v/--verbose; nothing was done"),

@@ -15,7 +15,7 @@ from invoke import MockContext, Result
 from invoke.exceptions import Exit
 
 from phoenix_tasks.config import load_config
-from phoenix_tasks.stack import commands
+from phoenix_tasks.stack import commands, digests
 from phoenix_tasks.stack.envs import OUTSIDE
 from phoenix_tasks.stack.facts import parse_services
 from phoenix_tasks.stack.remove import Leftovers, parse_leftovers
@@ -116,7 +116,7 @@ def test_recorded_hash_is_the_rendered_hash_of_rb(wired):
 
 def test_deploy_unchanged_is_one_read_and_no_changes(wired, capsys):
     config, made = wired({"portainer": {tuple(commands.stack_services(RB_NAMESPACE)): (recorded_services(), 0)}})
-    code, message = run(stack_tasks.deploy, stack="probe_rollback", env="rb")
+    code, message = run(stack_tasks.deploy, stack="probe_rollback", env="rb", no_resolve=True)
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err + message
     assert f"rb_probe_rollback: no changes (hash {RECORDED_HASH}, read from portainer)" in captured.out
@@ -130,10 +130,27 @@ def test_deploy_unchanged_is_one_read_and_no_changes(wired, capsys):
 
 def test_deploy_dry_run_unchanged_is_the_same_one_read(wired, capsys):
     _, made = wired({"portainer": {tuple(commands.stack_services(RB_NAMESPACE)): (recorded_services(), 0)}})
-    code, _ = run(stack_tasks.deploy, stack="probe_rollback", env="rb", dry_run=True)
+    code, _ = run(stack_tasks.deploy, stack="probe_rollback", env="rb", dry_run=True, no_resolve=True)
     out = capsys.readouterr().out
     assert code == 0 and "no changes" in out and "dry run: nothing was changed" in out
     assert len(made[0].log) == 1 and made[0].mutating_commands == []
+
+
+def test_deploy_unchanged_with_digests_is_two_reads_and_takes_no_lock(wired, capsys):
+    # The resolve read (a pull on the manager) found no digest: by tag, with a warning,
+    # so the document and its hash are the recorded ones: nothing to change, no lock taken.
+    image = "thinkheads/ai-inference:1.4.0"
+    resolve = tuple(digests.resolve_argv([image]))
+    _, made = wired({"portainer": {tuple(commands.stack_services(RB_NAMESPACE)): (recorded_services(), 0),
+                                   resolve: (f"{image}\tnull\tpull access denied\n", 0)}})
+    code, message = run(stack_tasks.deploy, stack="probe_rollback", env="rb")
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err + message
+    assert f"warning: image {image}: no digest (pull access denied): deployed by tag" in captured.out
+    assert f"rb_probe_rollback: no changes (hash {RECORDED_HASH}" in captured.out
+    [t] = made
+    assert [(r.vm, r.mutating) for r in t.log] == [("portainer", False), ("portainer", False)]
+    assert not any("config create" in r.display for r in t.log)
 
 
 def test_diff_unchanged(wired, capsys):
@@ -151,7 +168,7 @@ def test_first_manager_unreachable_falls_to_the_second(wired, capsys):
                           "drphoenix": {tuple(commands.stack_services(RB_NAMESPACE)): (recorded_services(), 0)}},
                          edit=two_managers)
     assert [vm.name for vm in config.managers] == ["portainer", "drphoenix"]
-    code, message = run(stack_tasks.deploy, stack="probe_rollback", env="rb")
+    code, message = run(stack_tasks.deploy, stack="probe_rollback", env="rb", no_resolve=True)
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err + message
     assert f"rb_probe_rollback: no changes (hash {RECORDED_HASH}, read from drphoenix)" in captured.out

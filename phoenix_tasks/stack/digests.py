@@ -1,0 +1,128 @@
+"""Image digests: a tag is a name that can move; a digest is what runs.
+
+Each image of a rendered document is resolved on a manager, through its engine (so
+a registry mirror, credentials and the daemon's DNS apply, as they will for the
+tasks): `docker pull`, then the RepoDigest of that repository.  The document is then
+rendered again with `name:tag@sha256:...`, so its hash, the diff and the ledger all
+see a tag that moved as a change.  An image with no digest (a pull that failed, an
+image only loaded locally) stays by tag, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from ..model import VM
+from ..transport import Transport
+from .render import SwarmObject
+
+RESOLVE_SCRIPT = (
+    'for i in "$@"; do '
+    'err=$(docker pull -q -- "$i" 2>&1 >/dev/null) || true; '
+    "d=$(docker image inspect --format '{{json .RepoDigests}}' -- \"$i\" 2>/dev/null) || d=null; "
+    "printf '%s\\t%s\\t%s\\n' \"$i\" \"$d\" \"$(printf %s \"$err\" | tr '\\t\\n' '  ')\"; "
+    "done"
+)
+
+
+def resolve_argv(images: Iterable[str]) -> list[str]:
+    return ["sh", "-c", RESOLVE_SCRIPT, "phoenix", *images]
+
+
+def repository(image: str) -> str:
+    """`registry:5000/a/b:tag` -> `registry:5000/a/b` (a port is not a tag)."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return name.rsplit(":", 1)[0] if ":" in last else name
+
+
+def _normal(repo: str) -> str:
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/", "index.docker.io/"):
+        if repo.startswith(prefix):
+            repo = repo[len(prefix):]
+    return repo.removeprefix("library/")
+
+
+@dataclass
+class Resolution:
+    digests: dict[str, str] = field(default_factory=dict)  # image as written -> image@sha256:...
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_resolve(stdout: str) -> Resolution:
+    out = Resolution()
+    for line in stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 3 or not parts[0]:
+            continue
+        image, found, error = parts
+        try:
+            repo_digests = json.loads(found) or []
+        except ValueError:
+            repo_digests = []
+        want = _normal(repository(image))
+        digest = next((d.split("@", 1)[1] for d in repo_digests
+                       if "@" in d and _normal(d.split("@", 1)[0]) == want), None)
+        if digest:
+            out.digests[image] = f"{image.split('@', 1)[0]}@{digest}"
+        else:
+            why = error.strip() or "the engine knows no digest for it (an image loaded locally, not pulled)"
+            why = why if len(why) <= 160 else why[:157] + "..."
+            out.warnings.append(f"image {image}: no digest ({why}): deployed by tag")
+    return out
+
+
+def images_of(document: Mapping) -> list[str]:
+    """The images a document runs, once each, without digests already written."""
+    seen: dict[str, None] = {}
+    for service in (document.get("services") or {}).values():
+        image = (service or {}).get("image")
+        if isinstance(image, str) and "@" not in image:
+            seen.setdefault(image)
+    return list(seen)
+
+
+def resolve(transport: Transport, manager: VM, images: list[str]) -> Resolution:
+    if not images:
+        return Resolution()
+    # a pull may take a while: as long as a deploy's longest command
+    res = transport.run(manager, resolve_argv(images), mutating=False,
+                        timeout=max(transport.access.command_timeout_s, 120.0))
+    return parse_resolve(res.stdout)
+
+
+def pin(digests: Mapping[str, str]):
+    """A render `amend` that writes each image by digest."""
+    def amend(doc: dict, namespace: str) -> list[SwarmObject]:
+        for service in (doc.get("services") or {}).values():
+            image = (service or {}).get("image")
+            if isinstance(image, str) and image in digests:
+                service["image"] = digests[image]
+        return []
+    return amend
+
+
+def chain(*amends):
+    """Several `amend`s, in order, as one."""
+    real = [a for a in amends if a is not None]
+    if not real:
+        return None
+
+    def amend(doc: dict, namespace: str) -> list[SwarmObject]:
+        objects: list[SwarmObject] = []
+        for a in real:
+            objects += a(doc, namespace)
+        return objects
+    return amend
+
+
+def images_digests(document: Mapping) -> dict[str, str]:
+    """{image as written: image@digest} for each image a document runs by digest."""
+    out = {}
+    for service in (document.get("services") or {}).values():
+        image = (service or {}).get("image")
+        if isinstance(image, str) and "@" in image:
+            out[image.split("@", 1)[0]] = image
+    return out

@@ -1,0 +1,216 @@
+"""Deploy, remove and roll back under the environment's lock, with a ledger record,
+image digests and clean-up: the safety around stack/deploy.py and stack/remove.py.
+
+    lock (lock.py) -> resolve digests (digests.py) -> render by digest -> plan, show
+    -> ledger entry (only when something changes) -> apply, wait (renewing the lock)
+    -> ledger result -> clean-up beyond the last K deploys (gc.py) -> unlock
+
+A dry run takes no lock and writes no record (it still resolves digests: a plan by
+digest is the point).  A deploy with nothing to change writes no record either, so
+"no changes" runs never push a rollback target out of the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import yaml
+
+from ..errors import PhoenixError
+from ..model import VM, Config
+from ..transport import Transport
+from . import digests as digests_mod
+from . import gc, ledger
+from .deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy, read_view
+from .facts import on_a_manager
+from .lock import DEFAULT_WAIT_S, Lock
+from .remove import DEFAULT_TIMEOUT_S as RM_TIMEOUT_S
+from .remove import RemoveOutcome, remove
+from .render import Rendered
+from .wait import FAILED
+
+Renderer = Callable[[Mapping[str, str]], Rendered]  # digests -> the document to deploy
+
+
+@dataclass(frozen=True)
+class Guard:
+    command: str  # what the lock and the ledger say this run is, e.g. "swarm.deploy --stack x --env dev1"
+    lock_wait_s: float = DEFAULT_WAIT_S
+    force_unlock: bool = False
+    resolve: bool = True
+
+
+@dataclass
+class Guarded:
+    rendered: Rendered
+    outcome: DeployOutcome | None = None
+    entry: ledger.Entry | None = None
+    collected: gc.Collected | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def result_of(outcome: DeployOutcome) -> tuple[str, str]:
+    if outcome.ok:
+        return ledger.CONVERGED, ""
+    reasons = [f"{subject}: {message}" for subject, message in outcome.failed]
+    reasons += [f"blocked {b.subject}: {b.reason}" for b in outcome.blocked]
+    reasons += [f"pending {a.subject}: {a.summary}" for a in outcome.pending]
+    rolled = any(v.state == FAILED and "rolled the update back" in v.detail for v in outcome.verdicts.values())
+    return (ledger.ROLLED_BACK if rolled else ledger.FAILED), "; ".join(reasons) or "not converged"
+
+
+def referenced_objects(document: Mapping) -> tuple[str, ...]:
+    """The swarm configs and secrets a rendered document names (external, by name)."""
+    names = []
+    for section in ("configs", "secrets"):
+        for spec in (document.get(section) or {}).values():
+            if isinstance(spec, Mapping) and spec.get("external") and spec.get("name"):
+                names.append(str(spec["name"]))
+    return tuple(names)
+
+
+def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, guard: Guard, dry_run: bool,
+                   kind: str = "deploy", timeout_s: float = DEFAULT_TIMEOUT_S,
+                   show: Callable[[DeployOutcome, Rendered], None] = lambda o, r: None,
+                   report: Callable[[Mapping], None] = lambda v: None,
+                   note: Callable[[str], None] = lambda line: None) -> Guarded:
+    """Read first, without the lock: a deploy with nothing to change (the usual second
+    run) takes no lock, writes nothing and costs the reads alone.  With changes, the
+    lock is taken and everything is read and planned again under it."""
+    rendered = renderer({})
+    warnings: list[str] = []
+    if guard.resolve:
+        images = digests_mod.images_of(rendered.document)
+        if images:
+            _, res = on_a_manager(transport, config, digests_mod.resolve_argv(images))
+            resolution = digests_mod.parse_resolve(res.stdout)
+            warnings += resolution.warnings
+            if resolution.digests:
+                rendered = renderer(resolution.digests)
+    result = Guarded(rendered, warnings=warnings)
+
+    def with_warnings(outcome: DeployOutcome) -> DeployOutcome:
+        outcome.plan.warnings[:0] = [w for w in warnings if w not in outcome.plan.warnings]
+        return outcome
+
+    first = deploy(transport, config, rendered, dry_run=True)
+    first.dry_run = dry_run  # with nothing to change, this read is the run's whole plan
+    if dry_run or not first.changes:
+        show(with_warnings(first), rendered)
+        result.outcome = first
+        if not dry_run and first.behind:  # nothing to deploy: wait for the truth, as deploy does
+            result.outcome = deploy(transport, config, rendered, dry_run=False, timeout_s=timeout_s, report=report)
+        return result
+
+    swarm = config.hypervisor.swarm
+    manager = first.manager
+    lock = Lock(transport, manager, rendered.namespace, guard.command, ttl_s=swarm.lock_ttl_s,
+                wait_s=guard.lock_wait_s, force=guard.force_unlock, report=note)
+    lock.acquire()
+    try:
+        recorder = ledger.Recorder(transport, manager)
+
+        def on_plan(outcome: DeployOutcome) -> None:
+            show(with_warnings(outcome), rendered)
+            if outcome.changes and not outcome.blocked:
+                result.entry = recorder.start(ledger.Entry(
+                    namespace=rendered.namespace, seq=0, kind=kind, env=rendered.env, stack=rendered.stack,
+                    hash=rendered.hash, who=lock.holder, command=guard.command, started=0,
+                    document=rendered.text, objects=referenced_objects(rendered.document),
+                    digests=digests_mod.images_digests(rendered.document)))
+
+        def on_progress(verdicts) -> None:
+            lock.renew_if_due()
+            report(verdicts)
+
+        outcome = deploy(transport, config, rendered, dry_run=False, timeout_s=timeout_s,
+                         show=on_plan, report=on_progress)
+        result.outcome = outcome
+        if result.entry is not None:
+            state, reason = result_of(outcome)
+            recorder.finish(result.entry, state, reason)
+            if state == ledger.CONVERGED:
+                result.collected = gc.collect(transport, manager, rendered.namespace, swarm.keep_deploys)
+        return result
+    finally:
+        lock.release()
+
+
+def guarded_remove(transport: Transport, config: Config, namespace: str, env: str, stack: str, *, guard: Guard,
+                   dry_run: bool, volumes: bool, timeout_s: float = RM_TIMEOUT_S,
+                   show: Callable[[RemoveOutcome], None] = lambda o: None,
+                   note: Callable[[str], None] = lambda line: None) -> tuple[RemoveOutcome, ledger.Entry | None]:
+    """As guarded_deploy: nothing to remove is a read alone; otherwise lock, record, remove."""
+    first = remove(transport, config, namespace, dry_run=True, volumes=volumes)
+    first.dry_run = dry_run
+    if dry_run or first.plan.empty:
+        show(first)
+        return first, None
+    manager = first.manager
+    lock = Lock(transport, manager, namespace, guard.command, ttl_s=config.hypervisor.swarm.lock_ttl_s,
+                wait_s=guard.lock_wait_s, force=guard.force_unlock, report=note)
+    lock.acquire()
+    try:
+        entry: list[ledger.Entry] = []
+        recorder = ledger.Recorder(transport, manager)
+
+        def on_plan(outcome: RemoveOutcome) -> None:
+            show(outcome)
+            if not outcome.plan.empty:
+                entry.append(recorder.start(ledger.Entry(
+                    namespace=namespace, seq=0, kind="rm", env=env, stack=stack, hash=None,
+                    who=lock.holder, command=guard.command, started=0)))
+
+        outcome = remove(transport, config, namespace, dry_run=False, volumes=volumes, timeout_s=timeout_s,
+                         show=on_plan)
+        if entry:
+            failed = "; ".join(f"{s}: {m}" for s, m in outcome.failed) or \
+                "; ".join(f"{a.subject}: {a.summary}" for a in outcome.pending)
+            recorder.finish(entry[0], ledger.REMOVED if outcome.ok else ledger.FAILED, failed)
+        return outcome, (entry[0] if entry else None)
+    finally:
+        lock.release()
+
+
+class RollbackRefused(PhoenixError):
+    """The ledger has no such deploy, or what it needs is gone (nothing was changed)."""
+
+
+def rollback_target(entries: list[ledger.Entry], to: int | None) -> ledger.Entry:
+    """The record to go back to: `to` (a seq), else the converged deploy before the newest
+    converged one.  Errors list the records there are."""
+    listing = "; ".join(f"#{e.seq} {e.kind} {e.result} {e.hash or '-'}" for e in entries) or "none"
+    if to is not None:
+        match = [e for e in entries if e.seq == to]
+        if not match:
+            raise RollbackRefused(f"no ledger record #{to} (records: {listing})")
+        target = match[0]
+        if target.document is None or target.kind == "rm":
+            raise RollbackRefused(f"record #{to} is a {target.kind}: there is no document to go back to")
+        return target
+    good = [e for e in entries if e.result == ledger.CONVERGED and e.document]
+    if len(good) < 2:
+        raise RollbackRefused(f"no earlier converged deploy to go back to (records: {listing})")
+    return good[-2]
+
+
+def stored_rendered(entry: ledger.Entry) -> Rendered:
+    document = yaml.safe_load(entry.document or "")
+    if not isinstance(document, dict) or not isinstance(document.get("services"), dict):
+        raise RollbackRefused(f"record #{entry.seq} holds no readable compose document")
+    return Rendered(entry.stack, entry.env, entry.namespace, document, entry.document or "", entry.hash or "",
+                    (), ())
+
+
+def check_restorable(transport: Transport, manager: VM, entry: ledger.Entry) -> None:
+    view = read_view(transport, manager, entry.namespace)
+    document = yaml.safe_load(entry.document or "") or {}
+    missing = []
+    for section, have in (("configs", view.configs), ("secrets", view.secrets)):
+        for spec in (document.get(section) or {}).values():
+            if isinstance(spec, Mapping) and spec.get("external") and spec.get("name") not in have:
+                missing.append(f"{section[:-1]} {spec.get('name')}")
+    if missing:
+        raise RollbackRefused(f"record #{entry.seq} cannot be restored: {', '.join(missing)} no longer exist "
+                              f"(removed by `swarm.rm` or by clean-up); nothing was changed")
