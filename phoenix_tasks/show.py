@@ -220,8 +220,8 @@ def show_portainer(console: Console, status, password) -> None:
 class SyncReporter:
     """How sync-all prints its stages (the sync.Reporter protocol)."""
 
-    def __init__(self, console: Console, err: Console, rendered, *, verbose: bool, stages: int = 5):
-        self.console, self.err, self.rendered, self.verbose, self.stages = console, err, rendered, verbose, stages
+    def __init__(self, console: Console, err: Console, *, verbose: bool, stages: int = 5):
+        self.console, self.err, self.verbose, self.stages = console, err, verbose, stages
         self._progress = show_progress(console)
 
     def stage(self, number: int, title: str) -> None:
@@ -239,15 +239,16 @@ class SyncReporter:
             for b in outcome.blocked:
                 self.err.print(f"blocked: {b.subject}: {b.reason}", style="red", markup=False, highlight=False)
 
-    def deploy(self, outcome, stage: str) -> None:
-        show_deploy(self.console, outcome, self.rendered, verbose=self.verbose, stage=stage, err=self.err)
+    def deploy(self, outcome, rendered, stage: str) -> None:
+        show_deploy(self.console, outcome, rendered, verbose=self.verbose, stage=stage, err=self.err)
 
     def progress(self, verdicts) -> None:
         self._progress(verdicts)
 
 
-def show_sync_plan(console: Console, plan, rendered, *, verbose: bool) -> None:
+def show_sync_plan(console: Console, plan, *, verbose: bool) -> None:
     """The whole run's plan, stage by stage, before anything changes."""
+    rendered = plan.rendered
     console.print("plan", style="bold")
     if plan.vms:
         console.print(f"vms: {len(plan.vms)} to create or start: " + ", ".join(str(vm) for vm in plan.vms),

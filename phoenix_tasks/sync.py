@@ -24,7 +24,9 @@ from .errors import PhoenixError
 from .model import VM, Config
 from .plan import Outcome, Plan
 from .providers import VMProvider
+from .stack import digests
 from .stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy
+from .stack.guarded import Guard, Renderer, guarded_deploy
 from .stack.render import Rendered
 from .swarm.apply import converge
 from .swarm.facts import ClusterFacts
@@ -44,7 +46,7 @@ class Reporter(Protocol):
 
     def swarm_outcome(self, outcome: Outcome) -> None: ...
 
-    def deploy(self, outcome: DeployOutcome, stage: str) -> None: ...
+    def deploy(self, outcome: DeployOutcome, rendered: Rendered, stage: str) -> None: ...
 
     def progress(self, verdicts) -> None: ...
 
@@ -52,9 +54,11 @@ class Reporter(Protocol):
 @dataclass
 class SyncPlan:
     vms: list[VM]  # to create or start
+    rendered: Rendered | None = None  # Portainer's document (by digest once the swarm could resolve them)
     swarm: Outcome | None = None  # the dry-run converge: its plan, its facts
     portainer: DeployOutcome | None = None  # the dry-run deploy
     notes: dict[str, str] = field(default_factory=dict)  # stage -> why it is not planned yet
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -110,10 +114,11 @@ class SyncResult:
         return None
 
 
-def read_plan(config: Config, transport: Transport, provider: VMProvider, rendered: Rendered,
+def read_plan(config: Config, transport: Transport, provider: VMProvider, renderer: Renderer,
               opts: Options) -> SyncPlan:
     """Every stage's plan, read from the real state; nothing changes."""
-    plan = SyncPlan(vms=plan_vms(config, provider))
+    rendered = renderer({})
+    plan = SyncPlan(vms=plan_vms(config, provider), rendered=rendered)
     if plan.vms:
         names = ", ".join(vm.name for vm in plan.vms)
         plan.notes["swarm"] = f"planned once the VMs exist ({names} must be created or started first)"
@@ -124,7 +129,15 @@ def read_plan(config: Config, transport: Transport, provider: VMProvider, render
     if facts is None or facts.control is None:
         plan.notes["portainer"] = f"deploy {rendered.namespace} ({len(rendered.services)} services) once the swarm exists"
         return plan
+    images = digests.images_of(rendered.document)
+    if images:
+        resolution = digests.parse_resolve(transport.run(facts.control, digests.resolve_argv(images),
+                                                         mutating=False).stdout)
+        if resolution.digests:
+            plan.rendered = rendered = renderer(resolution.digests)
+        plan.warnings += resolution.warnings
     plan.portainer = deploy(transport, config, rendered, dry_run=True)
+    plan.portainer.plan.warnings[:0] = plan.warnings
     return plan
 
 
@@ -149,10 +162,11 @@ def wait_for_ssh(transport: Transport, vms: list[VM], timeout_s: float = SSH_WAI
     return {name: errors[name] for name in waiting}
 
 
-def apply(config: Config, transport: Transport, provider: VMProvider, rendered: Rendered, port: int,
+def apply(config: Config, transport: Transport, provider: VMProvider, renderer: Renderer, port: int,
           opts: Options, plan: SyncPlan, reporter: Reporter, *,
           deploy_timeout_s: float = DEFAULT_TIMEOUT_S) -> SyncResult:
     result = SyncResult(plan, dry_run=False)
+    rendered = plan.rendered
 
     # 1. VMs
     reporter.stage(1, f"VMs ({config.hypervisor.provider} provider)")
@@ -204,9 +218,17 @@ def apply(config: Config, transport: Transport, provider: VMProvider, rendered: 
         result.portainer = plan.portainer
         reporter.line(f"{rendered.namespace}: no changes (hash {rendered.hash})")
     else:
-        result.portainer = deploy(transport, config, rendered, dry_run=False, timeout_s=deploy_timeout_s,
-                                  show=lambda o: reporter.deploy(o, "plan"), report=reporter.progress)
-        reporter.deploy(result.portainer, "result")
+        # Resolved at plan time, the plan's document is deployed as shown; otherwise (the
+        # swarm is new) the deploy resolves the digests itself.
+        resolved = plan.portainer is not None
+        guarded = guarded_deploy(
+            transport, config, (lambda digests_: rendered) if resolved else renderer,
+            guard=Guard(command="sync-all", resolve=not resolved), dry_run=False, timeout_s=deploy_timeout_s,
+            show=lambda o, r: reporter.deploy(o, r, "plan"), report=reporter.progress, note=reporter.line)
+        result.portainer = guarded.outcome
+        reporter.deploy(guarded.outcome, guarded.rendered, "result")
+        if guarded.entry is not None:
+            reporter.line(f"ledger: record #{guarded.entry.seq} {guarded.entry.kind} {guarded.entry.result}")
 
     # 5. it answers
     reporter.stage(5, "Portainer answers")

@@ -14,11 +14,11 @@ from .. import portainer
 from ..model import Config
 from ..show import show_deploy, show_portainer, show_progress
 from ..stack.deploy import DEFAULT_TIMEOUT_S
-from ..stack.deploy import deploy as deploy_stack
+from ..stack.guarded import guarded_deploy
 from ..stack.render import Rendered
 from . import common
-from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
-from .stacks import seconds_or_exit
+from .common import MUTATING_HELP, load_config_or_exit, out, user_errors
+from .stacks import GUARD_HELP, guard_for, note, seconds_or_exit, show_guarded
 
 
 def rendered_or_exit(config: Config) -> tuple[Rendered, portainer.Password | None, int]:
@@ -31,19 +31,22 @@ def rendered_or_exit(config: Config) -> tuple[Rendered, portainer.Password | Non
 
 @task(auto_shortflags=False, help={
     **{k: MUTATING_HELP[k] for k in ("dry_run", "verbose")},
-    "timeout": f"seconds to wait for Portainer's services to converge (default {DEFAULT_TIMEOUT_S:.0f})"})
-def deploy(c, dry_run=False, verbose=False, timeout=None):
+    "timeout": f"seconds to wait for Portainer's services to converge (default {DEFAULT_TIMEOUT_S:.0f})",
+    "no_resolve": "deploy images by tag as pinned (do not resolve them to digests on the manager)", **GUARD_HELP})
+def deploy(c, dry_run=False, verbose=False, timeout=None, no_resolve=False, lock_wait=None, force_unlock=False):
     """Deploy Portainer (portainer.stack as portainer.env), wait for it, check that it answers."""
     config = load_config_or_exit()
     rendered, password, port = rendered_or_exit(config)
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
+    guard = guard_for("portainer.deploy", lock_wait, force_unlock, resolve=not no_resolve)
     with user_errors(), common.transport_for(config, verbose) as transport:
-        outcome = deploy_stack(transport, config, rendered, dry_run=dry_run, timeout_s=timeout_s,
-                               show=lambda o: show_deploy(out, o, rendered, verbose=verbose, stage="plan"),
-                               report=show_progress(out))
-        show_deploy(out, outcome, rendered, verbose=verbose, stage="result", err=err)
-        if dry_run or not outcome.ok:
-            raise Exit(code=0 if outcome.ok else 1)
+        result = guarded_deploy(transport, config, lambda digests: portainer.render_portainer(config, password, digests),
+                                guard=guard, dry_run=dry_run, timeout_s=timeout_s,
+                                show=lambda o, r: show_deploy(out, o, r, verbose=verbose, stage="plan"),
+                                report=show_progress(out), note=note)
+        show_guarded(result, verbose)
+        if dry_run or not result.outcome.ok:
+            raise Exit(code=0 if result.outcome.ok else 1)
         status = portainer.read_status(transport, config, port)
     show_portainer(out, status, password)
     if not status.answers:

@@ -125,11 +125,11 @@ def guard_for(command: str, lock_wait, force_unlock: bool, resolve: bool = True)
                  force_unlock=force_unlock, resolve=resolve)
 
 
-def _note(line: str) -> None:
+def note(line: str) -> None:
     err.print(line, style="yellow", markup=False, highlight=False)
 
 
-def _show_guarded(result: Guarded, verbose: bool) -> None:
+def show_guarded(result: Guarded, verbose: bool) -> None:
     show_deploy(out, result.outcome, result.rendered, verbose=verbose, stage="result", err=err)
     if result.entry is not None:
         out.print(f"ledger: record #{result.entry.seq} {result.entry.kind} {result.entry.result}"
@@ -155,8 +155,8 @@ def deploy(c, stack=None, env=None, dry_run=False, verbose=False, timeout=None, 
     with user_errors(), common.transport_for(config, verbose) as transport:
         result = guarded_deploy(transport, config, renderer, guard=guard, dry_run=dry_run, timeout_s=timeout_s,
                                 show=lambda o, r: show_deploy(out, o, r, verbose=verbose, stage="plan"),
-                                report=show_progress(out), note=_note)
-    _show_guarded(result, verbose)
+                                report=show_progress(out), note=note)
+    show_guarded(result, verbose)
     if not result.outcome.ok:
         raise Exit(code=1)
 
@@ -177,7 +177,7 @@ def rm(c, stack=None, env=None, dry_run=False, verbose=False, volumes=False, tim
         outcome, entry = guarded_remove(
             transport, config, namespace, env, stack, guard=guard, dry_run=dry_run, volumes=volumes,
             timeout_s=timeout_s, show=lambda o: show_remove(out, o, namespace, verbose=verbose, stage="plan"),
-            note=_note)
+            note=note)
     show_remove(out, outcome, namespace, verbose=verbose, stage="result", err=err)
     if entry is not None:
         out.print(f"ledger: record #{entry.seq} rm {entry.result}", markup=False, highlight=False)
@@ -214,8 +214,8 @@ def rollback(c, stack=None, env=None, to=None, dry_run=False, verbose=False, tim
         result = guarded_deploy(transport, config, lambda digests: stored, guard=guard, dry_run=dry_run,
                                 kind="rollback", timeout_s=timeout_s,
                                 show=lambda o, r: show_deploy(out, o, r, verbose=verbose, stage="plan"),
-                                report=show_progress(out), note=_note)
-    _show_guarded(result, verbose)
+                                report=show_progress(out), note=note)
+    show_guarded(result, verbose)
     if not result.outcome.ok:
         raise Exit(code=1)
 
@@ -251,7 +251,7 @@ def lock_(c, stack=None, env=None, ttl=None, reason=None, verbose=False):
     what = f"swarm.lock{': ' + reason if reason else ''}"
     with user_errors(), common.transport_for(config, verbose) as transport:
         manager, _ = on_a_manager(transport, config, lock_mod.read_argv(namespace))
-        held = lock_mod.Lock(transport, manager, namespace, what, ttl_s=ttl_s, wait_s=0, report=_note).acquire()
+        held = lock_mod.Lock(transport, manager, namespace, what, ttl_s=ttl_s, wait_s=0, report=note).acquire()
     out.print(f"locked {namespace}: {held.describe()}, until {time.strftime('%H:%M:%S', time.gmtime(held.expires))} "
               "UTC (swarm.unlock --force frees it)", markup=False, highlight=False)
 

@@ -29,17 +29,19 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None):
     opts = options(config, None, force_rejoin)
     with user_errors():  # everything that can be refused is refused before any connection
         password = portainer.read_password(config, os.environ)
-        rendered = portainer.render_portainer(config, password)
-        port = portainer.published_port(rendered)
+
+        def renderer(digests):
+            return portainer.render_portainer(config, password, digests)
+        port = portainer.published_port(renderer({}))
         provider = get_provider(config)
-    reporter = SyncReporter(out, err, rendered, verbose=verbose)
+    reporter = SyncReporter(out, err, verbose=verbose)
     with user_errors(), common.transport_for(config, verbose) as transport:
-        plan = sync.read_plan(config, transport, provider, rendered, opts)
-        show_sync_plan(out, plan, rendered, verbose=verbose)
+        plan = sync.read_plan(config, transport, provider, renderer, opts)
+        show_sync_plan(out, plan, verbose=verbose)
         if dry_run:
             out.print("dry run: nothing was changed")
             return
-        result = sync.apply(config, transport, provider, rendered, port, opts, plan, reporter,
+        result = sync.apply(config, transport, provider, renderer, port, opts, plan, reporter,
                             deploy_timeout_s=timeout_s)
     result.elapsed_s = time.monotonic() - started
     show_sync_summary(out, config, result, password)
