@@ -7,6 +7,7 @@ The config loader points `vm_access.private_key_file` / `known_hosts_file` at
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from phoenix_tasks.lab import commands
@@ -80,8 +81,9 @@ def sshd_config_text(names: VMNames, vm: VM, port: int, user: str,
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write text to path, readable by its owner only, atomically."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write text to path, readable by its owner only, atomically.  The temporary name
+    is the writer's own: VMs started in parallel write known_hosts at the same time."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)

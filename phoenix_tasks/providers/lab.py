@@ -49,8 +49,9 @@ class LabProvider(VMProvider):
 
     def start(self, vm: VM) -> list[str]:
         done = self._up(vm, None)
-        if control.write_known_hosts(self.config, self.names, only_existing=True):
-            done.append(f"wrote {self.names.known_hosts}")
+        with self._lock:  # VMs start in parallel; one known_hosts for all
+            if control.write_known_hosts(self.config, self.names, only_existing=True):
+                done.append(f"wrote {self.names.known_hosts}")
         return done
 
     def stop(self, vm: VM) -> list[str]:

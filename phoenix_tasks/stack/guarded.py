@@ -178,8 +178,8 @@ class RollbackRefused(PhoenixError):
 
 
 def rollback_target(entries: list[ledger.Entry], to: int | None) -> ledger.Entry:
-    """The record to go back to: `to` (a seq), else the converged deploy before the newest
-    converged one.  Errors list the records there are."""
+    """The record to go back to: `to` (a seq), else the last converged deploy before
+    what runs now.  Errors list the records there are."""
     listing = "; ".join(f"#{e.seq} {e.kind} {e.result} {e.hash or '-'}" for e in entries) or "none"
     if to is not None:
         match = [e for e in entries if e.seq == to]
@@ -190,9 +190,13 @@ def rollback_target(entries: list[ledger.Entry], to: int | None) -> ledger.Entry
             raise RollbackRefused(f"record #{to} is a {target.kind}: there is no document to go back to")
         return target
     good = [e for e in entries if e.result == ledger.CONVERGED and e.document]
-    if len(good) < 2:
+    # After a deploy that converged, "back" is the converged one before it; after one
+    # that failed (or was rolled back, or never finished), it is the last that converged.
+    latest_ok = bool(entries) and entries[-1].result == ledger.CONVERGED and entries[-1].document is not None
+    want = 2 if latest_ok else 1
+    if len(good) < want:
         raise RollbackRefused(f"no earlier converged deploy to go back to (records: {listing})")
-    return good[-2]
+    return good[-want]
 
 
 def stored_rendered(entry: ledger.Entry) -> Rendered:

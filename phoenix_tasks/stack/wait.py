@@ -65,12 +65,17 @@ def _task_error(t: TaskFacts) -> str:
     return f"task {t.id[:12]} {t.state}{code}: {t.error or 'no error message'}"
 
 
-def _update_failure(service: ServiceFacts, tasks) -> str:
-    """Swarm's update message, and the error of the task it names ("update rolled back
-    due to failure or early termination of task X" says nothing of why X failed)."""
+def _update_failure(service: ServiceFacts, tasks, since: int = 0) -> str:
+    """Swarm's update message, and the error of the task that failed it ("update rolled
+    back due to failure or early termination of task X" says nothing of why X failed;
+    "rollback completed" does not even name X: then the newest failed task of the
+    service since the deploy began is the one)."""
     message = service.update_message or "no message"
     m = re.search(r"\btask ([a-z0-9]{12,})", message)
     named = [t for t in tasks if m and t.id.startswith(m[1])] if m else []
+    if not named:
+        named = sorted((t for t in tasks if t.service_id == service.id and t.state in FAILED_TASK_STATES
+                        and (t.created_at or 0) >= since), key=lambda t: t.created_at or 0, reverse=True)
     return message + (f"; {_task_error(named[0])}" if named else "")
 
 
@@ -87,13 +92,13 @@ def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: in
     if service.labels.get(LABEL_HASH) != want.hash:
         if (service.update_state or "").startswith("rollback"):
             return Verdict(name, FAILED, "-", f"Swarm rolled the update back ({service.update_state}): "
-                                              f"{_update_failure(service, tasks)}")
+                                              f"{_update_failure(service, tasks, started or 0)}")
         return Verdict(name, FAILED, "-", "the service no longer has this deploy's spec "
                                           "(replaced by another deploy?)")
     since = started or 0
     ours_update = service.update_state and (service.update_started_at or 0) >= since
     if ours_update and service.update_state in BAD_UPDATE_STATES:
-        return Verdict(name, FAILED, "-", f"update {service.update_state}: {_update_failure(service, tasks)}")
+        return Verdict(name, FAILED, "-", f"update {service.update_state}: {_update_failure(service, tasks, since)}")
     current = current_tasks(service, tasks)
     fresh_failures = [t for t in current if t.state in FAILED_TASK_STATES and (t.created_at or 0) >= since]
     may_complete = service.restart_condition in ("none", "on-failure")
