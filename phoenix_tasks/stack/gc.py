@@ -80,9 +80,10 @@ def collect(transport: Transport, manager: VM, namespace: str, keep: int) -> Col
     objects, used = parse_list(transport.run(manager, list_argv(namespace), mutating=False).stdout)
     old, doomed, kept = plan_collect(entries, keep, objects, used)
     done = Collected(kept=kept)
-    names = [n for e in old for n in (e.name, e.name + "-r")]
-    if names:
-        transport.run(manager, ledger.remove_argv(names), mutating=True, check=False)
+    # an entry's result config exists unless the entry is incomplete (docker rm of a
+    # missing name fails the whole command's exit status)
+    names = [n for e in old for n in ((e.name,) if e.result == ledger.INCOMPLETE else (e.name, e.name + "-r"))]
+    if names and transport.run(manager, ledger.remove_argv(names), mutating=True, check=False).ok:
         done.records = [e.seq for e in old]
     for kind in ("config", "secret"):
         batch = [name for k, name in doomed if k == kind]

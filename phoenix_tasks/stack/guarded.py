@@ -200,7 +200,10 @@ def rollback_target(entries: list[ledger.Entry], to: int | None) -> ledger.Entry
 
 
 def stored_rendered(entry: ledger.Entry) -> Rendered:
-    document = yaml.safe_load(entry.document or "")
+    try:
+        document = yaml.safe_load(entry.document or "")
+    except yaml.YAMLError:
+        document = None
     if not isinstance(document, dict) or not isinstance(document.get("services"), dict):
         raise RollbackRefused(f"record #{entry.seq} holds no readable compose document")
     return Rendered(entry.stack, entry.env, entry.namespace, document, entry.document or "", entry.hash or "",
@@ -208,13 +211,15 @@ def stored_rendered(entry: ledger.Entry) -> Rendered:
 
 
 def check_restorable(transport: Transport, manager: VM, entry: ledger.Entry) -> None:
+    document = stored_rendered(entry).document
     view = read_view(transport, manager, entry.namespace)
-    document = yaml.safe_load(entry.document or "") or {}
     missing = []
     for section, have in (("configs", view.configs), ("secrets", view.secrets)):
-        for spec in (document.get(section) or {}).values():
-            if isinstance(spec, Mapping) and spec.get("external") and spec.get("name") not in have:
-                missing.append(f"{section[:-1]} {spec.get('name')}")
+        for key, spec in (document.get(section) or {}).items():
+            if isinstance(spec, Mapping) and spec.get("external"):
+                name = spec.get("name") or key  # docker names an external object by its key
+                if name not in have:
+                    missing.append(f"{section[:-1]} {name}")
     if missing:
         raise RollbackRefused(f"record #{entry.seq} cannot be restored: {', '.join(missing)} no longer exist "
                               f"(removed by `swarm.rm` or by clean-up); nothing was changed")

@@ -120,9 +120,10 @@ def read_argv(namespace: str) -> list[str]:
 
 def _data(item: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        return json.loads(base64.b64decode((item.get("Spec") or {}).get("Data") or "").decode("utf-8") or "{}")
+        value = json.loads(base64.b64decode((item.get("Spec") or {}).get("Data") or "").decode("utf-8") or "{}")
     except (ValueError, UnicodeDecodeError):
         return {}
+    return value if isinstance(value, dict) else {}
 
 
 def parse_read(stdout: str) -> tuple[int, list[Entry]]:
@@ -189,7 +190,14 @@ class Recorder:
 
 
 def retained(entries: list[Entry], keep: int) -> tuple[list[Entry], list[Entry]]:
-    """(the last `keep` entries, the older ones)."""
+    """(the last `keep` entries, the older ones).  The last converged deploy is always
+    kept: a run of failures must not push out the one a rollback goes back to."""
     if keep <= 0:
         return list(entries), []
-    return entries[-keep:], entries[:-keep]
+    kept, old = entries[-keep:], entries[:-keep]
+    if not any(e.result == CONVERGED and e.document for e in kept):
+        good = [e for e in old if e.result == CONVERGED and e.document]
+        if good:
+            old.remove(good[-1])
+            kept = [good[-1], *kept]
+    return kept, old

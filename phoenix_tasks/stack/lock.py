@@ -178,12 +178,13 @@ class Lock:
         told = None
         while True:
             now, gens = self._read()
-            if self.force and gens:
-                self.transport.run(self.manager, remove_argv([g.name for g in gens]), mutating=True)
-                self.report(f"lock of {self.namespace}: removed by --force-unlock (was held by "
-                            f"{gens[-1].describe(now)})")
-                self.force = False
-                continue
+            if self.force:
+                self.force = False  # once: never a rival's lock taken after this read
+                if gens:
+                    self.transport.run(self.manager, remove_argv([g.name for g in gens]), mutating=True)
+                    self.report(f"lock of {self.namespace}: removed by --force-unlock (was held by "
+                                f"{gens[-1].describe(now)})")
+                    continue
             d = decide(gens, now)
             if d.free:
                 if d.stale:
@@ -221,7 +222,10 @@ class Lock:
             return
         try:
             now, gens = self._read()
-            mine = [g.name for g in gens if g.generation <= self.held.generation]
+            # Only while our generation is still there: if it was force-unlocked, numbering
+            # may have started again, and generation 1 is then someone else's.
+            ours = any(g.generation == self.held.generation and g.token == self.token for g in gens)
+            mine = [g.name for g in gens if g.generation <= self.held.generation] if ours else []
             if mine:
                 self.transport.run(self.manager, remove_argv(mine), mutating=True, check=False)
         finally:

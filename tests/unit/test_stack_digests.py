@@ -1,0 +1,224 @@
+"""Image digests (phoenix_tasks.stack.digests): the repository of an image reference, the
+parse of the resolve script's lines (docker's RepoDigests, pull errors), the document
+helpers, render by digest on a real stack, and the resolve command."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from phoenix_tasks.config import load_config
+from phoenix_tasks.stack import digests
+from phoenix_tasks.stack.digests import (
+    Resolution,
+    chain,
+    images_digests,
+    images_of,
+    parse_resolve,
+    pin,
+    repository,
+    resolve,
+    resolve_argv,
+)
+from phoenix_tasks.stack.render import SwarmObject, render
+from phoenix_tasks.transport import CommandResult, shell_command
+
+REPO = Path(__file__).resolve().parents[2]
+D1, D2, D3 = ("sha256:" + c * 64 for c in "abc")
+
+
+def line(image: str, repo_digests, error: str = "") -> str:
+    """One line of the resolve script: image, `{{json .RepoDigests}}` (or null), the pull's error."""
+    return f"{image}\t{json.dumps(repo_digests) if repo_digests is not None else 'null'}\t{error}\n"
+
+
+# -- repository ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image, repo", [
+    ("nginx", "nginx"),
+    ("nginx:1.25", "nginx"),
+    ("library/nginx:1.25", "library/nginx"),
+    ("thinkheads/ai-api:1.4.0", "thinkheads/ai-api"),
+    ("registry.lan:5000/team/api", "registry.lan:5000/team/api"),  # a port is not a tag
+    ("registry.lan:5000/team/api:2.0", "registry.lan:5000/team/api"),
+    ("localhost:5000/api:dev", "localhost:5000/api"),
+    (f"nginx:1.25@{D1}", "nginx"),
+    (f"registry.lan:5000/team/api@{D1}", "registry.lan:5000/team/api"),
+])
+def test_repository(image, repo):
+    assert repository(image) == repo
+
+
+# -- parse_resolve --------------------------------------------------------------------------------
+
+def test_parse_resolve_matches_the_repo_digest_of_the_same_repository():
+    out = parse_resolve(
+        line("registry.lan:5000/team/api:2.0", [f"other.lan/team/api@{D1}", f"registry.lan:5000/team/api@{D2}"])
+        + line("thinkheads/ai-api:1.4.0", [f"thinkheads/ai-api@{D3}"]))
+    assert out.digests == {"registry.lan:5000/team/api:2.0": f"registry.lan:5000/team/api:2.0@{D2}",
+                           "thinkheads/ai-api:1.4.0": f"thinkheads/ai-api:1.4.0@{D3}"}
+    assert out.warnings == []
+
+
+@pytest.mark.parametrize("image, repo_digest", [
+    ("docker.io/library/redis:7", "redis"),  # the engine shortens docker.io/library/
+    ("redis:7", "docker.io/library/redis"),
+    ("library/redis:7", "redis"),
+    ("index.docker.io/library/redis:7", "redis"),
+    ("docker.io/bitnami/redis:7", "bitnami/redis"),
+])
+def test_parse_resolve_normalises_docker_hub_names(image, repo_digest):
+    out = parse_resolve(line(image, [f"{repo_digest}@{D1}"]))
+    assert out.digests == {image: f"{image}@{D1}"} and out.warnings == []
+
+
+def test_parse_resolve_another_repository_s_digest_is_no_digest():
+    out = parse_resolve(line("bitnami/redis:7", [f"redis@{D1}"]))
+    assert out.digests == {}
+    assert out.warnings == [("image bitnami/redis:7: no digest (the engine knows no digest for it (an image "
+                             "loaded locally, not pulled)): deployed by tag")]
+
+
+def test_parse_resolve_missing_digest_warns_with_the_pull_error():
+    out = parse_resolve(line("thinkheads/ai-inference:1.4.0", None,
+                             "Error response from daemon: pull access denied for thinkheads/ai-inference  "))
+    assert out.digests == {}
+    assert out.warnings == [("image thinkheads/ai-inference:1.4.0: no digest (Error response from daemon: pull "
+                             "access denied for thinkheads/ai-inference): deployed by tag")]
+
+
+def test_parse_resolve_a_local_image_has_an_empty_list():
+    out = parse_resolve(line("phoenix/probe:dev", []))
+    assert out.digests == {}
+    assert out.warnings == [("image phoenix/probe:dev: no digest (the engine knows no digest for it (an image "
+                             "loaded locally, not pulled)): deployed by tag")]
+
+
+def test_parse_resolve_truncates_a_long_error_at_160_characters():
+    error = "E" * 100 + " and then " + "x" * 200
+    [warning] = parse_resolve(line("a:1", None, error)).warnings
+    why = warning.removeprefix("image a:1: no digest (").removesuffix("): deployed by tag")
+    assert len(why) == 160 and why == error[:157] + "..."
+    [exact] = parse_resolve(line("a:1", None, "y" * 160)).warnings
+    assert exact == f"image a:1: no digest ({'y' * 160}): deployed by tag"
+
+
+def test_parse_resolve_ignores_garbage_lines():
+    out = parse_resolve("\n"
+                        "Digest: sha256:deadbeef\n"
+                        "two\tfields\n"
+                        "\t[]\terror without an image\n"
+                        "a\tb\tc\td\n"
+                        + line("nginx:1.25", [f"nginx@{D1}"])
+                        + "nginx:1.26\tnot json\t\n"
+                        + "nginx:1.27\t[\"no-at-sign\"]\t\n")
+    assert out.digests == {"nginx:1.25": f"nginx:1.25@{D1}"}
+    assert [w.split(":", 2)[:2] for w in out.warnings] == [["image nginx", "1.26"], ["image nginx", "1.27"]]
+
+
+def test_parse_resolve_of_nothing():
+    assert parse_resolve("") == Resolution()
+
+
+def test_parse_resolve_keeps_a_digest_already_written_once():
+    out = parse_resolve(line(f"nginx:1.25@{D1}", [f"nginx@{D2}"]))
+    assert out.digests == {f"nginx:1.25@{D1}": f"nginx:1.25@{D2}"}
+
+
+# -- the document helpers --------------------------------------------------------------------------
+
+def test_images_of_once_each_without_digests():
+    doc = {"services": {"a": {"image": "nginx:1.25"}, "b": {"image": "redis:7"}, "c": {"image": "nginx:1.25"},
+                        "d": {"image": f"pinned:1@{D1}"}, "e": {"build": "."}, "f": None, "g": {"image": 42}}}
+    assert images_of(doc) == ["nginx:1.25", "redis:7"]
+    assert images_of({}) == [] and images_of({"services": None}) == []
+
+
+def test_pin_writes_each_known_image_by_digest():
+    doc = {"services": {"a": {"image": "nginx:1.25"}, "b": {"image": "redis:7"}, "c": None}}
+    amend = pin({"nginx:1.25": f"nginx:1.25@{D1}"})
+    assert amend(doc, "dev1_x") == []
+    assert doc == {"services": {"a": {"image": f"nginx:1.25@{D1}"}, "b": {"image": "redis:7"}, "c": None}}
+
+
+def test_chain_runs_amends_in_order_and_joins_their_objects():
+    obj = SwarmObject("config", "k", "dev1_x_k_00000000", "text", {})
+    calls = []
+
+    def first(doc, ns):
+        calls.append(("first", ns))
+        doc["services"]["a"]["image"] = "nginx:1.25"
+        return [obj]
+
+    amend = chain(None, first, pin({"nginx:1.25": f"nginx:1.25@{D1}"}), None)
+    doc = {"services": {"a": {"image": "placeholder"}}}
+    assert amend(doc, "dev1_x") == [obj]
+    assert calls == [("first", "dev1_x")]
+    assert doc["services"]["a"]["image"] == f"nginx:1.25@{D1}"  # pin saw what `first` wrote
+    assert chain() is None and chain(None, None) is None
+
+
+def test_images_digests():
+    doc = {"services": {"a": {"image": f"nginx:1.25@{D1}"}, "b": {"image": "redis:7"},
+                        "c": {"image": f"registry.lan:5000/api@{D2}"}, "d": None}}
+    assert images_digests(doc) == {"nginx:1.25": f"nginx:1.25@{D1}",
+                                   "registry.lan:5000/api": f"registry.lan:5000/api@{D2}"}
+
+
+def test_render_by_digest_changes_the_hash_and_reads_back():
+    config = load_config(REPO / "etc" / "lab", REPO / "stacks")
+    stack = config.stacks["thinkheads_ai_app"]
+    by_tag = render(stack, "dev1")
+    assert images_of(by_tag.document) == ["thinkheads/ai-api:1.4.0", "thinkheads/ai-inference:1.4.0"]
+    resolution = parse_resolve(line("thinkheads/ai-api:1.4.0", [f"thinkheads/ai-api@{D1}"])
+                               + line("thinkheads/ai-inference:1.4.0", None, "manifest unknown"))
+    by_digest = render(stack, "dev1", amend=pin(resolution.digests))
+    assert by_digest.services["api"]["image"] == f"thinkheads/ai-api:1.4.0@{D1}"
+    assert by_digest.services["inference"]["image"] == "thinkheads/ai-inference:1.4.0"
+    assert by_digest.hash != by_tag.hash
+    assert images_digests(by_digest.document) == resolution.digests
+    assert images_of(by_digest.document) == ["thinkheads/ai-inference:1.4.0"]
+
+
+# -- the command ---------------------------------------------------------------------------------------
+
+def test_resolve_argv_exact():
+    assert resolve_argv(["nginx:1.25", "redis:7"]) == ["sh", "-c", digests.RESOLVE_SCRIPT, "phoenix",
+                                                      "nginx:1.25", "redis:7"]
+    assert resolve_argv(iter(["a"])) == ["sh", "-c", digests.RESOLVE_SCRIPT, "phoenix", "a"]
+
+
+def test_resolve_argv_quotes_a_hostile_image_once():
+    argv = resolve_argv(["nginx; rm -rf /", "$(reboot)"])
+    assert shlex.split(shell_command(argv)) == argv
+    assert "nginx" not in digests.RESOLVE_SCRIPT
+    assert 'docker pull -q -- "$i"' in digests.RESOLVE_SCRIPT
+
+
+class RecordingTransport:
+    def __init__(self, stdout: str, command_timeout_s: float = 60.0):
+        self.access = SimpleNamespace(command_timeout_s=command_timeout_s)
+        self.stdout, self.calls = stdout, []
+
+    def run(self, host, argv, *, mutating, check=True, stdin=None, quiet=False, timeout=None):
+        self.calls.append((host, list(argv), mutating, timeout))
+        return CommandResult(host, shell_command(argv), 0, self.stdout, "")
+
+
+def test_resolve_is_one_read_with_a_pull_s_deadline():
+    t = RecordingTransport(line("nginx:1.25", [f"nginx@{D1}"]))
+    out = resolve(t, "portainer", ["nginx:1.25"])
+    assert out.digests == {"nginx:1.25": f"nginx:1.25@{D1}"}
+    assert t.calls == [("portainer", resolve_argv(["nginx:1.25"]), False, 120.0)]
+    long = RecordingTransport("", command_timeout_s=300.0)
+    resolve(long, "portainer", ["nginx:1.25"])
+    assert long.calls[0][3] == 300.0
+
+
+def test_resolve_of_no_image_runs_nothing():
+    t = RecordingTransport("")
+    assert resolve(t, "portainer", []) == Resolution() and t.calls == []
