@@ -70,7 +70,9 @@ PROGRESS_SCRIPT = (
     'docker service inspect $ids && '
     f"echo '{SEPARATOR}' && "
     'tids=$(docker service ps -q --no-trunc $ids) && '
-    'if [ -n "$tids" ]; then docker inspect --type task $tids; else echo "[]"; fi'
+    # A task swarm prunes between the listing and the inspect is "not found": the
+    # others are still printed, and the next read is whole again.
+    'if [ -n "$tids" ]; then docker inspect --type task $tids 2>/dev/null || true; else echo "[]"; fi'
 )
 
 

@@ -112,6 +112,7 @@ def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, 
         recorder = ledger.Recorder(transport, manager)
 
         def on_plan(outcome: DeployOutcome) -> None:
+            lock.renew_if_due()  # the reads and the pre-flight may have taken a while
             show(with_warnings(outcome), rendered)
             if outcome.changes and not outcome.blocked:
                 result.entry = recorder.start(ledger.Entry(

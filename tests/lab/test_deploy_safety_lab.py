@@ -28,7 +28,7 @@ pytestmark = pytest.mark.lab
 
 SUBNET, BRIDGE = "198.18.63.0/24", "phxtest8"
 APP = "thinkheads_ai_app"
-TTL_S = 10
+TTL_S = 30  # short for the test (default 120); longer than any step between two renewals here
 
 
 @pytest.fixture(scope="module")
