@@ -67,10 +67,18 @@ def _task_error(t: TaskFacts) -> str:
 
 def _update_failure(service: ServiceFacts, tasks) -> str:
     """Swarm's update message, and the error of the task it names ("update rolled back
-    due to failure or early termination of task X" says nothing of why X failed)."""
+    due to failure or early termination of task X" says nothing of why X failed).
+
+    A rollback that is over at once (the old image pulls in no time from a registry)
+    leaves only "rollback completed", naming no task: then the newest failed task of
+    this service since the update started is the one that failed it."""
     message = service.update_message or "no message"
     m = re.search(r"\btask ([a-z0-9]{12,})", message)
     named = [t for t in tasks if m and t.id.startswith(m[1])] if m else []
+    if not m:
+        since = service.update_started_at or 0
+        named = sorted((t for t in tasks if t.service_id == service.id and t.state in FAILED_TASK_STATES
+                        and (t.created_at or 0) >= since), key=lambda t: t.created_at or 0, reverse=True)
     return message + (f"; {_task_error(named[0])}" if named else "")
 
 
