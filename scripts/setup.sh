@@ -3,7 +3,8 @@
 # setup.sh: install everything Phoenix needs on a Debian 12 machine, idempotently.
 #   - Debian packages: python3-venv (the virtual environment), and for the local lab
 #     docker.io (dockerd + containerd + runc), openssh-server, busybox-static,
-#     openssl (the stand-in images serve TLS with it),
+#     openssl (the stand-in images serve TLS with it), docker-registry (the lab
+#     registry that serves the stand-in images under their real names),
 #     iproute2, util-linux (nsenter/unshare), procps
 #   - a virtual environment in .venv with Phoenix and its test dependencies
 # A second run installs nothing and takes about a second.
@@ -12,7 +13,7 @@ set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-APT_PACKAGES=(python3 python3-venv python3-pip docker.io openssh-server busybox-static openssl iproute2 util-linux procps)
+APT_PACKAGES=(python3 python3-venv python3-pip docker.io openssh-server busybox-static openssl docker-registry iproute2 util-linux procps)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -31,6 +32,13 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     # The Docker engine is started per lab VM by Phoenix, never as a system service here.
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
+    # On a systemd machine the package starts a registry of its own on :5000 of every
+    # address; the lab runs its own on the lab bridge's address (which that one would
+    # block) and needs none system-wide.  Only one that this run installed is stopped.
+    if [[ " ${missing[*]} " == *" docker-registry "* && -d /run/systemd/system ]]; then
+        echo "setup: disabling the docker-registry system service (the lab runs its own)"
+        systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
 fi
 
 PYTHON=${PHOENIX_PYTHON:-python3}

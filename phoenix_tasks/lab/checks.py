@@ -36,6 +36,7 @@ REQUIRED_PROGRAMS: dict[str, str] = {
     "hostname": "hostname",
     "openssl": "openssl",
     "ldd": "libc-bin",
+    "docker-registry": "docker-registry",  # the lab registry (distribution 2.8)
 }
 
 

@@ -10,7 +10,7 @@ import ipaddress
 import math
 from pathlib import Path
 
-from phoenix_tasks.lab.naming import INSIDE_IFACE, VMNames
+from phoenix_tasks.lab.naming import INSIDE_IFACE, LabNames, VMNames
 
 Argv = list[str]
 
@@ -44,6 +44,9 @@ VM_SETUP_THEN_EXEC = "\n".join((
     "shift 4",
     'exec "$@"',
 ))
+# Runs as `sh -c SCRIPT PIDFILE PROGRAM ARGS...`: writes its own pid to PIDFILE, then
+# becomes PROGRAM (exec keeps the pid), for a daemon that writes no pid file itself.
+WRITE_PID_THEN_EXEC = 'echo "$$" > "$0"\nexec "$@"'
 LAB_RESOLV_CONF = "# phoenix lab: no name server; every lookup fails at once, inside the lab\nnameserver 127.0.0.1\n"
 
 
@@ -132,13 +135,29 @@ def dockerd(names: VMNames) -> Argv:
     ]
 
 
-def daemon_config(names: VMNames, dockerd_major: int) -> dict:
+def daemon_config(names: VMNames, dockerd_major: int, registry: str) -> dict:
     """The engine's own daemon.json: the host's /etc/docker/daemon.json is not read.
+
+    registry: the lab registry's "host:port" (the lab bridge's address).  It is the
+    engine's Docker Hub mirror, over plain HTTP: `docker pull portainer/agent:2.21.4`
+    asks it first and gets the stand-in, with a RepoDigest, as a real VM gets the
+    real image from Docker Hub.
 
     dockerd before 23 keeps its engine ID in a trust key, by default the shared
     /etc/docker/key.json: every engine would get the same ID and the file would stay
     behind after `lab.down`.  Each lab engine gets its own in its state dir."""
-    return {"deprecated-key-path": str(names.trust_key)} if dockerd_major < 23 else {}
+    config: dict = {"registry-mirrors": [f"http://{registry}"],
+                    "insecure-registries": [registry]}
+    if dockerd_major < 23:
+        config["deprecated-key-path"] = str(names.trust_key)
+    return config
+
+
+def registry_serve(names: LabNames) -> Argv:
+    """The lab registry, detached, its pid in its pid file; its command line names its
+    config file, which is what makes a pid count as this lab's registry."""
+    return ["setsid", "--fork", "sh", "-c", WRITE_PID_THEN_EXEC, str(names.registry_pidfile),
+            "docker-registry", "serve", str(names.registry_config)]
 
 
 def dockerd_version() -> Argv:
@@ -175,12 +194,26 @@ def umount(path: str, lazy: bool = False) -> Argv:
     return ["umount", *(["--lazy"] if lazy else []), path]
 
 
+# --- images on a VM's engine ---------------------------------------------------------
 def rootfs_import(names: VMNames, image: str, changes: list[str]) -> Argv:
     """`docker import` of the stand-in rootfs tar (read from stdin) as `image`."""
     argv = ["docker", "--host", names.docker_host, "import"]
     for change in changes:
         argv += ["--change", change]
     return [*argv, "-", image]
+
+
+def image_push(names: VMNames, image: str) -> Argv:
+    return ["docker", "--host", names.docker_host, "push", image]
+
+
+def image_pull(names: VMNames, image: str) -> Argv:
+    return ["docker", "--host", names.docker_host, "pull", image]
+
+
+def image_untag(names: VMNames, image: str) -> Argv:
+    """Remove the tag `image` (and the image, if no other tag names it)."""
+    return ["docker", "--host", names.docker_host, "image", "rm", image]
 
 
 # --- the user's shell on a VM ---------------------------------------------------------

@@ -1,8 +1,10 @@
 """The whole lab: up, down and status.
 
 `up` refuses before making anything (root, packages, config, subnet, bridge
-ownership), records what it will make in the state dir, then brings every VM up in
-parallel.  `down` needs only the state dir: it is what cleans up after a crash.
+ownership), records what it will make in the state dir, starts the lab registry, then
+brings every VM up in parallel (the first one ready pushes the stand-in images to the
+registry, every one pulls them).  `down` needs only the state dir: it is what cleans
+up after a crash.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from phoenix_tasks.errors import PhoenixError
-from phoenix_tasks.lab import checks, commands, images, keys, system, var_lib_docker
+from phoenix_tasks.lab import (checks, commands, images, keys, mirror, registry, registry_api,
+                               system, var_lib_docker)
 from phoenix_tasks.lab import vm as labvm
 from phoenix_tasks.lab.naming import RUN_ROOT, VM_DOCKER_ROOT, LabNames, VMNames
 from phoenix_tasks.model import VM, Config
@@ -50,6 +53,17 @@ class UpResult:
 
 
 @dataclass(frozen=True)
+class RegistryStatus:
+    address: str
+    pid: int | None
+    answers: bool
+
+    @property
+    def up(self) -> bool:
+        return self.pid is not None and self.answers
+
+
+@dataclass(frozen=True)
 class VMStatus:
     vm: VM
     netns: str
@@ -68,12 +82,27 @@ def names_for(config: Config) -> LabNames:
     return LabNames(lab.bridge, lab.state_dir)
 
 
+def registry_address(config: Config) -> str:
+    return registry.address(config.hypervisor.lab.gateway)
+
+
 def desired_for(config: Config, names: LabNames, vm: VM) -> labvm.Desired:
     access = config.hypervisor.vm_access
+    vnames = names.vm(vm.vmid)
+    daemon = commands.daemon_config(vnames, system.dockerd_major_version(),
+                                    registry_address(config))
     return labvm.Desired(
         vm=vm, bridge=names.bridge, ssh_port=access.port,
-        sshd_config=keys.sshd_config_text(names.vm(vm.vmid), vm, access.port, access.user,
-                                          names.authorized_keys))
+        sshd_config=keys.sshd_config_text(vnames, vm, access.port, access.user,
+                                          names.authorized_keys),
+        daemon_json=json.dumps(daemon, indent=2) + "\n")
+
+
+def publisher_for(config: Config, names: LabNames, report: Report = lambda line: None
+                  ) -> mirror.Publisher:
+    """What pushes the stacks' stand-ins to the lab registry, once, for one bring-up."""
+    return mirror.Publisher(names, registry_address(config),
+                            images.stand_ins_for_stacks(config.stacks_dir), report)
 
 
 # --- checks ---------------------------------------------------------------------------
@@ -176,10 +205,11 @@ def ensure_bridge(config: Config, names: LabNames) -> list[str]:
     return done
 
 
-def up_vm(config: Config, names: LabNames, vm: VM, stand_ins: list[images.StandIn],
+def up_vm(config: Config, names: LabNames, vm: VM, publisher: mirror.Publisher,
           report: Report, steps: tuple[str, ...] | None = None) -> VMResult:
     """Plan and apply one VM from its facts; `steps`: only those (create without
-    starting), else everything, then wait until ready and load the stand-in images."""
+    starting), else everything, then wait until ready and pull the stand-in images
+    (publishing them first, through this VM's engine, if no VM did yet)."""
     vnames = names.vm(vm.vmid)
     desired = desired_for(config, names, vm)
     done: list[str] = []
@@ -195,10 +225,11 @@ def up_vm(config: Config, names: LabNames, vm: VM, stand_ins: list[images.StandI
         if steps is not None:
             return VMResult(vm, tuple(done))
         labvm.wait_ready(vnames, vm, desired.ssh_port)
+        digests = publisher.digests(vnames)
         present = labvm.engine_images(vnames)
         if present is None:
             raise labvm.VMNotReady(f"{vm}: the engine stopped answering")
-        for action in labvm.image_actions(vnames, vm, stand_ins, present):
+        for action in labvm.image_actions(vnames, vm, publisher.stand_ins, present, digests):
             report(action.summary)
             labvm.apply(vnames, desired, action)
             done.append(action.summary)
@@ -227,7 +258,7 @@ def write_known_hosts(config: Config, names: LabNames, only_existing: bool = Fal
 
 def prepare(config: Config, names: LabNames, checked: bool = False) -> list[str]:
     """What every VM of the lab needs: checks (unless `checked`), state record, bridge,
-    key, rootfs; idempotent."""
+    key, rootfs, the lab registry; idempotent."""
     if not checked:
         refuse_unless_runnable(config)
     done: list[str] = []
@@ -252,6 +283,7 @@ def prepare(config: Config, names: LabNames, checked: bool = False) -> list[str]
                                names.standin_cert, names.standin_key)
     if images.ensure_rootfs_tar(names.rootfs_tar, parts):
         done.append(f"built the stand-in rootfs {names.rootfs_tar}")
+    done += registry.ensure(names, registry_address(config))
     return done
 
 
@@ -260,7 +292,7 @@ def up(config: Config, report: Report = lambda line: None) -> UpResult:
     started = time.monotonic()
     refuse_unless_runnable(config)  # before anything, even naming: a proxmox config stops here
     names = names_for(config)
-    stand_ins = images.stand_ins_for_stacks(config.stacks_dir)
+    publisher = publisher_for(config, names, report)  # reads the stacks: before anything is made
     lab_actions = prepare(config, names, checked=True)
     for line in lab_actions:
         report(line)
@@ -272,7 +304,8 @@ def up(config: Config, report: Report = lambda line: None) -> UpResult:
             lab_actions.append(f"removed vmid {vmid} (no longer in the config)")
     vms = config.real_vms
     with ThreadPoolExecutor(max_workers=max(1, len(vms))) as pool:
-        results = tuple(pool.map(lambda vm: up_vm(config, names, vm, stand_ins, report), vms))
+        results = tuple(pool.map(lambda vm: up_vm(config, names, vm, publisher, report), vms))
+    lab_actions += publisher.take_done()
     failed = [r for r in results if r.error]
     if failed:
         raise LabFailed("lab.up failed for " + "; ".join(r.error for r in failed))
@@ -283,6 +316,15 @@ def up(config: Config, report: Report = lambda line: None) -> UpResult:
 
 
 # --- status -------------------------------------------------------------------------------
+def registry_status(config: Config) -> RegistryStatus:
+    """The lab registry: its process (by pid file and command line), and whether it
+    answers on its address."""
+    names = names_for(config)
+    address = registry_address(config)
+    pid = registry.pid(names)
+    return RegistryStatus(address, pid, pid is not None and registry_api.answers(address))
+
+
 def status(config: Config) -> list[VMStatus]:
     """Each non-template VM: namespace, engine (answers with its hostname), sshd."""
     return status_of(config, config.real_vms)
@@ -314,6 +356,10 @@ def down(state_dir: Path, bridge: str | None = None,
     record = read_record(state_dir)
     bridges = [b for b in {(record or {}).get("bridge"), bridge} if b]
     done: list[str] = []
+    # The registry's paths are the state dir's alone (the bridge does not matter).
+    for line in registry.remove(LabNames(bridges[0] if bridges else "", state_dir)):
+        report(line)
+        done.append(line)
     for br in bridges:
         names = LabNames(br, state_dir)
         vmids = recorded_vmids(names)

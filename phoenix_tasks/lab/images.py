@@ -1,7 +1,8 @@
 """Stand-in images: no registry is reachable, so the lab makes its own.
 
-Every image that `stacks/*/docker-compose.yml` references gets, on every lab VM, a
-tiny image built from Debian's busybox-static and tagged with the real name and tag,
+Every image that `stacks/*/docker-compose.yml` references gets a tiny image built
+from Debian's busybox-static, under the real name and tag (served to every lab VM by
+the lab registry, see ``mirror``),
 plus this machine's /usr/bin/openssl with the shared libraries `ldd` names for it
 and a self-signed certificate (made once per lab on this machine, `openssl req
 -x509`, CN phoenix-lab-stand-in, 10 years). It accepts any command and arguments (and
@@ -31,6 +32,7 @@ exit 0 in every mode (`docker stop` does not wait for the kill timeout).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -93,8 +95,73 @@ SERVE_SCRIPT = "\n".join((
 ))
 
 
+# Labels the lab adds to a stand-in: what it was built from (``mirror`` compares it with
+# what the registry holds), and the note of a variant pushed on purpose.
+FINGERPRINT_LABEL = "io.phoenix.lab.stand-in.fingerprint"
+VARIANT_LABEL = "io.phoenix.lab.stand-in.variant"
+NOTE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Docker's reference grammar, the parts the lab uses (a name's path and a tag).
+_PATH = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
 class ComposeUnreadable(PhoenixError):
     pass
+
+
+class BadNote(PhoenixError):
+    """A variant's note that cannot be a label value as it is."""
+
+
+@dataclass(frozen=True)
+class HubName:
+    """An image name:tag on Docker Hub, as a registry mirror serves it."""
+
+    repository: str  # the path in the registry: "portainer/agent", "library/busybox"
+    tag: str
+
+    @property
+    def familiar_repository(self) -> str:
+        """As the engine shows it in RepoTags and RepoDigests: "busybox", "portainer/agent"."""
+        return self.repository.removeprefix("library/")
+
+    @property
+    def familiar(self) -> str:
+        return f"{self.familiar_repository}:{self.tag}"
+
+    def in_registry(self, address: str) -> str:
+        """The name that pushes it to the registry at address ("host:port")."""
+        return f"{address}/{self.repository}:{self.tag}"
+
+
+def hub_name(image: str) -> HubName | None:
+    """image as a Docker Hub name and tag; None if it names another registry, a
+    digest, or is not a valid reference (the lab then loads it on each VM itself)."""
+    if "@" in image:
+        return None
+    name, tag = image, "latest"
+    head, slash, tail = image.rpartition("/")
+    if ":" in tail:
+        name_tail, tag = tail.rsplit(":", 1)
+        name = f"{head}{slash}{name_tail}"
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        if first not in HUB_HOSTS:
+            return None
+        name = rest
+    if "/" not in name:
+        name = f"library/{name}"
+    if not _PATH.fullmatch(name) or not _TAG.fullmatch(tag):
+        return None
+    return HubName(name, tag)
+
+
+def fingerprint(rootfs: bytes, changes: list[str]) -> str:
+    """What a stand-in is built from: its root filesystem and its `--change` lines."""
+    digest = hashlib.sha256(rootfs)
+    digest.update(b"\0" + "\n".join(changes).encode())
+    return f"sha256:{digest.hexdigest()}"
 
 
 class StandInUnbuildable(PhoenixError):
@@ -117,18 +184,27 @@ class StandIn:
     image: str  # name:tag, as the stacks write it
     ports: tuple[int, ...]
 
-    def changes(self) -> list[str]:
+    def changes(self, note: str | None = None) -> list[str]:
         """`docker import --change` instructions giving the image its behaviour:
         SERVE_SCRIPT as entrypoint, no command, the ports to serve (PHX_PORTS) and the
         real image name for its log line (PHX_STANDIN_FOR). PHX_STANDIN_EXIT and
-        PHX_STANDIN_DELAY are not set here: a stack sets them per service."""
-        return [
+        PHX_STANDIN_DELAY are not set here: a stack sets them per service.
+
+        note: a variant (same behaviour, another image): labelled VARIANT_LABEL=note."""
+        changes = [
             "ENTRYPOINT " + json.dumps(["/bin/sh", "-c", SERVE_SCRIPT, "stand-in"]),
             'CMD []',
             "ENV PHX_PORTS=" + json.dumps(" ".join(str(p) for p in self.ports)),
             "ENV PHX_STANDIN_FOR=" + self.image,
             "LABEL io.phoenix.lab.stand-in=true",
         ]
+        if note is not None:
+            if not NOTE_PATTERN.fullmatch(note):
+                raise BadNote(f"a variant's note must be 1-64 letters, digits, '.', '_' "
+                              f"or '-' (starting with a letter or digit), not {note!r}")
+            changes.append(f"LABEL {VARIANT_LABEL}={note}")
+        return changes
+
 
 
 def _port_numbers(value: Any, where: str) -> list[int]:

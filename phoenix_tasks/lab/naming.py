@@ -18,6 +18,8 @@ INSIDE_IFACE = "eth0"  # the VM's own end of its veth pair, inside its namespace
 # Where a VM's daemons see its data root, as on a real VM (bound in their mount
 # namespace); the lab makes the (empty) directory on the host if it is missing.
 VM_DOCKER_ROOT = Path("/var/lib/docker")
+# The lab registry's port, on the lab bridge's own address (the lab gateway) only.
+REGISTRY_PORT = 5000
 
 
 def lab_prefix(bridge: str) -> str:
@@ -82,6 +84,28 @@ class LabNames:
         """The resolv.conf every lab daemon sees (bound over /etc/resolv.conf in its
         own mount namespace): loopback only, so no lookup leaves the lab."""
         return self.state_dir / "resolv.conf"
+
+    @property
+    def registry_dir(self) -> Path:
+        """The lab registry's config, storage, pid file and log (lab.down removes it)."""
+        return self.state_dir / "registry"
+
+    @property
+    def registry_config(self) -> Path:
+        """Also the marker that makes a pid the lab registry's: its command line names it."""
+        return self.registry_dir / "config.yml"
+
+    @property
+    def registry_storage(self) -> Path:
+        return self.registry_dir / "storage"
+
+    @property
+    def registry_pidfile(self) -> Path:
+        return self.registry_dir / "registry.pid"
+
+    @property
+    def registry_log(self) -> Path:
+        return self.registry_dir / "registry.log"
 
     @property
     def vms_dir(self) -> Path:

@@ -39,6 +39,23 @@ def run(argv: list[str], *, stdin_file: Path | None = None, check: bool = True,
     return out
 
 
+def spawn(argv: list[str], log: Path) -> None:
+    """Start a detached daemon: `setsid --fork` returns at once, the daemon is
+    re-parented to init and found later through its pid file; its output goes to log."""
+    with open(log, "ab") as out:
+        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                       check=True, timeout=30)
+
+
+def last_line(path: Path) -> str:
+    """The last non-empty line of a daemon's log (at most 300 characters), for errors."""
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1][-300:] if lines else "(empty log)"
+
+
 @functools.lru_cache(maxsize=1)
 def dockerd_major_version() -> int:
     """Major version of this machine's dockerd ("Docker version 20.10.24+dfsg1, ...")."""

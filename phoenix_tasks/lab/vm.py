@@ -1,8 +1,9 @@
 """One lab VM: read its facts, plan the actions that reach the desired state, apply.
 
 Desired state of a running VM: namespace + veth on the bridge with the VM's IP and
-default route; dockerd answering on its socket with hostname = VM name; sshd on the
-VM's IP with the current config; every stand-in image loaded.  A VM that is already
+default route; dockerd answering on its socket with hostname = VM name and running
+with the current daemon.json; sshd on the VM's IP with the current config; every
+stand-in image there, pulled from the lab registry with its digest (``mirror``).  A VM that is already
 there yields no actions, so a second `lab.up` changes nothing.
 """
 
@@ -21,7 +22,7 @@ import docker.errors
 
 from phoenix_tasks.errors import PhoenixError
 from phoenix_tasks.lab import commands, keys, procs, system
-from phoenix_tasks.lab.images import StandIn
+from phoenix_tasks.lab.images import StandIn, hub_name
 from phoenix_tasks.lab.naming import INSIDE_IFACE, VMNames
 from phoenix_tasks.model import VM
 from phoenix_tasks.plan import LOCAL, Action
@@ -42,6 +43,7 @@ class Desired:
     bridge: str
     ssh_port: int
     sshd_config: str  # full text
+    daemon_json: str  # full text (commands.daemon_config)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Facts:
     gateway: str | None
     host_key: bool
     sshd_config: str | None
+    daemon_json: str | None  # what the running dockerd was started with (None: missing)
     dockerd_pid: int | None
     engine_name: str | None  # None: no answer on the socket
     sshd_pid: int | None
@@ -79,11 +82,13 @@ def engine_name(names: VMNames) -> str | None:
         return None
 
 
-def engine_images(names: VMNames) -> frozenset[str] | None:
+def engine_images(names: VMNames) -> dict[str, frozenset[str]] | None:
+    """Each tag on the engine -> the RepoDigests of the image it names (None: the
+    engine does not answer)."""
     try:
         with engine_client(names) as client:
-            return frozenset(tag for image in client.images()
-                             for tag in (image.get("RepoTags") or []))
+            return {tag: frozenset(image.get("RepoDigests") or ())
+                    for image in client.images() for tag in (image.get("RepoTags") or [])}
     except (docker.errors.DockerException, OSError, ValueError):
         return None
 
@@ -121,6 +126,7 @@ def read_facts(names: VMNames, vm: VM, ssh_port: int) -> Facts:
         gateway=system.netns_default_gateway(names.netns) if netns else None,
         host_key=names.host_key.exists() and Path(f"{names.host_key}.pub").exists(),
         sshd_config=names.sshd_config.read_text() if names.sshd_config.exists() else None,
+        daemon_json=names.daemon_json.read_text() if names.daemon_json.exists() else None,
         dockerd_pid=pid,
         engine_name=engine_name(names) if pid else None,
         sshd_pid=spid,
@@ -168,9 +174,10 @@ def plan(names: VMNames, desired: Desired, facts: Facts) -> list[Action]:
     if facts.dockerd_pid is None:
         actions.append(_act(vm, "dockerd-start", "start dockerd",
                             commands.in_vm(names, vm.name, commands.dockerd(names))))
-    elif facts.engine_name != vm.name:
+    elif facts.engine_name != vm.name or facts.daemon_json != desired.daemon_json:
         why = "does not answer" if facts.engine_name is None else \
-            f"has hostname {facts.engine_name!r}"
+            f"has hostname {facts.engine_name!r}" if facts.engine_name != vm.name else \
+            "daemon.json changed"
         actions.append(_act(vm, "dockerd-restart", f"restart dockerd (pid {facts.dockerd_pid} {why})",
                             commands.in_vm(names, vm.name, commands.dockerd(names))))
     sshd_changed = facts.sshd_config != desired.sshd_config or not facts.host_key
@@ -184,10 +191,21 @@ def plan(names: VMNames, desired: Desired, facts: Facts) -> list[Action]:
 
 
 def image_actions(names: VMNames, vm: VM, stand_ins: list[StandIn],
-                  present: frozenset[str]) -> list[Action]:
-    return [_act(vm, "image", f"load stand-in image {s.image}",
-                 commands.rootfs_import(names, s.image, s.changes()))
-            for s in stand_ins if s.image not in present]
+                  present: dict[str, frozenset[str]], digests: dict[str, str]) -> list[Action]:
+    """Pull each stand-in the registry has (digests: {image: digest}) unless the
+    engine's image of that name has that digest already; import the others (names
+    not on Docker Hub, which no mirror serves) where the tag is missing."""
+    actions = []
+    for s in stand_ins:
+        hub = hub_name(s.image)
+        if hub is not None and s.image in digests:
+            if f"{hub.familiar_repository}@{digests[s.image]}" not in present.get(hub.familiar, ()):
+                actions.append(_act(vm, "image-pull", f"pull stand-in image {s.image} "
+                                    "(lab registry)", commands.image_pull(names, s.image)))
+        elif s.image not in present:
+            actions.append(_act(vm, "image", f"load stand-in image {s.image}",
+                                commands.rootfs_import(names, s.image, s.changes())))
+    return actions
 
 
 # --- apply ---------------------------------------------------------------------------
@@ -227,20 +245,21 @@ def apply(names: VMNames, desired: Desired, action: Action) -> None:
             containerd_pidfile.unlink(missing_ok=True)
         make_vm_dirs(names)
         names.exec_root.mkdir(exist_ok=True)
-        daemon = commands.daemon_config(names, system.dockerd_major_version())
-        keys.write_private(names.daemon_json, json.dumps(daemon, indent=2) + "\n")
+        keys.write_private(names.daemon_json, desired.daemon_json)
         with open(names.dockerd_log, "ab") as log:
             log.write(f"--- phoenix lab: starting dockerd {time.ctime()}\n".encode())
-        _spawn(list(action.argv), names.dockerd_log)
+        system.spawn(list(action.argv), names.dockerd_log)
     elif action.kind in ("sshd-start", "sshd-restart"):
         stop_sshd(names)
         names.sshd_pidfile.unlink(missing_ok=True)
         make_vm_dirs(names)
-        _spawn(list(action.argv), names.sshd_log)
+        system.spawn(list(action.argv), names.sshd_log)
     elif action.kind == "image":
         argv = list(action.argv)
         # The tar is the only input: `docker import -` reads it from stdin.
         system.run(argv, stdin_file=names.lab.rootfs_tar)
+    elif action.kind == "image-pull":
+        system.run(list(action.argv), timeout=300)
     else:  # pragma: no cover - plan() only makes the steps above
         raise ValueError(action.kind)
 
@@ -252,14 +271,6 @@ def make_vm_dirs(names: VMNames) -> None:
     names.run_dir.mkdir(parents=True, exist_ok=True)
     names.data_root.mkdir(mode=0o711, parents=True, exist_ok=True)
     names.run_stage.mkdir(mode=0o700, exist_ok=True)
-
-
-def _spawn(argv: list[str], log: Path) -> None:
-    """Start a detached daemon: `setsid --fork` returns at once, the daemon is
-    re-parented to init and found later through its pid file."""
-    with open(log, "ab") as out:
-        system.subprocess.run(argv, stdin=system.subprocess.DEVNULL, stdout=out,
-                              stderr=out, check=True, timeout=30)
 
 
 def wait_ready(names: VMNames, vm: VM, ssh_port: int, timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -278,15 +289,7 @@ def wait_ready(names: VMNames, vm: VM, ssh_port: int, timeout_s: float = READY_T
     down = [what for what, ok in (("dockerd", engine_ok), ("sshd", ssh_ok)) if not ok]
     log = names.dockerd_log if not engine_ok else names.sshd_log
     raise VMNotReady(f"{vm}: {' and '.join(down)} not ready after {timeout_s:.0f} s; "
-                     f"see {log}: {_last_line(log)}")
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "(no log)"
-    return lines[-1][-300:] if lines else "(empty log)"
+                     f"see {log}: {system.last_line(log)}")
 
 
 # --- stop and destroy ----------------------------------------------------------------

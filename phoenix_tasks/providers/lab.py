@@ -1,15 +1,16 @@
 """The lab provider: a VM is a network namespace with its own dockerd and sshd.
 
 The machinery lives in ``phoenix_tasks.lab``; this class maps the provider interface
-onto it.  `create` makes the namespace, veth and keys; `start` starts the daemons,
-waits until both answer and loads the stand-in images.
+onto it.  `prepare` also starts the lab registry; `create` makes the namespace, veth
+and keys; `start` starts the daemons, waits until both answer and pulls the stand-in
+images from the lab registry (the first VM started pushes them there).
 """
 
 from __future__ import annotations
 
 import threading
 
-from phoenix_tasks.lab import control, images
+from phoenix_tasks.lab import control, mirror
 from phoenix_tasks.lab import vm as labvm
 from phoenix_tasks.model import VM, Config
 from phoenix_tasks.providers.base import VMProvider, VMStatus
@@ -25,10 +26,10 @@ class LabProvider(VMProvider):
         self.names = control.names_for(config)
         self._prepared = False
         self._lock = threading.Lock()
-        self._stand_ins: list[images.StandIn] | None = None
+        self._publisher: mirror.Publisher | None = None
 
     def prepare(self) -> list[str]:
-        """Checks (root, packages, subnet...), state record, bridge, key, rootfs."""
+        """Checks (root, packages, subnet...), state record, bridge, key, rootfs, registry."""
         with self._lock:
             done = control.prepare(self.config, self.names)
             self._prepared = True
@@ -37,12 +38,14 @@ class LabProvider(VMProvider):
     def _up(self, vm: VM, steps: tuple[str, ...] | None) -> list[str]:
         if not self._prepared:
             self.prepare()
-        if self._stand_ins is None:
-            self._stand_ins = images.stand_ins_for_stacks(self.config.stacks_dir)
-        result = control.up_vm(self.config, self.names, vm, self._stand_ins, lambda line: None, steps)
+        with self._lock:
+            if self._publisher is None:
+                self._publisher = control.publisher_for(self.config, self.names)
+        result = control.up_vm(self.config, self.names, vm, self._publisher, lambda line: None, steps)
         if result.error:
             raise control.LabFailed(result.error)
-        return list(result.actions)
+        # What publishing did is reported once, with the VM whose start did it.
+        return list(result.actions) + self._publisher.take_done()
 
     def create(self, vm: VM) -> list[str]:
         return self._up(vm, CREATE_STEPS)

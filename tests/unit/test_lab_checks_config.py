@@ -32,9 +32,9 @@ def test_missing_programs_map_to_the_debian_packages_to_install(tmp_path):
                "openssl", "ldd"}
     missing = checks.missing_packages(which=lambda p: p if p in present else None,
                                       busybox=tmp_path / "none")
-    assert missing == ["busybox-static", "docker.io"]
+    assert missing == ["busybox-static", "docker-registry", "docker.io"]
     with pytest.raises(checks.LabRefused,
-                       match=r"apt-get install busybox-static docker\.io"):
+                       match=r"apt-get install busybox-static docker-registry docker\.io"):
         checks.require_packages(missing)
 
 

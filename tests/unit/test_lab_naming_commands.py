@@ -92,10 +92,58 @@ def test_veth_inside_end_is_created_directly_in_the_namespace():
 @pytest.mark.parametrize("major, expected", [(20, True), (23, False), (26, False)])
 def test_old_engines_get_their_own_trust_key(major, expected):
     names = USER.vm(1001)
-    config = commands.daemon_config(names, major)
+    config = commands.daemon_config(names, major, "198.18.42.1:5000")
     assert ("deprecated-key-path" in config) is expected
     if expected:
         assert config["deprecated-key-path"] == str(names.trust_key)
+
+
+def test_every_engine_has_the_lab_registry_as_its_docker_hub_mirror_over_http():
+    names = USER.vm(1001)
+    assert commands.daemon_config(names, 20, "198.18.42.1:5000") == {
+        "registry-mirrors": ["http://198.18.42.1:5000"],
+        "insecure-registries": ["198.18.42.1:5000"],
+        "deprecated-key-path": str(names.trust_key),
+    }
+    assert commands.daemon_config(names, 26, "198.18.77.1:5000") == {
+        "registry-mirrors": ["http://198.18.77.1:5000"],
+        "insecure-registries": ["198.18.77.1:5000"],
+    }
+
+
+def test_the_registry_runs_detached_writes_its_pid_and_names_its_config():
+    argv = commands.registry_serve(USER)
+    assert argv == ["setsid", "--fork", "sh", "-c", commands.WRITE_PID_THEN_EXEC,
+                    "/var/lib/phoenix-lab/registry/registry.pid",
+                    "docker-registry", "serve", "/var/lib/phoenix-lab/registry/config.yml"]
+    # The script takes its values only as arguments: $0 the pid file, "$@" the program.
+    assert commands.WRITE_PID_THEN_EXEC == 'echo "$$" > "$0"\nexec "$@"'
+
+
+def test_the_pid_script_writes_the_pid_of_the_program_it_becomes(tmp_path):
+    import subprocess
+    pidfile = tmp_path / "it.pid"
+    out = subprocess.run(["sh", "-c", commands.WRITE_PID_THEN_EXEC, str(pidfile),
+                          "sh", "-c", 'echo "$$"'], capture_output=True, text=True, check=True)
+    assert pidfile.read_text() == out.stdout
+
+
+def test_a_hostile_state_dir_stays_one_argument_of_the_registry():
+    names = LabNames("phxlab0", Path("/tmp/x; rm -rf / $(id)"))
+    argv = commands.registry_serve(names)
+    assert argv[5] == "/tmp/x; rm -rf / $(id)/registry/registry.pid"
+    assert argv[-1] == "/tmp/x; rm -rf / $(id)/registry/config.yml"
+
+
+def test_image_push_pull_and_untag_talk_to_the_vms_engine():
+    names = USER.vm(1001)
+    host = ["docker", "--host", names.docker_host]
+    assert commands.image_push(names, "198.18.42.1:5000/portainer/agent:2.21.4") == \
+        [*host, "push", "198.18.42.1:5000/portainer/agent:2.21.4"]
+    assert commands.image_pull(names, "portainer/agent:2.21.4") == \
+        [*host, "pull", "portainer/agent:2.21.4"]
+    assert commands.image_untag(names, "198.18.42.1:5000/portainer/agent:2.21.4") == \
+        [*host, "image", "rm", "198.18.42.1:5000/portainer/agent:2.21.4"]
 
 
 def test_ssh_client_argv_is_strict_and_keeps_the_command_one_argument():

@@ -97,6 +97,21 @@ def test_an_update_swarm_rolled_back_is_a_failure():
         "task: non-zero exit (4)")  # the named task's own error, not only swarm's message
 
 
+def test_a_rollback_already_completed_still_names_the_failed_tasks_error():
+    # With a registry the old image pulls at once and the rollback is over before the
+    # next read: swarm's message then names no task.
+    import dataclasses
+    p = read("update_rolled_back")
+    wanted = read("update_rolling")
+    (name,) = p.services
+    p.services[name] = dataclasses.replace(p.services[name], update_state="rollback_completed",
+                                           update_message="rollback completed")
+    v = judge_all(p, desired_for(wanted), started=RB)[name]
+    assert v.state == FAILED and v.detail == (
+        "Swarm rolled the update back (rollback_completed): rollback completed; "
+        "task nclmzcd38dee failed (exit code 4): task: non-zero exit (4)")
+
+
 def test_a_one_shot_container_under_restart_any_is_named_as_the_problem():
     # probe_job with its restart policy taken away: an exit 0 is restarted forever
     p = read("job_completed")
