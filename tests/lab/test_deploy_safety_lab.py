@@ -191,6 +191,27 @@ def test_a_killed_deploy_leaves_a_lock_that_expires_and_an_incomplete_record(saf
     assert "did not renew it" in out and "taking it over" in out
 
 
+def test_images_run_by_digest_and_a_moved_tag_is_a_change(safety_lab, run):
+    from phoenix_tasks.lab import mirror
+    api = manager(safety_lab).services.get(f"s1_{APP}_api").attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    assert api.startswith("thinkheads/ai-api:1.4.0@sha256:")
+    last = history(run)[-1]
+    assert last["digests"]["thinkheads/ai-api:1.4.0"] == api  # the ledger records what runs
+    code, out, t = run(stack_tasks.deploy, stack=APP, env="s1", dry_run=True)
+    assert code == 0 and f"s1_{APP}: no changes" in out, out
+    digest = mirror.push_variant(safety_lab.config, "thinkheads/ai-api:1.4.0", "a rebuilt 1.4.0")
+    assert digest and digest not in api  # same tag, new content
+    code, out, t = run(stack_tasks.deploy, stack=APP, env="s1", dry_run=True)
+    assert code == 0, out
+    assert f"change  s1_{APP}_api: change image" in out, out
+    assert t.mutating_commands == []
+    code, out, _ = run(stack_tasks.deploy, stack=APP, env="s1")
+    assert code == 0 and "deploy converged" in out, out
+    now = manager(safety_lab).services.get(f"s1_{APP}_api").attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    assert now.endswith(digest)
+    assert history(run)[-1]["digests"]["thinkheads/ai-api:1.4.0"] == now
+
+
 def test_lock_for_people(safety_lab, run):
     code, out, _ = run(stack_tasks.lock_, stack=APP, env="s2", ttl="600", reason="db migration")
     assert code == 0 and "locked s2_thinkheads_ai_app" in out, out
