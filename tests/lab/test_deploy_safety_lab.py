@@ -199,7 +199,7 @@ def test_images_run_by_digest_and_a_moved_tag_is_a_change(safety_lab, run):
     assert last["digests"]["thinkheads/ai-api:1.4.0"] == api  # the ledger records what runs
     code, out, t = run(stack_tasks.deploy, stack=APP, env="s1", dry_run=True)
     assert code == 0 and f"s1_{APP}: no changes" in out, out
-    digest = mirror.push_variant(safety_lab.config, "thinkheads/ai-api:1.4.0", "a rebuilt 1.4.0")
+    digest = mirror.push_variant(safety_lab.config, "thinkheads/ai-api:1.4.0", "rebuilt-1.4.0")
     assert digest and digest not in api  # same tag, new content
     code, out, t = run(stack_tasks.deploy, stack=APP, env="s1", dry_run=True)
     assert code == 0, out
