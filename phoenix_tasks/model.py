@@ -54,6 +54,7 @@ class VM:
     disk_size_gb: int
     clone_from_vmid: int | None = None
     is_template: bool = False
+    proxmox_node: str | None = None  # None: the hypervisor config's proxmox.node
     docker_stacks: tuple[str, ...] = ()
     swarm_role: SwarmRole | None = None
     # Ordered key -> value; duplicate keys are refused by validation.
@@ -115,7 +116,15 @@ class ProxmoxSettings:
     node: str
     ssh_user: str
     ssh_port: int
-    api_token_env: str | None
+    api_token_env: str | None  # the variable's NAME; its value is read once, into a Secret
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    clone_storage: str | None = None  # None: the template's own storage
+    max_parallel_clones: int = 1
+
+    def node_for(self, vm: "VM") -> str:
+        """The Proxmox node a VM is cloned to and runs on."""
+        return vm.proxmox_node or self.node
 
 
 @dataclass(frozen=True)

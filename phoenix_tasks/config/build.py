@@ -59,6 +59,7 @@ def build_vms(entries: list[tuple[int, dict]]) -> list[VM]:
             disk_size_gb=vm.get("disk_size_gb", 0),
             clone_from_vmid=vm.get("clone_from_vmid"),
             is_template=vm.get("is_template", False),
+            proxmox_node=vm.get("proxmox_node"),
             docker_stacks=tuple(vm.get("docker_stacks", [])),
             swarm_role=vm.get("swarm_role"),
             node_labels=labels,
@@ -115,6 +116,10 @@ def _build_hypervisor(hv: dict, config_dir: Path) -> Hypervisor:
         proxmox=ProxmoxSettings(
             host=px["host"], node=px["node"], ssh_user=px.get("ssh_user", "root"),
             ssh_port=px.get("ssh_port", 22), api_token_env=px.get("api_token_env"),
+            verify_tls=px.get("verify_tls", True),
+            ca_file=_path(px["ca_file"], config_dir) if px.get("ca_file") else None,
+            clone_storage=px.get("clone_storage"),
+            max_parallel_clones=px.get("max_parallel_clones", 1),
         ) if px else None,
         lab=lab,
     )

@@ -97,6 +97,10 @@ def check_hypervisor(raw: Raw, problems: list[Problem]) -> None:
         problems.append(Problem(f, "/network/subnet", f"{hv['network']['subnet']} has host bits set; did you mean {net}?"))
     if ipaddress.IPv4Address(hv["network"]["gateway"]) not in net:
         problems.append(Problem(f, "/network/gateway", f"gateway {hv['network']['gateway']} is outside {net}"))
+    px = hv.get("proxmox")
+    if px and px.get("ca_file") and px.get("verify_tls") is False:
+        problems.append(Problem(f, "/proxmox/ca_file", "ca_file is set but verify_tls is false: the CA file would be ignored "
+                                "(remove one of the two)"))
     lab = hv.get("lab")
     if lab:
         lnet = ipaddress.IPv4Network(lab["subnet"], strict=False)
@@ -120,6 +124,26 @@ def check_hypervisor(raw: Raw, problems: list[Problem]) -> None:
             problems.append(Problem(raw.vm_file, where, f"{ip.ip} is outside the lab subnet {lab['subnet']} ({paths.HYPERVISOR_CONFIG_FILE} /lab/subnet)"))
         if lab and str(ip.ip) == str(ipaddress.IPv4Interface(lab["gateway"]).ip):
             problems.append(Problem(raw.vm_file, where, f"{ip.ip} is the lab bridge's own address (/lab/gateway)"))
+    if hv["provider"] == "proxmox" and px:
+        _check_manager_spread(raw, px["node"], problems)
+
+
+def _check_manager_spread(raw: Raw, default_node: str, problems: list[Problem]) -> None:
+    """Warn when a majority of the swarm's managers sit on one Proxmox node: losing that
+    physical host loses the swarm's quorum.  Below three managers spreading gains nothing
+    (one or two managers lose quorum with any one of them), so only three or more count."""
+    managers = [vm for _, vm in raw.effective_vms()
+                if vm.get("swarm_role") == "manager" and not vm.get("is_template")]
+    if len(managers) < 3:
+        return
+    by_node: dict[str, list[str]] = {}
+    for vm in managers:
+        by_node.setdefault(vm.get("proxmox_node") or default_node, []).append(vm["name"])
+    node, names = max(by_node.items(), key=lambda item: len(item[1]))
+    if len(names) > len(managers) // 2:
+        problems.append(Problem(raw.vm_file, "/vms", f"{len(names)} of {len(managers)} swarm managers ({', '.join(names)}) "
+                                f"are on Proxmox node {node!r}: losing that host loses the swarm's quorum "
+                                "(spread them with proxmox_node)", "warning"))
 
 
 def check_stack_references(raw: Raw, problems: list[Problem]) -> None:
