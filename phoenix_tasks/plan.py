@@ -3,7 +3,8 @@
 Every change has one shape: read facts -> plan a list of `Action`s -> show the plan
 (`--dry-run` stops there) -> apply -> read again.  An `Action` says where it runs,
 what it changes, one line for people, and its argv (or that the argv is resolved at
-apply time, from facts only the apply can know).  A `Plan` is the actions and what
+apply time, from facts only the apply can know), or instead of an argv the API call it
+makes (`call`: the Proxmox provider's typed `ApiCall`).  A `Plan` is the actions and what
 cannot be done (`Blocked`); an `Outcome` is what the apply did.  `show.py` prints
 them, one way for every flow.
 """
@@ -48,6 +49,9 @@ class Action:
     target: Any = None  # what it changes, when that is not `where` (a VM, a stack)
     phase: str = ""  # for flows applied phase by phase (swarm: init/join/labels)
     stdin: Payload | None = None
+    # An API request instead of a command (e.g. providers.proxmox.api.ApiCall); it is
+    # data with its own str(), never shell text, so it does not go through `argv`.
+    call: Any = None
 
     @property
     def subject(self) -> Any:
@@ -56,7 +60,7 @@ class Action:
 
     @property
     def resolved(self) -> bool:
-        return self.argv is not None
+        return self.argv is not None or self.call is not None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ def show_plan(console: Console, plan: Plan, *, verbose: bool = False, title: str
             if verbose and a.argv is not None:
                 stdin = f" < {a.stdin}" if a.stdin is not None else ""
                 console.print(f"      $ {display_command(a.argv)}{stdin}", markup=False, highlight=False)
+            if verbose and a.call is not None:
+                console.print(f"      > {a.call}", markup=False, highlight=False)
     else:
         console.print(f"{title}: no changes", markup=False)
     for b in plan.blocked:

@@ -1,4 +1,5 @@
-"""The Proxmox provider: planned, not built.  Every method says so plainly."""
+"""The Proxmox provider: its facts, classification and plan are built (see the package);
+the API client and the apply are not, so every method still says so plainly."""
 
 from __future__ import annotations
 
