@@ -127,8 +127,11 @@ def wait_ready(names: LabNames, addr: str, timeout_s: float = READY_TIMEOUT_S) -
     while time.monotonic() < deadline:
         if registry_api.answers(addr, timeout=0.5):
             return
-        if pid(names) is None and names.registry_pidfile.exists():
-            break  # it wrote its pid file and died (e.g. the address is taken)
+        # It wrote its pid file and died (e.g. the address is taken).  Only a pid that
+        # was read whole and is gone counts: a pid file being written reads as empty.
+        written = procs.read_pidfile(names.registry_pidfile)
+        if written is not None and not procs.is_running(written):
+            break
         time.sleep(0.05)
     raise RegistryNotReady(f"the {WHAT} does not answer on {addr}; see {names.registry_log}: "
                            f"{system.last_line(names.registry_log)}")
