@@ -78,10 +78,18 @@ def test_deploy_quartet_dev1(stack_lab, run):
     code, out, t = run(stack_tasks.deploy, stack=APP, env="dev1")
     assert code == 0, out
     assert "converged: dev1_thinkheads_ai_app deployed" in out
-    assert [r.display.split(" --label")[0] for r in t.mutating_commands] == [
-        "docker config create", "docker stack deploy --compose-file - --prune --with-registry-auth "
-        "--detach=true -- dev1_thinkheads_ai_app"]
-    assert t.mutating_commands[1].stdin_bytes > 0  # the document went on stdin
+    # lock, ledger entry, the environment's config, the deploy, ledger result, unlock
+    shown = [r.display for r in t.mutating_commands]
+    assert [d.split(" --label")[0].split(" -- ")[0] for d in shown] == [
+        "docker config create", "docker config create", "docker config create",
+        "docker stack deploy --compose-file - --prune --with-registry-auth --detach=true",
+        "docker config create", "docker config rm"]
+    assert "io.phoenix.lock=dev1_thinkheads_ai_app" in shown[0]
+    assert "io.phoenix.ledger=dev1_thinkheads_ai_app" in shown[1]
+    assert shown[2].endswith(" -- " + next(c.name for c in manager(stack_lab).configs.list()
+                                           if c.name.startswith("dev1_thinkheads_ai_app_api_settings_")) + " -")
+    assert "io.phoenix.ledger.result-of=dev1_thinkheads_ai_app" in shown[4]
+    assert t.mutating_commands[3].stdin_bytes > 0  # the document went on stdin
     found = services(stack_lab)
     assert sorted(n for n in found if n.startswith("dev1_")) == ["dev1_thinkheads_ai_app_api",
                                                                   "dev1_thinkheads_ai_app_inference"]
@@ -91,8 +99,8 @@ def test_deploy_quartet_dev1(stack_lab, run):
     m = manager(stack_lab)
     assert [n.name for n in m.networks.list(filters={"label": "com.docker.stack.namespace=dev1_thinkheads_ai_app"})] \
         == ["dev1_thinkheads_ai_app_backend"]
-    assert [c.name for c in m.configs.list()] and all(c.name.startswith("dev1_thinkheads_ai_app_api_settings_")
-                                                      for c in m.configs.list())
+    env_configs = m.configs.list(filters={"label": "com.docker.stack.namespace=dev1_thinkheads_ai_app"})
+    assert env_configs and all(c.name.startswith("dev1_thinkheads_ai_app_api_settings_") for c in env_configs)
     # The GPU service's tasks run only on the node labelled gpu=true.
     gpu = stack_lab.docker(next(v for v in stack_lab.vms if v.name == "drphoenix")).info()["Swarm"]["NodeID"]
     tasks = m.services.get("dev1_thinkheads_ai_app_inference").tasks(filters={"desired-state": "running"})
@@ -100,7 +108,8 @@ def test_deploy_quartet_dev1(stack_lab, run):
 
     code, out, t = run(stack_tasks.deploy, stack=APP, env="dev1")
     assert code == 0 and "dev1_thinkheads_ai_app: no changes" in out, out
-    assert t.mutating_commands == [] and len(t.log) == 1  # one round trip to one manager
+    # two round trips to one manager: resolve the images' digests, read the stack
+    assert t.mutating_commands == [] and len(t.log) == 2 and {r.vm for r in t.log} == {"portainer"}
     assert not any("stack deploy" in r.display for r in t.log)
     code, out, t = run(stack_tasks.deploy, stack=APP, env="dev1", dry_run=True)
     assert code == 0 and "no changes" in out and t.mutating_commands == []
