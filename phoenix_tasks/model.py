@@ -121,6 +121,7 @@ class ProxmoxSettings:
     ca_file: Path | None = None
     clone_storage: str | None = None  # None: the template's own storage
     max_parallel_clones: int = 1
+    api_port: int = 8006  # pveproxy's HTTPS port
 
     def node_for(self, vm: "VM") -> str:
         """The Proxmox node a VM is cloned to and runs on."""

@@ -120,6 +120,7 @@ def _build_hypervisor(hv: dict, config_dir: Path) -> Hypervisor:
             ca_file=_path(px["ca_file"], config_dir) if px.get("ca_file") else None,
             clone_storage=px.get("clone_storage"),
             max_parallel_clones=px.get("max_parallel_clones", 1),
+            api_port=px.get("api_port", 8006),
         ) if px else None,
         lab=lab,
     )

@@ -34,7 +34,8 @@ def _three_managers(doc, nodes=(None, None, None)):
 
 def test_defaults_when_the_settings_are_absent():
     px = load_config(REPO / "etc").hypervisor.proxmox
-    assert (px.verify_tls, px.ca_file, px.clone_storage, px.max_parallel_clones) == (True, None, None, 1)
+    assert (px.verify_tls, px.ca_file, px.clone_storage, px.max_parallel_clones, px.api_port) == (
+        True, None, None, 1, 8006)
     config = load_config(REPO / "etc")
     assert all(vm.proxmox_node is None for vm in config.vms)
     assert {px.node_for(vm) for vm in config.vms} == {"phoenix"}
@@ -43,12 +44,12 @@ def test_defaults_when_the_settings_are_absent():
 def test_settings_are_built_ca_file_relative_to_the_config_dir(tmp_path):
     root = base_tree(tmp_path / "tree")
     _edit(root, HV_FILE, lambda d: d["proxmox"].update(ca_file="pve-root-ca.pem", clone_storage="fast-zfs",
-                                                       max_parallel_clones=2))
+                                                       max_parallel_clones=2, api_port=18006))
     _edit(root, VM_FILE, lambda d: d["vms"][2].update(proxmox_node="pve2"))
     config = load_config(root / "etc", root / "stacks")
     px = config.hypervisor.proxmox
-    assert (px.verify_tls, px.ca_file, px.clone_storage, px.max_parallel_clones) == (
-        True, root / "etc" / "pve-root-ca.pem", "fast-zfs", 2)
+    assert (px.verify_tls, px.ca_file, px.clone_storage, px.max_parallel_clones, px.api_port) == (
+        True, root / "etc" / "pve-root-ca.pem", "fast-zfs", 2, 18006)
     assert [px.node_for(vm) for vm in config.real_vms] == ["phoenix", "pve2"]
 
 
