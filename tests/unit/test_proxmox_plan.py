@@ -285,5 +285,6 @@ def test_no_delete_and_no_path_injection():
 def test_read_calls():
     assert str(api.cluster_vms()) == "GET /cluster/resources type=vm"
     upid = data("clone_response.json")
+    # raw here; quoted on the wire by the HTTP client (test_proxmox_http)
     assert api.task_status("phoenix", upid).path == (
-        "/nodes/phoenix/tasks/UPID%3Aphoenix%3A000A1B2C%3A01F2E3D4%3A6650A1B2%3Aqmclone%3A9000%3Aroot%40pam%21phoenix%3A/status")
+        "/nodes/phoenix/tasks/UPID:phoenix:000A1B2C:01F2E3D4:6650A1B2:qmclone:9000:root@pam!phoenix:/status")

@@ -80,7 +80,8 @@ def vm_config(node: str, vmid: int) -> ApiCall:
 def task_status(node: str, upid: str) -> ApiCall:
     if not UPID.fullmatch(upid):
         raise ValueError(f"{upid!r} is not a Proxmox task id (UPID)")
-    return ApiCall("GET", f"/nodes/{_node(node)}/tasks/{quote(upid, safe='')}/status")
+    # The raw UPID (no '/' can be in it: checked above); the HTTP client URL-quotes the path.
+    return ApiCall("GET", f"/nodes/{_node(node)}/tasks/{upid}/status")
 
 
 # -- changes --------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The Proxmox provider: its facts, classification and plan are built (see the package);
-the API client and the apply are not, so every method still says so plainly."""
+"""The Proxmox provider: its facts, classification, plan and HTTP client are built (see
+the package); the apply and the wiring are not, so every method still says so plainly."""
 
 from __future__ import annotations
 
