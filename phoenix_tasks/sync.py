@@ -115,7 +115,7 @@ class SyncResult:
 
 
 def read_plan(config: Config, transport: Transport, provider: VMProvider, renderer: Renderer,
-              opts: Options) -> SyncPlan:
+              opts: Options, *, dry_run: bool = False) -> SyncPlan:
     """Every stage's plan, read from the real state; nothing changes."""
     rendered = renderer({})
     plan = SyncPlan(vms=plan_vms(config, provider), rendered=rendered)
@@ -129,13 +129,9 @@ def read_plan(config: Config, transport: Transport, provider: VMProvider, render
     if facts is None or facts.control is None:
         plan.notes["portainer"] = f"deploy {rendered.namespace} ({len(rendered.services)} services) once the swarm exists"
         return plan
-    images = digests.images_of(rendered.document)
-    if images:
-        resolution = digests.parse_resolve(transport.run(facts.control, digests.resolve_argv(images),
-                                                         mutating=False).stdout)
-        if resolution.digests:
-            plan.rendered = rendered = renderer(resolution.digests)
-        plan.warnings += resolution.warnings
+    plan.rendered, warnings = digests.render_by_digest(transport, facts.control, renderer, rendered, pull=not dry_run)
+    rendered = plan.rendered
+    plan.warnings += warnings
     plan.portainer = deploy(transport, config, rendered, dry_run=True)
     plan.portainer.plan.warnings[:0] = plan.warnings
     return plan

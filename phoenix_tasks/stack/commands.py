@@ -122,6 +122,13 @@ def stack_rm(namespace: str) -> list[str]:
     return [DOCKER, "stack", "rm", "--", namespace]
 
 
+def object_remove(kind: str, names: Sequence[str]) -> list[Arg]:
+    """`docker config|secret rm -- NAME...` (the exit status fails if one is missing)."""
+    if kind not in ("config", "secret"):
+        raise ValueError(f"kind must be config or secret, not {kind!r}")
+    return [DOCKER, kind, "rm", "--", *names]
+
+
 def object_create(kind: str, name: str, labels: Mapping[str, str]) -> list[Arg]:
     """`docker config|secret create NAME -`: the content comes on stdin."""
     if kind not in ("config", "secret"):

@@ -85,8 +85,11 @@ def _holder_nodes(transport: Transport, manager: VM, holders: set[str]) -> dict[
 def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run: bool,
            timeout_s: float = DEFAULT_TIMEOUT_S, stable_s: float = STABLE_S,
            show: Callable[[DeployOutcome], None] = lambda outcome: None,
-           report: Callable[[Mapping[str, Verdict]], None] = lambda verdicts: None) -> DeployOutcome:
-    manager, read = read_stack(transport, config, rendered.namespace)
+           report: Callable[[Mapping[str, Verdict]], None] = lambda verdicts: None,
+           first_read: tuple[VM, StackRead] | None = None) -> DeployOutcome:
+    """`first_read`: the namespace's services as the caller just read them (its first
+    round trip), so that it is not read twice."""
+    manager, read = first_read or read_stack(transport, config, rendered.namespace)
     running = read.services
     desired = desired_services(rendered)
     changes = compare(desired, running)

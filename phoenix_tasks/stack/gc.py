@@ -15,7 +15,7 @@ from typing import Iterable, Mapping
 from ..model import VM
 from ..transport import Transport
 from . import ledger
-from .commands import SEPARATOR
+from .commands import SEPARATOR, object_remove
 from .render import STACK_NAMESPACE_LABEL
 
 LIST_SCRIPT = (
@@ -88,7 +88,7 @@ def collect(transport: Transport, manager: VM, namespace: str, keep: int) -> Col
     for kind in ("config", "secret"):
         batch = [name for k, name in doomed if k == kind]
         if batch:
-            res = transport.run(manager, ["docker", kind, "rm", "--", *batch], mutating=True, check=False)
+            res = transport.run(manager, object_remove(kind, batch), mutating=True, check=False)
             if res.ok:
                 done.objects += [f"{kind} {name}" for name in batch]
     return done

@@ -22,8 +22,8 @@ from ..model import VM, Config
 from ..transport import Transport
 from . import digests as digests_mod
 from . import gc, ledger
-from .deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy, read_view
-from .facts import on_a_manager
+from .deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy, read_stack, read_view
+from .diff import compare, desired_services
 from .lock import DEFAULT_WAIT_S, Lock
 from .remove import DEFAULT_TIMEOUT_S as RM_TIMEOUT_S
 from .remove import RemoveOutcome, remove
@@ -79,32 +79,24 @@ def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, 
     run) takes no lock, writes nothing and costs the reads alone.  With changes, the
     lock is taken and everything is read and planned again under it."""
     rendered = renderer({})
+    manager, read = read_stack(transport, config, rendered.namespace)
     warnings: list[str] = []
     if guard.resolve:
-        images = digests_mod.images_of(rendered.document)
-        if images:
-            _, res = on_a_manager(transport, config, digests_mod.resolve_argv(images))
-            resolution = digests_mod.parse_resolve(res.stdout)
-            warnings += resolution.warnings
-            if resolution.digests:
-                rendered = renderer(resolution.digests)
+        rendered, warnings = digests_mod.render_by_digest(transport, manager, renderer, rendered, pull=not dry_run)
     result = Guarded(rendered, warnings=warnings)
 
     def with_warnings(outcome: DeployOutcome) -> DeployOutcome:
         outcome.plan.warnings[:0] = [w for w in warnings if w not in outcome.plan.warnings]
         return outcome
 
-    first = deploy(transport, config, rendered, dry_run=True)
-    first.dry_run = dry_run  # with nothing to change, this read is the run's whole plan
-    if dry_run or not first.changes:
-        show(with_warnings(first), rendered)
-        result.outcome = first
-        if not dry_run and first.behind:  # nothing to deploy: wait for the truth, as deploy does
-            result.outcome = deploy(transport, config, rendered, dry_run=False, timeout_s=timeout_s, report=report)
+    if dry_run or not compare(desired_services(rendered), read.services):
+        # nothing to change (it may still wait for replicas), or only a plan: no lock
+        result.outcome = deploy(transport, config, rendered, dry_run=dry_run, timeout_s=timeout_s,
+                                show=lambda o: show(with_warnings(o), rendered), report=report,
+                                first_read=(manager, read))
         return result
 
     swarm = config.hypervisor.swarm
-    manager = first.manager
     lock = Lock(transport, manager, rendered.namespace, guard.command, ttl_s=swarm.lock_ttl_s,
                 wait_s=guard.lock_wait_s, force=guard.force_unlock, report=note)
     lock.acquire()

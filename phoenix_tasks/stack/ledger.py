@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 from ..model import VM
 from ..transport import RemoteCommandFailed, Transport
-from .commands import SEPARATOR
+from .commands import SEPARATOR, object_remove
 
 ENTRY = "io.phoenix.ledger"  # = namespace
 RESULT_OF = "io.phoenix.ledger.result-of"  # = namespace
@@ -102,7 +102,7 @@ def _create(labels: Mapping[str, str], name: str) -> list[str]:
 
 
 def remove_argv(names: list[str]) -> list[str]:
-    return ["docker", "config", "rm", "--", *names]
+    return object_remove("config", names)
 
 
 # The manager's clock, then every entry and result of the namespace, inspected (data included).

@@ -33,7 +33,7 @@ from typing import Any, Callable
 from ..errors import PhoenixError
 from ..model import VM
 from ..transport import RemoteCommandFailed, Transport
-from .commands import SEPARATOR
+from .commands import SEPARATOR, object_remove
 
 LABEL = "io.phoenix.lock"  # = the namespace
 L_GEN, L_TOKEN, L_HOLDER = "io.phoenix.lock.generation", "io.phoenix.lock.token", "io.phoenix.lock.holder"
@@ -138,7 +138,7 @@ def create_argv(namespace: str, generation: int, token: str, holder: str, comman
 
 
 def remove_argv(names: list[str]) -> list[str]:
-    return ["docker", "config", "rm", "--", *names]
+    return object_remove("config", names)
 
 
 class Lock:
