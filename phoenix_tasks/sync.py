@@ -115,7 +115,7 @@ class SyncResult:
 
 
 def read_plan(config: Config, transport: Transport, provider: VMProvider, renderer: Renderer,
-              opts: Options, *, dry_run: bool = False) -> SyncPlan:
+              opts: Options) -> SyncPlan:
     """Every stage's plan, read from the real state; nothing changes."""
     rendered = renderer({})
     plan = SyncPlan(vms=plan_vms(config, provider), rendered=rendered)
@@ -129,7 +129,7 @@ def read_plan(config: Config, transport: Transport, provider: VMProvider, render
     if facts is None or facts.control is None:
         plan.notes["portainer"] = f"deploy {rendered.namespace} ({len(rendered.services)} services) once the swarm exists"
         return plan
-    plan.rendered, warnings = digests.render_by_digest(transport, facts.control, renderer, rendered, pull=not dry_run)
+    plan.rendered, warnings = digests.render_by_digest(transport, facts.control, renderer, rendered)
     rendered = plan.rendered
     plan.warnings += warnings
     plan.portainer = deploy(transport, config, rendered, dry_run=True)

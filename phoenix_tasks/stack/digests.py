@@ -18,20 +18,17 @@ from ..model import VM
 from ..transport import Transport
 from .render import SwarmObject
 
-# $1 = "pull" or "known" (a dry run: the digests the engine already has, nothing
-# pulled), then the images.
 RESOLVE_SCRIPT = (
-    'how=$1; shift; '
     'for i in "$@"; do '
-    'err=; if [ "$how" = pull ]; then err=$(docker pull -q -- "$i" 2>&1 >/dev/null) || true; fi; '
+    'err=$(docker pull -q -- "$i" 2>&1 >/dev/null) || true; '
     "d=$(docker image inspect --format '{{json .RepoDigests}}' -- \"$i\" 2>/dev/null) || d=null; "
     "printf '%s\\t%s\\t%s\\n' \"$i\" \"$d\" \"$(printf %s \"$err\" | tr '\\t\\n' '  ')\"; "
     "done"
 )
 
 
-def resolve_argv(images: Iterable[str], pull: bool = True) -> list[str]:
-    return ["sh", "-c", RESOLVE_SCRIPT, "phoenix", "pull" if pull else "known", *images]
+def resolve_argv(images: Iterable[str]) -> list[str]:
+    return ["sh", "-c", RESOLVE_SCRIPT, "phoenix", *images]
 
 
 def repository(image: str) -> str:
@@ -87,24 +84,22 @@ def images_of(document: Mapping) -> list[str]:
     return list(seen)
 
 
-def resolve(transport: Transport, manager: VM, images: list[str], pull: bool = True) -> Resolution:
+def resolve(transport: Transport, manager: VM, images: list[str]) -> Resolution:
     if not images:
         return Resolution()
     # a pull may take a while: longer than an ordinary command's deadline
-    res = transport.run(manager, resolve_argv(images, pull), mutating=False,
+    res = transport.run(manager, resolve_argv(images), mutating=False,
                         timeout=max(transport.access.command_timeout_s, 120.0))
     return parse_resolve(res.stdout)
 
 
-def render_by_digest(transport: Transport, manager: VM, renderer, first, *, pull: bool = True):
+def render_by_digest(transport: Transport, manager: VM, renderer, first):
     """(the document rendered with its images by digest, warnings).  `first` is the
-    document rendered without digests; `pull=False` (a dry run) uses only the digests
-    the manager's engine already knows and changes nothing on it."""
-    resolution = resolve(transport, manager, images_of(first.document), pull)
-    warnings = list(resolution.warnings)
-    if not pull and warnings:
-        warnings.append("dry run: digests are the ones the manager already has (nothing was pulled)")
-    return (renderer(resolution.digests) if resolution.digests else first), warnings
+    document rendered without digests.  A dry run resolves too (its plan must show a
+    tag that moved): the pull may add an image to the manager's engine; the swarm is
+    not touched."""
+    resolution = resolve(transport, manager, images_of(first.document))
+    return (renderer(resolution.digests) if resolution.digests else first), list(resolution.warnings)
 
 
 def pin(digests: Mapping[str, str]):

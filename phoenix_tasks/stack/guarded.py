@@ -82,7 +82,7 @@ def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, 
     manager, read = read_stack(transport, config, rendered.namespace)
     warnings: list[str] = []
     if guard.resolve:
-        rendered, warnings = digests_mod.render_by_digest(transport, manager, renderer, rendered, pull=not dry_run)
+        rendered, warnings = digests_mod.render_by_digest(transport, manager, renderer, rendered)
     result = Guarded(rendered, warnings=warnings)
 
     def with_warnings(outcome: DeployOutcome) -> DeployOutcome:

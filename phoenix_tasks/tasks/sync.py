@@ -36,7 +36,7 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None):
         provider = get_provider(config)
     reporter = SyncReporter(out, err, verbose=verbose)
     with user_errors(), common.transport_for(config, verbose) as transport:
-        plan = sync.read_plan(config, transport, provider, renderer, opts, dry_run=dry_run)
+        plan = sync.read_plan(config, transport, provider, renderer, opts)
         show_sync_plan(out, plan, verbose=verbose)
         if dry_run:
             out.print("dry run: nothing was changed")

@@ -187,12 +187,9 @@ def test_render_by_digest_changes_the_hash_and_reads_back():
 # -- the command ---------------------------------------------------------------------------------------
 
 def test_resolve_argv_exact():
-    assert resolve_argv(["nginx:1.25", "redis:7"]) == ["sh", "-c", digests.RESOLVE_SCRIPT, "phoenix", "pull",
+    assert resolve_argv(["nginx:1.25", "redis:7"]) == ["sh", "-c", digests.RESOLVE_SCRIPT, "phoenix",
                                                       "nginx:1.25", "redis:7"]
-    assert resolve_argv(iter(["a"])) == ["sh", "-c", digests.RESOLVE_SCRIPT, "phoenix", "pull", "a"]
-    # a dry run pulls nothing: only the digests the engine already knows
-    assert resolve_argv(["a"], pull=False) == ["sh", "-c", digests.RESOLVE_SCRIPT, "phoenix", "known", "a"]
-    assert 'if [ "$how" = pull ]; then' in digests.RESOLVE_SCRIPT
+    assert resolve_argv(iter(["a"])) == ["sh", "-c", digests.RESOLVE_SCRIPT, "phoenix", "a"]
 
 
 def test_resolve_argv_quotes_a_hostile_image_once():
