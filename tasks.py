@@ -5,7 +5,7 @@ This file only composes collections; each area lives in phoenix_tasks/tasks/.
 
 from invoke import Collection
 
-from phoenix_tasks.tasks import config, lab, portainer, stacks, swarm, sync
+from phoenix_tasks.tasks import config, lab, portainer, stacks, swarm, sync, vm
 
 ns = Collection()
 ns.add_task(config.validate)
@@ -15,3 +15,4 @@ for _task in stacks.TASKS:  # stacks per environment live in the swarm.* namespa
 ns.add_collection(swarm.ns)
 ns.add_collection(lab.ns)
 ns.add_collection(portainer.ns)
+ns.add_collection(vm.ns)

@@ -248,15 +248,20 @@ class SyncReporter:
         self._progress(verdicts)
 
 
+def show_vm_plan(console: Console, plan: Plan, *, verbose: bool) -> None:
+    """A provider's plan: create-only plans (the lab) in one line, others action by action."""
+    if plan.actions and all(a.kind == "create" for a in plan.actions):
+        names = ", ".join(str(a.target) for a in plan.actions)
+        console.print(f"vms: {len(plan.actions)} to create or start: {names}", markup=False, highlight=False)
+    else:
+        show_plan(console, plan, verbose=verbose, title="vms")
+
+
 def show_sync_plan(console: Console, plan, *, verbose: bool) -> None:
     """The whole run's plan, stage by stage, before anything changes."""
     rendered = plan.rendered
     console.print("plan", style="bold")
-    if plan.vms:
-        console.print(f"vms: {len(plan.vms)} to create or start: " + ", ".join(str(vm) for vm in plan.vms),
-                      markup=False, highlight=False)
-    else:
-        console.print("vms: no changes")
+    show_vm_plan(console, plan.vm_plan, verbose=verbose)
     if plan.vms:
         console.print("ssh: wait until every created or started VM answers")
     else:

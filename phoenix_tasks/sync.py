@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from . import portainer
 from .errors import PhoenixError
@@ -32,9 +32,7 @@ from .swarm.apply import converge
 from .swarm.facts import ClusterFacts
 from .swarm.plan import PHASES, Options
 from .transport import Transport
-from .vms import VMsOutcome, bring_up, plan_vms
-
-SSH_WAIT_S = 180.0
+from .vms import SSH_WAIT_S, VMsOutcome, bring_up, plan_targets, plan_vms, wait_for_ssh
 
 
 class Reporter(Protocol):
@@ -53,7 +51,8 @@ class Reporter(Protocol):
 
 @dataclass
 class SyncPlan:
-    vms: list[VM]  # to create or start
+    vms: list[VM]  # the VMs the provider's plan changes (creates, starts, configures)
+    vm_plan: Plan = field(default_factory=Plan)  # the provider's plan, shown as is
     rendered: Rendered | None = None  # Portainer's document (by digest once the swarm could resolve them)
     swarm: Outcome | None = None  # the dry-run converge: its plan, its facts
     portainer: DeployOutcome | None = None  # the dry-run deploy
@@ -62,7 +61,7 @@ class SyncPlan:
 
     @property
     def empty(self) -> bool:
-        return (not self.vms and self.swarm is not None and self.swarm.plan.empty
+        return (not self.vms and not self.vm_plan.blocked and self.swarm is not None and self.swarm.plan.empty
                 and self.portainer is not None and not self.portainer.changes and not self.portainer.behind)
 
 
@@ -93,7 +92,8 @@ class SyncResult:
         done = []
         if self.vms and any(v.vmid == vm.vmid for v in self.vms.plan) and not any(
                 v.vmid == vm.vmid for v, _ in self.vms.failed):
-            done.append("created/started")
+            kinds = [a.kind for a in self.vms.applied if a.target.vmid == vm.vmid]
+            done += list(dict.fromkeys(kinds)) or ["created/started"]
         if self.swarm:
             kinds = [a.kind for a in self.swarm.applied if getattr(a.target, "vmid", None) == vm.vmid]
             done += list(dict.fromkeys(kinds))
@@ -106,19 +106,22 @@ class SyncResult:
                 return message
         if vm.name in self.ssh_failed:
             return self.ssh_failed[vm.name]
-        for b in (self.swarm.blocked if self.swarm else []):
+        for b in [*(self.vms.blocked if self.vms else []), *(self.swarm.blocked if self.swarm else [])]:
             if getattr(b.subject, "vmid", None) == vm.vmid:
                 return b.reason
         if self.vms and any(v.vmid == vm.vmid for v in self.vms.still_down):
             return "still down after the provider started it"
+        if self.vms and any(a.target.vmid == vm.vmid for a in self.vms.pending):
+            return "the provider's changes are still pending when read again"
         return None
 
 
 def read_plan(config: Config, transport: Transport, provider: VMProvider, renderer: Renderer,
-              opts: Options) -> SyncPlan:
+              opts: Options, *, apply_drift: bool = False) -> SyncPlan:
     """Every stage's plan, read from the real state; nothing changes."""
     rendered = renderer({})
-    plan = SyncPlan(vms=plan_vms(config, provider), rendered=rendered)
+    vm_plan = plan_vms(config, provider, apply_drift=apply_drift)
+    plan = SyncPlan(vms=plan_targets(vm_plan), vm_plan=vm_plan, rendered=rendered)
     if plan.vms:
         names = ", ".join(vm.name for vm in plan.vms)
         plan.notes["swarm"] = f"planned once the VMs exist ({names} must be created or started first)"
@@ -137,27 +140,6 @@ def read_plan(config: Config, transport: Transport, provider: VMProvider, render
     return plan
 
 
-def wait_for_ssh(transport: Transport, vms: list[VM], timeout_s: float = SSH_WAIT_S,
-                 sleep: Callable[[float], None] = time.sleep) -> dict[str, str]:
-    """Until each VM runs `true` over SSH (a new VM boots; its sshd comes up late).
-    Returns the VMs that never answered, with their last error."""
-    end = time.monotonic() + timeout_s
-    waiting = {vm.name: vm for vm in vms}
-    errors: dict[str, str] = {}
-    while waiting:
-        results = transport.each(list(waiting.values()), lambda vm: transport.run(vm, ["true"], mutating=False))
-        for name, result in results.items():
-            if isinstance(result, PhoenixError):
-                errors[name] = str(result)
-            else:
-                waiting.pop(name)
-                errors.pop(name, None)
-        if not waiting or time.monotonic() >= end:
-            break
-        sleep(2.0)
-    return {name: errors[name] for name in waiting}
-
-
 def apply(config: Config, transport: Transport, provider: VMProvider, renderer: Renderer, port: int,
           opts: Options, plan: SyncPlan, reporter: Reporter, *,
           deploy_timeout_s: float = DEFAULT_TIMEOUT_S) -> SyncResult:
@@ -167,13 +149,18 @@ def apply(config: Config, transport: Transport, provider: VMProvider, renderer: 
     # 1. VMs
     reporter.stage(1, f"VMs ({config.hypervisor.provider} provider)")
     if plan.vms:
-        result.vms = bring_up(config, provider, plan.vms, report=reporter.line)
+        result.vms = bring_up(provider, plan.vm_plan, report=reporter.line)
         for vm, message in result.vms.failed:
             reporter.line(f"failed: {vm}: {message}", "red")
         for vm in result.vms.still_down:
             reporter.line(f"still down after apply: {vm}", "red")
+        for a in result.vms.pending:
+            reporter.line(f"still pending after apply: {a.subject}: {a.kind} {a.summary}", "red")
     else:
+        result.vms = VMsOutcome(blocked=list(plan.vm_plan.blocked))
         reporter.line("vms: no changes")
+    for b in result.vms.blocked:
+        reporter.line(f"blocked: {b.subject}: {b.reason}", "red")
     created = bool(plan.vms)
 
     # 2. SSH
@@ -181,7 +168,7 @@ def apply(config: Config, transport: Transport, provider: VMProvider, renderer: 
     if created:
         failed = {vm.vmid for vm, _ in result.vms.failed} if result.vms else set()
         up = [vm for vm in config.swarm_vms if vm.vmid not in failed]
-        result.ssh_failed = wait_for_ssh(transport, up)
+        result.ssh_failed = wait_for_ssh(transport, up, report=reporter.line)
         for name, message in result.ssh_failed.items():
             reporter.line(f"failed: {name}: no SSH after {SSH_WAIT_S:.0f} s: {message}", "red")
         if not result.ssh_failed:

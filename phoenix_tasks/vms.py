@@ -1,58 +1,67 @@
-"""VMs stage of sync-all: read each VM's status from its provider (plan_vms), create and
-start what is not up, in parallel, and read again (bring_up).  Provider-agnostic (see
-providers/).  A VM is up when the hypervisor runs it: what runs inside it (dockerd) is
-the swarm stage's business, as on a real hypervisor."""
+"""VMs stage of sync-all and the `vm.*` tasks: the provider's plan of the VMs
+(`plan_vms`), its apply (`bring_up`), and waiting until each VM it started answers
+over SSH as itself (`wait_for_ssh`).  Provider-agnostic (see providers/).  A VM is up
+when the hypervisor runs it: what runs inside it (dockerd) is the swarm stage's
+business, as on a real hypervisor."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Callable
+import time
+from typing import Callable, Iterable
 
 from .errors import PhoenixError
 from .model import VM, Config
+from .plan import Plan
 from .providers import VMProvider
+from .providers.base import VMsOutcome, plan_targets
+from .transport import Transport
+
+SSH_WAIT_S = 300.0  # a fresh clone boots, runs cloud-init, then starts sshd
+
+__all__ = ["SSH_WAIT_S", "VMsOutcome", "bring_up", "plan_targets", "plan_vms", "wait_for_ssh"]
 
 
-@dataclass
-class VMsOutcome:
-    plan: list[VM] = field(default_factory=list)  # VMs that were not up
-    changes: list[str] = field(default_factory=list)
-    failed: list[tuple[VM, str]] = field(default_factory=list)
-    still_down: list[VM] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.failed or self.still_down)
+def plan_vms(config: Config, provider: VMProvider, vms: Iterable[VM] | None = None, *,
+             apply_drift: bool = False) -> Plan:
+    """The provider's plan for the given VMs (default: every VM of the config)."""
+    return provider.plan(list(config.vms if vms is None else vms), apply_drift=apply_drift)
 
 
-def plan_vms(config: Config, provider: VMProvider) -> list[VM]:
-    """The VMs that are not up (to create or start), read from the provider."""
-    return [vm for vm in config.real_vms if not provider.status(vm).up]
+def bring_up(provider: VMProvider, plan: Plan, *, report: Callable[[str], None]) -> VMsOutcome:
+    """Apply the VMs' plan and read again."""
+    return provider.apply(plan, report=report)
 
 
-def bring_up(config: Config, provider: VMProvider, todo: list[VM], *,
-             report: Callable[[str], None]) -> VMsOutcome:
-    """Create/start the given VMs in parallel, then read every VM's status again."""
-    outcome = VMsOutcome(plan=list(todo))
-    if not todo:
-        return outcome
-    outcome.changes += provider.prepare()
-
-    def one(vm: VM) -> list[str] | PhoenixError:
-        try:
-            return provider.create(vm) + provider.start(vm)
-        except PhoenixError as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
-        for vm, result in zip(todo, pool.map(one, todo)):
+def wait_for_ssh(transport: Transport, vms: list[VM], timeout_s: float = SSH_WAIT_S,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 report: Callable[[str], None] | None = None) -> dict[str, str]:
+    """Until each VM answers over SSH with its own hostname (a new VM boots and its
+    sshd comes up late; an address that answers as another host is not this VM).
+    Says every 30 s who is still awaited.  Returns the VMs that never answered as
+    themselves, with their last error."""
+    start = clock()
+    end = start + timeout_s
+    waiting = {vm.name: vm for vm in vms}
+    errors: dict[str, str] = {}
+    said = start
+    while waiting:
+        results = transport.each(list(waiting.values()),
+                                 lambda vm: transport.run(vm, ["hostname"], mutating=False))
+        for name, result in results.items():
             if isinstance(result, PhoenixError):
-                outcome.failed.append((vm, str(result)))
-            else:
-                outcome.changes += result
-    for line in outcome.changes:
-        report(f"  {line}")
-    failed = {vm.vmid for vm, _ in outcome.failed}
-    outcome.still_down = [vm for vm in config.real_vms if vm.vmid not in failed and not provider.status(vm).up]
-    return outcome
+                errors[name] = str(result)
+                continue
+            answered = result.stdout.strip()
+            if answered.split(".")[0] != name:
+                errors[name] = f"{waiting[name].address} answers as host {answered!r}, not {name!r}"
+                continue
+            waiting.pop(name)
+            errors.pop(name, None)
+        now = clock()
+        if not waiting or now >= end:
+            break
+        if report is not None and now - said >= 30:
+            said = now
+            report(f"ssh: waiting for {', '.join(sorted(waiting))} ({now - start:.0f} s of {timeout_s:.0f})")
+        sleep(2.0)
+    return {name: errors[name] for name in waiting}

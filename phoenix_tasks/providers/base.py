@@ -1,15 +1,28 @@
-"""The VM provider interface: what `sync-all`'s first step calls for each VM.
+"""The VM provider interface: what `sync-all`'s first step and `vm.create`/`vm.status` call.
 
-A provider makes one VM from its config entry.  Every method is idempotent and
-returns the changes it made, one line each; an empty list means "no changes".
+Every provider follows the same shape as the swarm: `plan(vms)` reads the VMs' state
+and returns a `Plan` (shown, `--dry-run` stops there), `apply(plan)` makes it and
+reads again (`VMsOutcome`).  The default plan/apply here serve a provider whose only
+verbs are create and start (the lab): one "create" action per VM that is not up,
+carried out as create + start, VMs in parallel.  A provider with a richer plan (the
+Proxmox API: clone, hardware, disk, cloud-init, start, drift) overrides both.
+
+The single-VM methods are idempotent and return the changes they made, one line
+each; an empty list means "no changes".
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
+from phoenix_tasks.errors import PhoenixError
 from phoenix_tasks.model import VM
+from phoenix_tasks.plan import Action, Blocked, Plan
+
+Report = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -19,10 +32,32 @@ class VMStatus:
     running: bool
     # provider-specific parts, e.g. {"namespace": True, "engine": True, "sshd": False}
     parts: tuple[tuple[str, bool], ...] = ()
+    detail: str = ""  # one line for people: where it runs, what differs from the config
 
     @property
     def up(self) -> bool:
         return self.exists and self.running
+
+
+@dataclass
+class VMsOutcome:
+    plan: list[VM] = field(default_factory=list)  # the VMs the plan changes
+    changes: list[str] = field(default_factory=list)
+    applied: list[Action] = field(default_factory=list)  # when the provider plans in actions
+    failed: list[tuple[VM, str]] = field(default_factory=list)
+    still_down: list[VM] = field(default_factory=list)
+    blocked: list[Blocked] = field(default_factory=list)  # what the plan could not do
+    pending: list[Action] = field(default_factory=list)  # still planned when read again
+    started: list[VM] = field(default_factory=list)  # VMs this run booted: SSH comes up late
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.still_down or self.blocked or self.pending)
+
+
+def plan_targets(plan: Plan) -> list[VM]:
+    """The VMs a plan changes, in plan order, once each."""
+    return list({a.target.vmid: a.target for a in plan.actions}.values())
 
 
 class VMProvider(ABC):
@@ -31,6 +66,51 @@ class VMProvider(ABC):
     def prepare(self) -> list[str]:
         """Shared resources every VM needs (a bridge, keys); idempotent."""
         return []
+
+    # -- plan and apply (the flows use these) -----------------------------------------
+
+    def plan(self, vms: Iterable[VM], *, apply_drift: bool = False) -> Plan:
+        """Read the VMs' state: one "create" action (create and start) per VM not up."""
+        plan = Plan()
+        vms = [vm for vm in vms if not vm.is_template]
+        for vm, status in zip(vms, self.statuses(vms)):
+            if not status.up:
+                plan.actions.append(Action(kind="create", where=vm, target=vm, phase="create",
+                                           summary=f"create and start ({self.name} provider)"))
+        return plan
+
+    def apply(self, plan: Plan, *, report: Report) -> VMsOutcome:
+        """Create and start each planned VM in parallel, then read every one again."""
+        todo = plan_targets(plan)
+        outcome = VMsOutcome(plan=todo, blocked=list(plan.blocked))
+        if not todo:
+            return outcome
+        outcome.changes += self.prepare()
+
+        def one(vm: VM) -> list[str] | PhoenixError:
+            try:
+                return self.create(vm) + self.start(vm)
+            except PhoenixError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+            for vm, result in zip(todo, pool.map(one, todo)):
+                if isinstance(result, PhoenixError):
+                    outcome.failed.append((vm, str(result)))
+                else:
+                    outcome.changes += result
+                    outcome.started.append(vm)
+        for line in outcome.changes:
+            report(f"  {line}")
+        failed = {vm.vmid for vm, _ in outcome.failed}
+        outcome.still_down = [vm for vm, s in zip(todo, self.statuses(todo)) if vm.vmid not in failed and not s.up]
+        return outcome
+
+    def statuses(self, vms: Iterable[VM]) -> list[VMStatus]:
+        """Read-only: the status of each VM, in order (a provider may read them at once)."""
+        return [self.status(vm) for vm in vms]
+
+    # -- one VM ---------------------------------------------------------------------
 
     @abstractmethod
     def create(self, vm: VM) -> list[str]:

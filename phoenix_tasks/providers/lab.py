@@ -64,11 +64,24 @@ class LabProvider(VMProvider):
         return labvm.destroy(self.names.vm(vm.vmid))
 
     def status(self, vm: VM) -> VMStatus:
-        (s,) = control.status_of(self.config, [vm])
-        # Running is what a hypervisor would say: the VM is on (its namespace, and its
-        # sshd: the VM's "OS").  A stopped dockerd inside a running VM is the swarm
-        # stage's finding (named there), not something the provider repairs; `lab.up`
-        # does repair it, as a lab tool.
-        return VMStatus(vm, exists=s.namespace, running=s.sshd,
-                        parts=(("namespace", s.namespace), ("engine", s.engine),
-                               ("sshd", s.sshd)))
+        return self.statuses([vm])[0]
+
+    def statuses(self, vms) -> list[VMStatus]:
+        """Every VM read in parallel.  Running is what a hypervisor would say: the VM is
+        on (its namespace, and its sshd: the VM's "OS").  A stopped dockerd inside a
+        running VM is the swarm stage's finding (named there), not something the
+        provider repairs; `lab.up` does repair it, as a lab tool."""
+        vms = list(vms)
+        real = [vm for vm in vms if not vm.is_template]
+        read = dict(zip((vm.vmid for vm in real), control.status_of(self.config, real)))
+        out = []
+        for vm in vms:
+            s = read.get(vm.vmid)
+            if s is None:
+                out.append(VMStatus(vm, exists=False, running=False, detail="a template: the lab makes no templates"))
+                continue
+            detail = f"namespace {s.netns}" + ("" if s.engine or not s.sshd else ", engine not answering")
+            out.append(VMStatus(vm, exists=s.namespace, running=s.sshd,
+                                parts=(("namespace", s.namespace), ("engine", s.engine), ("sshd", s.sshd)),
+                                detail=detail if s.namespace else ""))
+        return out

@@ -16,12 +16,14 @@ from . import common
 from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
 from .converge import options
 from .stacks import seconds_or_exit
+from .vm import APPLY_DRIFT_HELP
 
 
 @task(auto_shortflags=False, help={
     **MUTATING_HELP,
-    "timeout": f"seconds to wait for Portainer's services to converge (default {DEFAULT_TIMEOUT_S:.0f})"})
-def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None):
+    "timeout": f"seconds to wait for Portainer's services to converge (default {DEFAULT_TIMEOUT_S:.0f})",
+    "apply_drift": APPLY_DRIFT_HELP})
+def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, apply_drift=False):
     """Create the VMs, initialise the swarm, join and label the nodes, deploy Portainer, check it answers."""
     started = time.monotonic()
     config = load_config_or_exit()
@@ -36,7 +38,7 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None):
         provider = get_provider(config)
     reporter = SyncReporter(out, err, verbose=verbose)
     with user_errors(), common.transport_for(config, verbose) as transport:
-        plan = sync.read_plan(config, transport, provider, renderer, opts)
+        plan = sync.read_plan(config, transport, provider, renderer, opts, apply_drift=apply_drift)
         show_sync_plan(out, plan, verbose=verbose)
         if dry_run:
             out.print("dry run: nothing was changed")

@@ -9,14 +9,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from phoenix_tasks import sync
 from phoenix_tasks.config import load_config
 from phoenix_tasks.errors import PhoenixError
 from phoenix_tasks.plan import Action, Blocked, Outcome, Plan
 from phoenix_tasks.portainer import PortainerStatus
 from phoenix_tasks.stack.deploy import DeployOutcome
 from phoenix_tasks.stack.diff import ServiceChange
-from phoenix_tasks.sync import SyncPlan, SyncResult, wait_for_ssh
+from phoenix_tasks.sync import SyncPlan, SyncResult
+from phoenix_tasks.vms import wait_for_ssh
 from phoenix_tasks.transport import CommandResult, Unreachable
 from phoenix_tasks.vms import VMsOutcome
 
@@ -37,12 +37,14 @@ def vms(config):
 # -- wait_for_ssh ------------------------------------------------------------------------------
 
 class Booting:
-    """A transport to VMs that are booting: `true` on a VM fails (Unreachable, the
-    attempt numbered) its given number of times, then succeeds; None: it never does.
-    `each` is Transport.each's contract: a result or the PhoenixError, by name."""
+    """A transport to VMs that are booting: `hostname` on a VM fails (Unreachable, the
+    attempt numbered) its given number of times, then answers the VM's name (or the
+    name `answers_as` gives it); None: it never does.  `each` is Transport.each's
+    contract: a result or the PhoenixError, by name."""
 
-    def __init__(self, failures: dict[str, int | None]):
+    def __init__(self, failures: dict[str, int | None], answers_as: dict[str, str] | None = None):
         self.failures = failures
+        self.answers_as = answers_as or {}
         self.rounds: list[list[str]] = []
         self.runs: list[tuple[str, tuple, bool]] = []
 
@@ -63,7 +65,7 @@ class Booting:
         left = self.failures[host.name]
         if left is None or attempt <= left:
             raise Unreachable(f"{host}: cannot reach {host.address}:22 over SSH: attempt {attempt}")
-        return CommandResult(host, "true", 0, "", "")
+        return CommandResult(host, "hostname", 0, self.answers_as.get(host.name, host.name) + "\n", "")
 
 
 class Clock:
@@ -82,40 +84,55 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch) -> Clock:
+def clock() -> Clock:
     c = Clock()
-    monkeypatch.setattr(sync, "time", SimpleNamespace(monotonic=c.monotonic))  # the deadline's clock
     return c
 
 
 def test_each_vm_is_polled_until_it_answers(vms, clock):
     t = Booting({"portainer": 0, "drphoenix": 2, "cpuworker": 3})
-    assert wait_for_ssh(t, [vms.portainer, vms.drphoenix, vms.cpuworker], timeout_s=60, sleep=clock.sleep) == {}
+    assert wait_for_ssh(t, [vms.portainer, vms.drphoenix, vms.cpuworker], timeout_s=60, sleep=clock.sleep, clock=clock.monotonic) == {}
     assert t.rounds == [["portainer", "drphoenix", "cpuworker"], ["drphoenix", "cpuworker"],
                         ["drphoenix", "cpuworker"], ["cpuworker"]]
     assert clock.sleeps == [2.0, 2.0, 2.0]  # between rounds, none after the last
-    assert {(argv, mutating) for _, argv, mutating in t.runs} == {(("true",), False)}
+    assert {(argv, mutating) for _, argv, mutating in t.runs} == {(("hostname",), False)}
 
 
 def test_all_answering_at_once_is_one_round_and_no_sleep(vms, clock):
     t = Booting({"portainer": 0, "drphoenix": 0})
-    assert wait_for_ssh(t, [vms.portainer, vms.drphoenix], timeout_s=60, sleep=clock.sleep) == {}
+    assert wait_for_ssh(t, [vms.portainer, vms.drphoenix], timeout_s=60, sleep=clock.sleep, clock=clock.monotonic) == {}
     assert len(t.rounds) == 1 and clock.sleeps == []
 
 
 def test_no_vms_is_no_round(clock):
     t = Booting({})
-    assert wait_for_ssh(t, [], timeout_s=60, sleep=clock.sleep) == {}
+    assert wait_for_ssh(t, [], timeout_s=60, sleep=clock.sleep, clock=clock.monotonic) == {}
     assert t.rounds == [] and clock.sleeps == []
 
 
 def test_a_vm_that_never_answers_is_returned_with_its_last_error(vms, clock):
     t = Booting({"portainer": 1, "drphoenix": None})
-    failed = wait_for_ssh(t, [vms.portainer, vms.drphoenix], timeout_s=10, sleep=clock.sleep)
+    failed = wait_for_ssh(t, [vms.portainer, vms.drphoenix], timeout_s=10, sleep=clock.sleep, clock=clock.monotonic)
     # rounds at 0, 2, 4, 6, 8 and 10 s: the deadline is checked after each round
     assert failed == {"drphoenix": "drphoenix (vmid 1002): cannot reach 198.18.42.12:22 over SSH: attempt 6"}
     assert t.rounds == [["portainer", "drphoenix"]] * 2 + [["drphoenix"]] * 4  # portainer failed once
     assert clock.sleeps == [2.0] * 5
+
+
+def test_an_address_that_answers_as_another_host_is_not_the_vm(vms, clock):
+    t = Booting({"portainer": 0, "drphoenix": 0}, answers_as={"drphoenix": "someone-else"})
+    lines = []
+    failed = wait_for_ssh(t, [vms.portainer, vms.drphoenix], timeout_s=64, sleep=clock.sleep,
+                          clock=clock.monotonic, report=lines.append)
+    assert failed == {"drphoenix": "198.18.42.12 answers as host 'someone-else', not 'drphoenix'"}
+    assert t.rounds[0] == ["portainer", "drphoenix"] and set(map(tuple, t.rounds[1:])) == {("drphoenix",)}
+    # progress every 30 s of waiting, naming who is awaited
+    assert lines == ["ssh: waiting for drphoenix (30 s of 64)", "ssh: waiting for drphoenix (60 s of 64)"]
+
+
+def test_a_fully_qualified_hostname_is_the_vm(vms, clock):
+    t = Booting({"portainer": 0}, answers_as={"portainer": "portainer.phoenix.thinkheads.ai"})
+    assert wait_for_ssh(t, [vms.portainer], timeout_s=10, sleep=clock.sleep, clock=clock.monotonic) == {}
 
 
 def test_a_tiny_timeout_ends_after_one_round(vms):

@@ -84,6 +84,18 @@ def task_status(node: str, upid: str) -> ApiCall:
     return ApiCall("GET", f"/nodes/{_node(node)}/tasks/{upid}/status")
 
 
+def active_tasks(node: str, vmid: int) -> ApiCall:
+    """The tasks running on a VM (e.g. the clone that holds its lock): their UPIDs."""
+    return ApiCall("GET", f"/nodes/{_node(node)}/tasks", (("vmid", str(_vmid(vmid))), ("source", "active")))
+
+
+def upid_node(upid: str) -> str:
+    """The node a task runs on (the UPID's second field): where its status is read."""
+    if not UPID.fullmatch(upid):
+        raise ValueError(f"{upid!r} is not a Proxmox task id (UPID)")
+    return _node(upid.split(":")[1])
+
+
 # -- changes --------------------------------------------------------------------------
 
 def clone(template_node: str, template_vmid: int, newid: int, name: str, *,

@@ -1,0 +1,101 @@
+"""`inv vm.create` / `inv vm.status`: one VM (or every VM) through the config's provider.
+
+The same plan and apply as `sync-all`'s first step (phoenix_tasks/vms.py), then, for
+a VM it started, the same wait until SSH answers as that VM.
+"""
+
+from __future__ import annotations
+
+import re
+
+from invoke import Collection, task
+from invoke.exceptions import Exit
+from rich.table import Table
+
+from ..model import VM, Config
+from ..providers import get_provider
+from ..show import show_vm_plan
+from ..vms import SSH_WAIT_S, bring_up, plan_vms, wait_for_ssh
+from . import common
+from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
+
+APPLY_DRIFT_HELP = ("apply what differs on a VM that exists (cores, memory, a grown disk, cloud-init, tags); "
+                    "the plan says which change is live and which waits for the next boot")
+
+
+def vm_or_exit(config: Config, vmid, *, flag: str = "--vmid") -> VM:
+    """The configured VM with this vmid (templates included); anything else is a message."""
+    ids = sorted(vm.vmid for vm in config.vms)
+    if vmid is None or not re.fullmatch(r"[0-9]{1,10}", str(vmid)) or int(vmid) not in ids:
+        given = "is missing" if vmid is None else f"{vmid}: no VM with that vmid"
+        raise Exit(f"{flag} {given} in {config.vm_file} (VMs: {', '.join(map(str, ids))})", code=1)
+    return next(vm for vm in config.vms if vm.vmid == int(vmid))
+
+
+@task(auto_shortflags=False, help={
+    "vmid": "the VM to create (its vmid in the VM config)",
+    "apply_drift": APPLY_DRIFT_HELP,
+    "dry_run": MUTATING_HELP["dry_run"], "verbose": "also print each API call or command"})
+def create(c, vmid=None, apply_drift=False, dry_run=False, verbose=False):
+    """Create one VM (Proxmox: clone, cores/memory, disk, cloud-init, start) and wait until SSH answers."""
+    config = load_config_or_exit()
+    vm = vm_or_exit(config, vmid)
+    if vm.is_template:
+        raise Exit(f"--vmid {vm.vmid}: {vm} is a template: Phoenix checks templates, never creates or starts "
+                   "them", code=1)
+    with user_errors():
+        provider = get_provider(config)
+        plan = plan_vms(config, provider, [vm], apply_drift=apply_drift)
+        show_vm_plan(out, plan, verbose=verbose)
+        if dry_run:
+            out.print("dry run: nothing was changed")
+            raise Exit(code=1 if plan.blocked else 0)
+        outcome = bring_up(provider, plan, report=lambda line: out.print(line, markup=False, highlight=False))
+    for v, message in outcome.failed:
+        err.print(f"failed: {v}: {message}", style="red", markup=False, highlight=False)
+    for b in outcome.blocked:
+        err.print(f"blocked: {b.subject}: {b.reason}", style="red", markup=False, highlight=False)
+    for a in outcome.pending:
+        err.print(f"still pending after apply: {a.subject}: {a.kind} {a.summary}", style="red", markup=False,
+                  highlight=False)
+    if not outcome.ok:
+        raise Exit(code=1)
+    if outcome.started:
+        out.print(f"ssh: waiting until {vm} answers as itself (up to {SSH_WAIT_S:.0f} s)", markup=False)
+        with user_errors(), common.transport_for(config, verbose) as transport:
+            failed = wait_for_ssh(transport, [vm], report=lambda line: out.print(line, markup=False))
+        if failed:
+            err.print(f"failed: {vm}: no SSH after {SSH_WAIT_S:.0f} s: {failed[vm.name]}", style="red",
+                      markup=False, highlight=False)
+            raise Exit(code=1)
+        out.print(f"ssh: {vm} answers", markup=False)
+    out.print(f"{vm}: " + ("converged: read again, nothing pending" if plan.actions else "no changes"),
+              markup=False, highlight=False)
+
+
+@task(auto_shortflags=False, help={"vmid": "only this VM (default: every VM in the config, templates included)"})
+def status(c, vmid=None):
+    """Show each VM as the provider sees it: exists, running, where, and what differs from the config."""
+    config = load_config_or_exit()
+    vms = [vm_or_exit(config, vmid)] if vmid is not None else list(config.vms)
+    with user_errors():
+        provider = get_provider(config)
+        statuses = provider.statuses(vms)
+    table = Table(title=f"VMs ({config.hypervisor.provider} provider)", title_justify="left")
+    for col in ("VM", "vmid", "exists", "state", "detail"):
+        table.add_column(col)
+    down = False
+    for s in statuses:
+        if s.vm.is_template:
+            state = "template" if s.exists else "-"
+        else:
+            state = "running" if s.running else ("stopped" if s.exists else "missing")
+            down = down or not s.up
+        table.add_row(s.vm.name, str(s.vm.vmid), "yes" if s.exists else "no", state, s.detail or "-",
+                      style=None if s.up or s.vm.is_template else "yellow")
+    out.print(table)
+    if down:
+        raise Exit(code=1)
+
+
+ns = Collection("vm", create, status)
