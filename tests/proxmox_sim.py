@@ -697,7 +697,7 @@ class ProxmoxApiSimulator:
 
         return self._new_task(node, "qmstart", vmid, vmid=vmid, check=check, apply=apply, hook=hook).upid
 
-    def _task_status(self, node: str, upid: str) -> dict:
+    def _task_status(self, node: str, upid: str) -> SimTask:
         self._check_node(node)
         if not upid.startswith("UPID:") or upid.count(":") < 8:
             raise bad_params(upid="unable to parse worker upid")
