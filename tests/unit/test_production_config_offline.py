@@ -52,10 +52,30 @@ def test_sync_all_refuses_a_missing_password_file_before_connecting():
     assert res.stdout == ""
 
 
-def test_sync_all_says_proxmox_creation_is_not_built(tmp_path):
+def test_sync_all_on_proxmox_refuses_a_missing_key_then_token_then_names_the_api_it_cannot_reach(tmp_path):
+    """The Proxmox provider reads the VM key's public half and the API token before
+    any connection; with both, the API at etc/'s host cannot be reached (no network
+    here) and that is one line naming host:port, for every verb that reads VMs."""
     password = tmp_path / "pw"
     password.write_text("a-long-enough-password\n")
-    res = run_offline("sync-all", PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE=str(password))
-    assert res.returncode == 3, res.stdout + res.stderr
-    assert "Proxmox VM creation is not built yet" in res.stderr
-    assert "Traceback" not in res.stderr
+    home = tmp_path / "home"
+    home.mkdir()
+    res = run_offline("sync-all", PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE=str(password), HOME=str(home))
+    assert (res.returncode, res.stdout) == (1, ""), res.stderr
+    assert res.stderr.strip() == (f"error: vm_access.private_key_file {home}/.ssh/phoenix_vm_ed25519 does not "
+                                  "exist: cloud-init needs its public half for the VMs (make one with ssh-keygen "
+                                  "-t ed25519)")
+    (home / ".ssh").mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "phoenix_vm_ed25519")],
+                   check=True, timeout=30)
+    res = run_offline("sync-all", PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE=str(password), HOME=str(home))
+    assert (res.returncode, res.stdout) == (1, ""), res.stderr
+    assert res.stderr.strip() == ("error: the environment variable PHOENIX_PROXMOX_API_TOKEN "
+                                  "(proxmox.api_token_env) is not set or empty")
+    token = "root@pam!phoenix=0b9c1f9e-0000-4000-8000-00000000beef"
+    for args in (("sync-all",), ("vm.status",), ("vm.create", "--vmid", "1002", "--dry-run")):
+        res = run_offline(*args, PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE=str(password), HOME=str(home),
+                          PHOENIX_PROXMOX_API_TOKEN=token)
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "error: cannot reach the Proxmox API at 10.0.0.13:8006: " in res.stderr, args
+        assert "Traceback" not in res.stderr and "beef" not in res.stdout + res.stderr

@@ -140,7 +140,7 @@ def test_a_clone_lock_timeout_is_retried_with_backoff(config):
     assert result.failed is None
     assert pve.changes()[:2] == [str(plan.actions[0].call)] * 2  # the clone, sent again
     assert clock.sleeps == [5]
-    assert "drphoenix (vmid 1002): clone: storage lock timeout; trying again in 5 s" in lines
+    assert "drphoenix (vmid 1002): clone: lock timeout; trying again in 5 s" in lines
 
 
 def test_a_lock_timeout_every_time_fails_after_the_backoffs_naming_the_step(config):

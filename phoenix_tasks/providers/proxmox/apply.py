@@ -5,7 +5,8 @@
   alone (start and resize errors arrive inside the task on PVE 8).  A task-returning
   call that answers no UPID (resize on PVE 7) finished synchronously.
 - Clones run at most `proxmox.max_parallel_clones` at a time (storage locks), and a
-  clone that ends with a lock timeout ("can't lock file ... - got timeout") is sent
+  task that ends with a lock timeout ("can't lock file ... - got timeout": a clone's
+  storage lock, a start or resize while another task holds the VM's config) is sent
   again after a backoff.
 - A call refused with "VM is locked (<lock>)" waits for the task holding the lock (for
   a clone: the template's running clone tasks; else the VM's own), then is sent again.
@@ -130,14 +131,19 @@ class Applier:
             return when_unlocked(lambda: self._send(call, timeout),
                                  wait_for_lock=lambda lock: self.wait_for_lock(vm, node, lock), attempts=4)
 
+        # Any task may end on a lock timeout (a clone's storage lock; a start or resize
+        # of a VM whose config another task holds): each is sent again after a backoff.
+        def run() -> TaskResult:
+            return retry_lock_timeouts(send, backoff_s=self.timing.lock_backoff_s, sleep=self._backoff(vm, a.kind))
+
         if a.kind == "clone":
             with self._clones:
-                return retry_lock_timeouts(send, backoff_s=self.timing.lock_backoff_s, sleep=self._backoff(vm))
-        return send()
+                return run()
+        return run()
 
-    def _backoff(self, vm: VM) -> Callable[[float], None]:
+    def _backoff(self, vm: VM, kind: str) -> Callable[[float], None]:
         def wait(seconds: float) -> None:
-            self.report(f"{vm}: clone: storage lock timeout; trying again in {seconds:g} s")
+            self.report(f"{vm}: {kind}: lock timeout; trying again in {seconds:g} s")
             self.sleep(seconds)
         return wait
 
