@@ -15,6 +15,7 @@ SwarmRole = Literal["manager", "worker"]
 HostKeyPolicy = Literal["strict", "accept-new", "off"]
 LabelPolicy = Literal["merge", "replace"]
 ProviderName = Literal["proxmox", "lab"]
+ProxmoxApi = Literal["https", "ssh"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,14 @@ class ProxmoxSettings:
     clone_storage: str | None = None  # None: the template's own storage
     max_parallel_clones: int = 1
     api_port: int = 8006  # pveproxy's HTTPS port
+    # "https": pveproxy with the API token; "ssh": pvesh on `host`, over SSH as ssh_user (root)
+    api: ProxmoxApi = "https"
+    ssh_key_file: Path | None = None  # None: the SSH agent and ~/.ssh's default keys
+    # How SSH to the host is checked, copied from `vm_access` by the loader: Phoenix
+    # trusts the Proxmox host's key the way it trusts the VMs' (one known_hosts file).
+    ssh_host_key_policy: HostKeyPolicy = "strict"
+    ssh_known_hosts_file: Path | None = None
+    ssh_connect_timeout_s: float = 10.0
 
     def node_for(self, vm: "VM") -> str:
         """The Proxmox node a VM is cloned to and runs on."""

@@ -86,20 +86,21 @@ def _build_hypervisor(hv: dict, config_dir: Path) -> Hypervisor:
     ssh_dir = (lab.state_dir / "ssh") if lab and hv["provider"] == "lab" else None
     key = access.get("private_key_file")
     known = access.get("known_hosts_file")
+    vm_access = VMAccess(
+        user=access["user"],
+        port=access.get("port", 22),
+        private_key_file=_path(key, config_dir) if key else ssh_dir / "id_ed25519",
+        host_key_policy=access.get("host_key_policy", "accept-new"),
+        known_hosts_file=_path(known, config_dir) if known else ssh_dir / "known_hosts",
+        connect_timeout_s=float(access.get("connect_timeout_s", 10)),
+        command_timeout_s=float(access.get("command_timeout_s", 60)),
+    )
     px = hv.get("proxmox")
     return Hypervisor(
         provider=hv["provider"],
         domain=hv["domain"],
         network_subnet=ipaddress.IPv4Network(hv["network"]["subnet"], strict=False),
-        vm_access=VMAccess(
-            user=access["user"],
-            port=access.get("port", 22),
-            private_key_file=_path(key, config_dir) if key else ssh_dir / "id_ed25519",
-            host_key_policy=access.get("host_key_policy", "accept-new"),
-            known_hosts_file=_path(known, config_dir) if known else ssh_dir / "known_hosts",
-            connect_timeout_s=float(access.get("connect_timeout_s", 10)),
-            command_timeout_s=float(access.get("command_timeout_s", 60)),
-        ),
+        vm_access=vm_access,
         swarm=SwarmSettings(
             advertise=hv.get("swarm", {}).get("advertise", "vm_ip"),
             label_policy=hv.get("swarm", {}).get("label_policy", "merge"),
@@ -121,6 +122,12 @@ def _build_hypervisor(hv: dict, config_dir: Path) -> Hypervisor:
             clone_storage=px.get("clone_storage"),
             max_parallel_clones=px.get("max_parallel_clones", 1),
             api_port=px.get("api_port", 8006),
+            api=px.get("api", "https"),
+            ssh_key_file=_path(px["ssh_key_file"], config_dir) if px.get("ssh_key_file") else None,
+            # the Proxmox host's key is checked as the VMs' are (see ProxmoxSettings)
+            ssh_host_key_policy=vm_access.host_key_policy,
+            ssh_known_hosts_file=vm_access.known_hosts_file,
+            ssh_connect_timeout_s=vm_access.connect_timeout_s,
         ) if px else None,
         lab=lab,
     )

@@ -101,6 +101,9 @@ def check_hypervisor(raw: Raw, problems: list[Problem]) -> None:
     if px and px.get("ca_file") and px.get("verify_tls") is False:
         problems.append(Problem(f, "/proxmox/ca_file", "ca_file is set but verify_tls is false: the CA file would be ignored "
                                 "(remove one of the two)"))
+    if px and px.get("api") == "ssh" and px.get("ssh_user", "root") != "root":
+        problems.append(Problem(f, "/proxmox/ssh_user", f"api is 'ssh', and pvesh runs only as root: ssh_user "
+                                f"'{px['ssh_user']}' cannot run it (use root, or api 'https' with a token)"))
     lab = hv.get("lab")
     if lab:
         lnet = ipaddress.IPv4Network(lab["subnet"], strict=False)

@@ -121,7 +121,10 @@ def ssh_server(tmp_path: Path, *, hang_sessions: bool = False):
             t = paramiko.Transport(conn)
             t.add_server_key(host_key)
             transports.append(t)
-            t.start_server(server=_Interface(client_key, release, hang_sessions, server.commands))
+            try:
+                t.start_server(server=_Interface(client_key, release, hang_sessions, server.commands))
+            except (paramiko.SSHException, EOFError, OSError):
+                continue  # a client that left during the key exchange (e.g. it refused the host key)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

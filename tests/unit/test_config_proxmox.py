@@ -1,5 +1,6 @@
-"""The `proxmox` settings (TLS, CA file, clone storage, parallel clones), a VM's
-`proxmox_node`, and the warning when most swarm managers share one Proxmox node."""
+"""The `proxmox` settings (TLS, CA file, clone storage, parallel clones, the API
+backend), a VM's `proxmox_node`, and the warning when most swarm managers share one
+Proxmox node.  (Bad values are cases of tests/corpus: proxmox_api_unknown, ...)"""
 
 from __future__ import annotations
 
@@ -51,6 +52,40 @@ def test_settings_are_built_ca_file_relative_to_the_config_dir(tmp_path):
     assert (px.verify_tls, px.ca_file, px.clone_storage, px.max_parallel_clones, px.api_port) == (
         True, root / "etc" / "pve-root-ca.pem", "fast-zfs", 2, 18006)
     assert [px.node_for(vm) for vm in config.real_vms] == ["phoenix", "pve2"]
+
+
+def test_the_api_is_https_by_default_and_the_ssh_fields_come_from_vm_access():
+    config = load_config(REPO / "etc")
+    px, access = config.hypervisor.proxmox, config.hypervisor.vm_access
+    assert (px.api, px.ssh_key_file) == ("https", None)
+    assert (px.ssh_host_key_policy, px.ssh_known_hosts_file, px.ssh_connect_timeout_s) == (
+        access.host_key_policy, access.known_hosts_file, access.connect_timeout_s)
+
+
+def test_api_ssh_needs_no_token_variable_and_its_key_is_relative_to_the_config_dir(tmp_path):
+    root = base_tree(tmp_path / "tree")
+
+    def ssh(doc):
+        doc["proxmox"].update(api="ssh", ssh_key_file="keys/proxmox_ed25519")
+        del doc["proxmox"]["api_token_env"]
+        doc["vm_access"].update(host_key_policy="strict", connect_timeout_s=2.5)
+    _edit(root, HV_FILE, ssh)
+    config, problems = validate(root / "etc", root / "stacks")
+    assert config is not None and problems == [], [p.render() for p in problems]
+    px = config.hypervisor.proxmox
+    assert (px.api, px.api_token_env, px.ssh_user, px.ssh_port) == ("ssh", None, "root", 22)
+    assert px.ssh_key_file == root / "etc" / "keys" / "proxmox_ed25519"
+    assert (px.ssh_host_key_policy, px.ssh_connect_timeout_s) == ("strict", 2.5)
+    assert px.ssh_known_hosts_file == config.hypervisor.vm_access.known_hosts_file
+
+
+def test_https_without_a_token_variable_is_still_valid_the_client_says_what_is_missing(tmp_path):
+    # Unchanged behaviour: the schema never required api_token_env; token.api_token
+    # raises TokenMissing naming proxmox.api_token_env when the HTTPS client is made.
+    root = base_tree(tmp_path / "tree")
+    _edit(root, HV_FILE, lambda d: d["proxmox"].pop("api_token_env"))
+    px = load_config(root / "etc", root / "stacks").hypervisor.proxmox
+    assert (px.api, px.api_token_env) == ("https", None)
 
 
 def _warnings(root):
