@@ -91,6 +91,13 @@ def test_sync_all_creates_the_vms_through_the_api_and_a_second_run_changes_nothi
             assert f"  {vm}  start    start" in dry.stdout
         assert "dry run: nothing was changed" in dry.stdout and sim.mutating_calls() == []
 
+        one = inv(etc, "vm.create", "--vmid", "1003")  # one VM first, alone
+        assert one.returncode == 0, one.stdout + one.stderr
+        assert "cpuworker (vmid 1003): start: start: OK" in one.stdout
+        assert "ssh: cpuworker (vmid 1003) answers" in one.stdout
+        assert [c.path for c in sim.mutating_calls() if c.path.endswith("/clone")] == ["/nodes/phoenix/qemu/9000/clone"]
+        assert hook.started == [1003] and SECRET not in one.stdout + one.stderr
+
         run = inv(etc, "sync-all", "--verbose", password=password)
         out = run.stdout + run.stderr
         assert run.returncode == 0, out
@@ -98,7 +105,8 @@ def test_sync_all_creates_the_vms_through_the_api_and_a_second_run_changes_nothi
         assert "drphoenix (vmid 1002): clone: full clone of lab-template (vmid 9000): OK" in run.stdout
         assert f"answers on https://{SUBNET.rsplit('.', 1)[0]}.11:9443" in run.stdout
         assert SECRET not in out and PASSWORD not in out
-        assert sorted(hook.started) == [1001, 1002, 1003]
+        assert hook.started[0] == 1003 and sorted(hook.started) == [1001, 1002, 1003]
+        assert "cpuworker (vmid 1003): clone" not in run.stdout  # it was made already
         for vmid in (1001, 1002, 1003):
             g = sim.guest(vmid)
             assert g.status == "running" and "size=8G" in g.config["scsi0"] and sim.regenerations[vmid] == 1
