@@ -67,6 +67,15 @@ class VMProvider(ABC):
         """Shared resources every VM needs (a bridge, keys); idempotent."""
         return []
 
+    def close(self) -> None:
+        """Let go of what the provider holds open (an SSH connection to the hypervisor)."""
+
+    def __enter__(self) -> "VMProvider":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # -- plan and apply (the flows use these) -----------------------------------------
 
     def plan(self, vms: Iterable[VM], *, apply_drift: bool = False) -> Plan:

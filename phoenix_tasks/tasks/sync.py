@@ -37,7 +37,7 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, 
         port = portainer.published_port(renderer({}))
         provider = get_provider(config)
     reporter = SyncReporter(out, err, verbose=verbose)
-    with user_errors(), common.transport_for(config, verbose) as transport:
+    with user_errors(), provider, common.transport_for(config, verbose) as transport:
         plan = sync.read_plan(config, transport, provider, renderer, opts, apply_drift=apply_drift)
         show_sync_plan(out, plan, verbose=verbose)
         if dry_run:

@@ -43,8 +43,7 @@ def create(c, vmid=None, apply_drift=False, dry_run=False, verbose=False):
     if vm.is_template:
         raise Exit(f"--vmid {vm.vmid}: {vm} is a template: Phoenix checks templates, never creates or starts "
                    "them", code=1)
-    with user_errors():
-        provider = get_provider(config)
+    with user_errors(), get_provider(config) as provider:
         plan = plan_vms(config, provider, [vm], apply_drift=apply_drift)
         show_vm_plan(out, plan, verbose=verbose)
         if dry_run:
@@ -78,8 +77,7 @@ def status(c, vmid=None):
     """Show each VM as the provider sees it: exists, running, where, and what differs from the config."""
     config = load_config_or_exit()
     vms = [vm_or_exit(config, vmid)] if vmid is not None else list(config.vms)
-    with user_errors():
-        provider = get_provider(config)
+    with user_errors(), get_provider(config) as provider:
         statuses = provider.statuses(vms)
     table = Table(title=f"VMs ({config.hypervisor.provider} provider)", title_justify="left")
     for col in ("VM", "vmid", "exists", "state", "detail"):

@@ -226,3 +226,18 @@ def test_a_refused_connection_is_one_line_naming_host_and_port():
     msg = str(err.value)
     assert msg == f"cannot reach the Proxmox API at 127.0.0.1:{port}: Connection refused"
     assert err.value.__suppress_context__ and SECRET not in msg
+
+
+def test_an_api_that_never_answers_times_out_in_one_line(cert):
+    """A listener on loopback that accepts and says nothing (a hung pveproxy): the
+    client gives up after its timeout with one line naming host:port."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        s = settings(port, ca_file=cert[0])
+        c = Client(s, api_token(s, TOKEN_ENV), timeout_s=0.5)
+        with pytest.raises(PhoenixError) as err:
+            c.request(api.cluster_vms())
+    assert str(err.value) == f"cannot reach the Proxmox API at 127.0.0.1:{port}: no answer within 0.5 s"
+    assert SECRET not in str(err.value)

@@ -191,3 +191,40 @@ def test_statuses_say_where_each_vm_runs_and_what_differs(cert, key):
         assert (statuses[1001].up, statuses[1001].detail) == (True, "node phoenix")
         assert (statuses[1002].exists, statuses[1002].detail) == (False, "does not exist")
         assert statuses[9000].exists and not statuses[9000].running and "template" in statuses[9000].detail
+
+
+def on_node2(config, vmid=1002):
+    return dataclasses.replace(config, vms=tuple(
+        dataclasses.replace(v, proxmox_node="phoenix2") if v.vmid == vmid else v for v in config.vms))
+
+
+def test_on_a_cluster_a_vm_is_cloned_to_its_node_and_configured_there(cert, key):
+    template = SimGuest.recorded("qemu_config_9000_template.json", 9000)
+    for disk in ("scsi0", "ide2"):  # a template on shared storage (a clone to another node needs it)
+        template.config[disk] = template.config[disk].replace("local-lvm:", "ceph:")
+    with ProxmoxApiSimulator(cert=cert, nodes=("phoenix", "phoenix2"), guests=[template], seed_template=False,
+                             storages={"local-lvm": False, "ceph": True}) as sim:
+        config, provider = provider_for(sim, key, clone_storage="ceph")
+        placed = on_node2(config)
+        provider = ProxmoxProvider(placed, client=provider.client, timing=FAST)
+        plan, outcome, _ = run(provider, placed)
+        assert outcome.ok, (outcome.failed, outcome.pending)
+        assert (sim.guest(1002).node, sim.guest(1001).node) == ("phoenix2", "phoenix")
+        clone, *rest = [c for c in sim.mutating_calls() if "1002" in c.path or c.params.get("newid") == "1002"]
+        assert (clone.path, clone.params["target"], clone.params["storage"]) == (
+            "/nodes/phoenix/qemu/9000/clone", "phoenix2", "ceph")  # sent to the template's node
+        assert rest and all(c.path.startswith("/nodes/phoenix2/qemu/1002/") for c in rest)
+        statuses = {s.vm.vmid: s.detail for s in provider.statuses(list(placed.vms))}
+        assert statuses[1002] == "node phoenix2"
+        assert provider.plan(list(placed.vms)).empty
+
+
+def test_a_clone_to_another_node_from_local_storage_fails_by_name_with_proxmox_reason(cert, key):
+    with ProxmoxApiSimulator(cert=cert, nodes=("phoenix", "phoenix2")) as sim:
+        config, provider = provider_for(sim, key)
+        placed = on_node2(config)
+        _, outcome, _ = run(ProxmoxProvider(placed, client=provider.client, timing=FAST), placed)
+        [(vm_, message)] = outcome.failed
+        assert vm_.vmid == 1002 and message == ("clone: POST /nodes/phoenix/qemu/9000/clone refused: HTTP 500: "
+                                                "can't clone VM to node 'phoenix2' (VM uses local storage)")
+        assert sim.guest(1001).status == "running" and sim.guest(1002) is None

@@ -23,9 +23,8 @@ mapping) is a few dozen lines here.  proxmoxer's HTTPS backend needs `requests` 
 reports errors through its own `ResourceException`, whose text would have to be
 re-parsed to recover the status-line reason `task_wait` matches on; adding it buys no
 behaviour this module lacks.  Its SSH backend (``pvesh`` on the host) is the one thing
-it would add; should Phoenix need to run on the hypervisor without a token, that is
-another `request(ApiCall)` implementation over Phoenix's own SSH transport, not a
-reason to route HTTPS through proxmoxer.
+it would add: Phoenix has that as `pvesh.PveshClient`, the same `request(ApiCall)`
+over Phoenix's own SSH transport (``proxmox.api: ssh``; `clients.client_for` picks).
 """
 
 from __future__ import annotations
@@ -136,6 +135,9 @@ class Client:
             raise ApiUnreachable(
                 f"the Proxmox API at {self.where}: TLS certificate not verified ({_one_line(exc.verify_message)}); "
                 "set proxmox.ca_file to the CA that signed it (e.g. /etc/pve/pve-root-ca.pem)") from None
+        except TimeoutError:  # connect, TLS handshake or answer: one deadline each
+            raise ApiUnreachable(f"cannot reach the Proxmox API at {self.where}: no answer within "
+                                 f"{self.timeout_s:g} s") from None
         except (OSError, http.client.HTTPException) as exc:
             why = _one_line(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
             raise ApiUnreachable(f"cannot reach the Proxmox API at {self.where}: {why}") from None

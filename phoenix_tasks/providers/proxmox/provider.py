@@ -83,6 +83,10 @@ class ProxmoxProvider(VMProvider):
     def __repr__(self) -> str:
         return f"ProxmoxProvider({self.client!r})"
 
+    def close(self) -> None:
+        from . import clients  # noqa: PLC0415
+        clients.close(self.client)
+
     # -- facts ----------------------------------------------------------------------
 
     def request(self, call: api.ApiCall) -> Any:
