@@ -96,6 +96,11 @@ class SwarmSettings:
     label_policy: LabelPolicy
     keep_deploys: int = 5  # per environment and stack: ledger records and their configs/secrets
     lock_ttl_s: int = 120  # a deploy lock not renewed for this long is free
+    # Init-only (swarm/security.py): overlay subnets come from these pools, in /subnet_size
+    # steps.  Empty: docker's default (10.0.0.0/8 in /24s).
+    default_addr_pool: tuple[ipaddress.IPv4Network, ...] = ()
+    subnet_size: int | None = None  # None: docker's default, 24
+    autolock_key_file: Path | None = None  # where the unlock key is kept (mode 0600)
 
     def advertise_addr(self, vm: VM) -> str:
         if self.advertise == "vm_ip":

@@ -106,6 +106,10 @@ def _build_hypervisor(hv: dict, config_dir: Path) -> Hypervisor:
             label_policy=hv.get("swarm", {}).get("label_policy", "merge"),
             keep_deploys=hv.get("swarm", {}).get("keep_deploys", 5),
             lock_ttl_s=hv.get("swarm", {}).get("lock_ttl_s", 120),
+            default_addr_pool=tuple(ipaddress.IPv4Network(p) for p in hv.get("swarm", {}).get("default_addr_pool", [])),
+            subnet_size=hv.get("swarm", {}).get("subnet_size"),
+            autolock_key_file=_path(hv["swarm"]["autolock_key_file"], config_dir)
+            if hv.get("swarm", {}).get("autolock_key_file") else None,
         ),
         portainer=PortainerSettings(
             stack=hv["portainer"]["stack"],

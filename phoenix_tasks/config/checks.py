@@ -19,6 +19,7 @@ from .build import build_vms
 from .constraints import Constraint, first_unsatisfiable, parse
 from .problems import Problem, pointer
 from .read import Raw
+from .swarm_options import check_swarm_options
 
 VM_FIELDS_FROM_DEFAULTS = ("cores", "memory_mb", "disk_size_gb")
 
@@ -26,6 +27,7 @@ VM_FIELDS_FROM_DEFAULTS = ("cores", "memory_mb", "disk_size_gb")
 def check_all(raw: Raw, problems: list[Problem]) -> None:
     check_vms(raw, problems)
     check_hypervisor(raw, problems)
+    check_swarm_options(raw, problems)
     check_stack_references(raw, problems)
     check_stacks(raw, problems)
     check_docker_stacks(raw, problems)

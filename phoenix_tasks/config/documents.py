@@ -134,6 +134,10 @@ def _messages(error: Any) -> list[tuple[str, str]]:
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return [(where, f"missing required field {missing!r}")]
+    if error.validator == "dependentRequired":
+        return [(pointer(*error.absolute_path, field), f"{field!r} needs {', '.join(map(repr, needs))} too")
+                for field, needs in error.validator_value.items()
+                if field in error.instance and any(n not in error.instance for n in needs)]
     if "propertyNames" in error.absolute_schema_path:
         # The error is about a key, not a value: point at that key's entry.
         description = error.schema.get("description")
