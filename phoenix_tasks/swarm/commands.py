@@ -37,6 +37,29 @@ def join_token(role: str) -> list[str]:
     return [DOCKER, "swarm", "join-token", "-q", role]
 
 
+def rotate_join_token(role: str) -> list[str]:
+    """A new join token for `role` (the old one stops joining); prints the new one."""
+    if role not in ("manager", "worker"):
+        raise ValueError(f"role must be manager or worker, not {role!r}")
+    return [DOCKER, "swarm", "join-token", "--rotate", "-q", role]
+
+
+def unlock_key() -> list[str]:
+    """The swarm's current unlock key (autolock on; only on an unlocked manager)."""
+    return [DOCKER, "swarm", "unlock-key", "-q"]
+
+
+def swarm_autolock(enabled: bool) -> list[str]:
+    """Turn autolock on or off.  With `true`, docker prints the new unlock key: the
+    caller keeps that output to itself and reads the key with `unlock_key()`."""
+    return [DOCKER, "swarm", "update", f"--autolock={'true' if enabled else 'false'}"]
+
+
+def swarm_unlock() -> list[str]:
+    """Unlock a locked manager; the key is read on stdin, never on the command line."""
+    return [DOCKER, "swarm", "unlock"]
+
+
 # Stacks, then services with their replicas, then each service's labels (which
 # environment, stack and deployed hash), in one round trip (a fixed script).
 SERVICES_SEPARATOR = "--- services ---"
@@ -54,8 +77,15 @@ def services() -> list[str]:
 
 
 # Changes.
-def swarm_init(advertise_addr: str) -> list[str]:
-    return [DOCKER, "swarm", "init", "--advertise-addr", advertise_addr]
+def swarm_init(advertise_addr: str, default_addr_pool: Sequence[object] = (),
+               subnet_size: int | None = None) -> list[str]:
+    """Init; the overlay address pools and their subnet size are init-only (security.py)."""
+    argv = [DOCKER, "swarm", "init", "--advertise-addr", advertise_addr]
+    for pool in default_addr_pool:
+        argv += ["--default-addr-pool", str(pool)]
+    if subnet_size is not None:
+        argv += ["--default-addr-pool-mask-length", str(int(subnet_size))]
+    return argv
 
 
 def swarm_join(token: Secret, manager_addr: str, advertise_addr: str) -> list[Arg]:

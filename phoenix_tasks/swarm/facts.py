@@ -37,6 +37,10 @@ class EngineFacts:
     is_manager: bool = False  # ControlAvailable
     cluster_id: str | None = None  # only managers know it
     remote_managers: tuple[tuple[str, str], ...] = ()  # (node id, addr)
+    # The swarm's settings, known only to an active manager (None elsewhere):
+    default_addr_pool: tuple[str, ...] | None = None  # () = docker's default, 10.0.0.0/8
+    subnet_size: int | None = None
+    autolock: bool | None = None
 
     @property
     def known(self) -> bool:
@@ -78,6 +82,12 @@ class ClusterFacts:
         return self.nodes.get(e.node_id)
 
     @property
+    def swarm_settings(self) -> EngineFacts | None:
+        """The control manager's facts, which hold the swarm's address pool, subnet
+        size and autolock (security.py); None when no manager answers."""
+        return self.engines[self.control.vmid] if self.control is not None else None
+
+    @property
     def manager_addr(self) -> str | None:
         if self.control is None:
             return None
@@ -111,7 +121,18 @@ def parse_info(vm: VM, stdout: str) -> EngineFacts:
         is_manager=bool(swarm.get("ControlAvailable")),
         cluster_id=cluster.get("ID") or None,
         remote_managers=remote,
+        **_swarm_settings(cluster),
     )
+
+
+def _swarm_settings(cluster: Mapping) -> dict:
+    """Address pool, subnet size, autolock: in `docker info` of a manager only."""
+    if not cluster.get("ID"):
+        return {}
+    encryption = (cluster.get("Spec") or {}).get("EncryptionConfig") or {}
+    return {"default_addr_pool": tuple(cluster.get("DefaultAddrPool") or ()),
+            "subnet_size": cluster.get("SubnetSize") or None,
+            "autolock": bool(encryption.get("AutoLockManagers"))}
 
 
 def parse_nodes(stdout: str) -> dict[str, NodeFacts]:
