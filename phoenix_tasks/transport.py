@@ -312,9 +312,12 @@ class Transport:
 
     # -- secrets -------------------------------------------------------------
     def keep_secret(self, secret: Secret) -> Secret:
-        """Register a secret so that it is scrubbed from anything a VM prints back."""
+        """Register a secret so that it is scrubbed from anything a VM prints back (also
+        without the trailing newline a value sent on stdin ends with)."""
         with self._lock:
             self._secrets.add(secret.reveal())
+            if secret.reveal().strip():
+                self._secrets.add(secret.reveal().strip())
         return secret
 
     def _scrub(self, text: str) -> str:
@@ -357,12 +360,15 @@ class Transport:
     # -- running ---------------------------------------------------------------
     def run(self, host: Reachable, argv: Argv, *, mutating: bool, check: bool = True,
             stdin: str | Secret | None = None, quiet: bool = False,
-            timeout: float | None = None) -> CommandResult:
+            timeout: float | None = None, secret_output: bool = False) -> CommandResult:
         """Run one command on a host.  `check`: a non-zero exit raises RemoteCommandFailed.
         `stdin`: data the command reads on its standard input (closed after it).
         `quiet`: not echoed (a poll repeated every second); still in the run log.
         `timeout`: the command's deadline in seconds (default: the access's
-        `command_timeout_s`); past it, TimedOut (an Unreachable)."""
+        `command_timeout_s`); past it, TimedOut (an Unreachable).
+        `secret_output`: the command prints a secret (a join token, an unlock key) that the
+        caller wraps in a `Secret` at once: its stdout is returned as printed, not
+        scrubbed of secrets already known (a token read twice must compare equal)."""
         display = display_command(argv)
         deadline = float(timeout) if timeout is not None else self.access.command_timeout_s
         data = None
@@ -397,7 +403,8 @@ class Transport:
             causes = "; ".join(self._scrub(str(e.value) or e.type.__name__) for e in exc.exceptions)
             raise Unreachable(f"{host}: the SSH connection to {host.address} broke during "
                               f"`{display}`: {causes or 'no detail'}") from None
-        result = CommandResult(host, display, res.exited, self._scrub(res.stdout), self._scrub(res.stderr))
+        stdout = res.stdout if secret_output else self._scrub(res.stdout)
+        result = CommandResult(host, display, res.exited, stdout, self._scrub(res.stderr))
         if check and not result.ok:
             raise RemoteCommandFailed(host, display, result.exited, result.stderr)
         return result
