@@ -64,7 +64,8 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
             argv = _argv(action, config, facts, tokens)
             if argv is None:
                 continue  # unresolved: the final read reports it as pending
-            transport.run(action.where, argv, mutating=True)
+            transport.run(action.where, argv, mutating=True,
+                          stdin=action.stdin.data if action.stdin is not None else None)  # an unlock key
             with lock:
                 outcome.applied.append(action)
 

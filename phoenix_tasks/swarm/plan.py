@@ -15,6 +15,7 @@ from ..model import VM, Config
 from ..plan import Action, Blocked, Plan
 from . import commands
 from .facts import ACTIVE, INACTIVE, LOCKED, NO_ENGINE, PENDING, UNREACHABLE, ClusterFacts, NodeFacts
+from .security import KeyFile, init_argv, init_summary, plan_unlock, swarm_warnings, with_unlock_hints
 
 # Classification of one swarm VM.
 MEMBER = "member"  # in our swarm, with the configured role
@@ -23,7 +24,7 @@ FOREIGN = "foreign"  # in a swarm that is not ours
 NO_SWARM = "inactive"  # not in any swarm
 # plus UNREACHABLE, NO_ENGINE, PENDING, LOCKED and "error" from the facts
 
-PHASES = ("init", "join", "labels")
+PHASES = ("unlock", "init", "join", "labels")  # unlock: a locked manager, from the key file (security.py)
 
 
 def _action(phase: str, kind: str, run_on: VM, target: VM, summary: str, argv=None) -> Action:
@@ -74,6 +75,7 @@ class Options:
     vmids: frozenset[int] | None = None  # None: every swarm VM
     force_rejoin: bool = False
     label_policy: str = "merge"
+    unlock_key: KeyFile | None = None  # swarm.autolock_key_file as read (security.py)
 
     def wants(self, vm: VM) -> bool:
         return self.vmids is None or vm.vmid in self.vmids
@@ -85,7 +87,7 @@ def _blocked_reason(c: Classified, force_rejoin: bool) -> str | None:
     if c.kind == NO_ENGINE:
         return f"no docker engine answers: {c.detail}"
     if c.kind == LOCKED:
-        return "its swarm is locked: unlock it with `docker swarm unlock` on the VM, then run again"
+        return f"its swarm is locked (autolock): {c.detail or 'unlock it with `docker swarm unlock` on the VM, then run again'}"
     if c.kind in (FOREIGN, PENDING, "error") and not force_rejoin:
         what = {FOREIGN: f"is in another swarm ({c.detail})", PENDING: "is pending (a join that never finished)",
                 "error": f"is in swarm state error ({c.detail})"}[c.kind]
@@ -120,8 +122,8 @@ def plan_init(config: Config, facts: ClusterFacts, classes: Mapping[int, Classif
             return plan, None
         plan.actions.append(_action("init", "leave", first, first, "leave the swarm it is in (--force-rejoin)",
                                    tuple(commands.swarm_leave(force=True))))
-    plan.actions.append(_action("init", "init", first, first, f"initialise the swarm, advertising {addr}",
-                               tuple(commands.swarm_init(addr))))
+    plan.actions.append(_action("init", "init", first, first, f"initialise the swarm, advertising {addr}"
+                               + init_summary(config.hypervisor.swarm), init_argv(config.hypervisor.swarm, addr)))
     return plan, first
 
 
@@ -213,8 +215,12 @@ def plan_labels(config: Config, facts: ClusterFacts, classes: Mapping[int, Class
 
 def plan_phases(config: Config, facts: ClusterFacts, opts: Options, phases: Sequence[str] = PHASES) -> Plan:
     """The whole plan for the given phases, from one set of facts (what --dry-run shows)."""
-    classes = classify(config, facts)
-    plan = Plan()
+    classes = with_unlock_hints(classify(config, facts), opts.unlock_key)
+    plan = Plan(warnings=swarm_warnings(config, facts, opts.unlock_key))
+    if "unlock" in phases:  # first: the rest is planned once a locked manager can be read
+        plan.extend(plan_unlock(classes, opts.unlock_key, opts.wants))
+        if plan.actions:
+            return plan
     init_plan, control = plan_init(config, facts, classes, opts)
     if "init" in phases:
         plan.extend(init_plan)

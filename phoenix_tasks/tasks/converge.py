@@ -13,6 +13,7 @@ from ..plan import Outcome
 from ..show import show_outcome, show_plan
 from ..swarm.apply import converge
 from ..swarm.plan import Options
+from ..swarm.security import read_key_file
 from . import common
 from .common import err, out, user_errors
 
@@ -25,7 +26,8 @@ def options(config: Config, vmid: str | int | None, force_rejoin: bool) -> Optio
             raise Exit(f"--vmid {vmid}: no swarm VM with that vmid in {config.vm_file} "
                        f"(swarm VMs: {', '.join(map(str, sorted(swarm_ids)))})", code=1)
     return Options(vmids=frozenset([int(vmid)]) if vmid is not None else None, force_rejoin=force_rejoin,
-                   label_policy=config.hypervisor.swarm.label_policy)
+                   label_policy=config.hypervisor.swarm.label_policy,
+                   unlock_key=read_key_file(config.hypervisor.swarm.autolock_key_file))
 
 
 def run_converge(config: Config, phases: Sequence[str], *, dry_run: bool, verbose: bool,
@@ -34,6 +36,6 @@ def run_converge(config: Config, phases: Sequence[str], *, dry_run: bool, verbos
     opts = options(config, vmid, force_rejoin)
     with user_errors(), common.transport_for(config, verbose) as transport:
         outcome = converge(transport, config, opts, phases, dry_run=dry_run,
-                           show=lambda plan: show_plan(out, plan, verbose=verbose, title=f"swarm {'/'.join(phases)}"))
+                           show=lambda plan: show_plan(out, plan, verbose=verbose, title=f"swarm {'/'.join(p for p in phases if p != 'unlock')}"))
     show_outcome(out, err, outcome)
     return outcome
