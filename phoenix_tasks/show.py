@@ -89,6 +89,7 @@ def show_status(console: Console, status: ClusterStatus) -> None:
             console.print(f"  {line}", markup=False, highlight=False)
     console.print(f"leader: {status.leader or '-'}; read from manager: "
                   f"{status.manager or 'none (no reachable VM is a swarm manager)'}")
+    show_swarm_settings(console, status)
     for o in status.other_nodes:
         console.print(f"  other node in the swarm, not a configured VM: {o.hostname} {o.node_id[:12]} "
                       f"({o.role}, {o.status})", markup=False, highlight=False)
@@ -99,6 +100,52 @@ def show_status(console: Console, status: ClusterStatus) -> None:
     for p in status.problems:
         console.print(f"problem: {p}", style="red", markup=False, highlight=False)
     console.print(Text.assemble("cluster: ", Text("DEGRADED", "red") if status.degraded else Text("healthy", "green")))
+
+
+def show_swarm_settings(console: Console, status: ClusterStatus) -> None:
+    """The swarm's address pool and autolock (security.py), and their warnings."""
+    if status.default_addr_pool is not None:
+        console.print(f"address pool: {', '.join(status.default_addr_pool)} in /{status.subnet_size}s; "
+                      f"autolock: {'on' if status.autolock else 'off'}"
+                      + (f" (key file: {status.autolock_key_file})" if status.autolock else ""),
+                      markup=False, highlight=False)
+    for w in status.warnings:
+        console.print(f"warning: {w}", style="yellow", markup=False, highlight=False)
+
+
+def show_rotation(console: Console, err: Console, result) -> None:
+    """What a token rotation did (security.Rotated): which role, from which manager, when;
+    never a token."""
+    from .swarm.events import clock  # noqa: PLC0415 - show.py imports no flow module at load
+    show_outcome(console, err, result.outcome)
+    for action in result.outcome.applied:
+        if action not in result.outcome.pending:
+            console.print(f"rotated: the {action.subject} on {action.where} at {clock(result.at)}; the old token "
+                          f"no longer joins (the new one is not shown: `swarm.tokens --reveal` prints it)",
+                          markup=False, highlight=False)
+    if result.event is not None:
+        console.print(f"recorded as cluster event {result.event.name}", markup=False, highlight=False)
+    for p in result.problems:
+        err.print(f"warning: {p}", style="yellow", markup=False, highlight=False)
+
+
+def show_autolock(console: Console, err: Console, result, key_state: str) -> None:
+    """Autolock after `swarm.autolock` (security.Autolocked): on/off, the key file; never the key."""
+    show_outcome(console, err, result.outcome)
+    if not (result.outcome.applied or result.outcome.plan.actions):  # show_outcome did not say why
+        for b in result.outcome.blocked:
+            err.print(f"blocked: {b.subject}: {b.reason}", style="red", markup=False, highlight=False)
+    state = result.state
+    if state is not None and state.enabled is not None:
+        style = "yellow" if state.enabled and not state.file.usable else None
+        console.print(f"autolock: {'on' if state.enabled else 'off'}; key file: {key_state}", style=style,
+                      markup=False, highlight=False)
+    if result.event is not None:
+        console.print(f"recorded as cluster event {result.event.name}", markup=False, highlight=False)
+    if result.last is not None:
+        console.print(f"last change: {result.last.describe()}", markup=False, highlight=False)
+    for p in result.problems:
+        err.print(f"warning: {p}", style="yellow", markup=False, highlight=False)
 
 
 def _rd(running, desired) -> str:

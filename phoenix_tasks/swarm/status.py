@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -12,6 +13,7 @@ from ..transport import Transport
 from . import commands
 from .facts import ClusterFacts, read_facts
 from .plan import MEMBER, NO_SWARM, WRONG_ROLE, classify, label_diff
+from .security import read_key_file, status_fields
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ class ClusterStatus:
     problems: list[str]
     other_nodes: list[OtherNode] = field(default_factory=list)
     environments: list = field(default_factory=list)  # stack.envs.Environment
+    # The swarm's own settings, from the control manager (security.py); None: not read.
+    default_addr_pool: list[str] | None = None  # docker's default included: never empty
+    subnet_size: int | None = None
+    autolock: bool | None = None
+    autolock_key_file: str | None = None  # the key file's state, in words (never its content)
+    warnings: list[str] = field(default_factory=list)  # init-only drift, autolock without its key
 
     @property
     def degraded(self) -> bool:
@@ -151,6 +159,8 @@ def read_status(transport: Transport, config: Config) -> ClusterStatus:
         except (PhoenixError, ValueError) as exc:
             problems.append(f"cannot list services: {exc}")
     status = build_status(config, facts, stacks)
+    key = read_key_file(config.hypervisor.swarm.autolock_key_file)
+    status = dataclasses.replace(status, **status_fields(config, facts, key))
     status.problems.extend(problems)
     status.environments.extend(environments)
     return status

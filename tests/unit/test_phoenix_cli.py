@@ -81,6 +81,11 @@ def test_unknown_verb_prints_usage_and_exits_2(args, complaint, stub):
     (["swarm", "join", "--vmid", "1002"], ["swarm.join", "--vmid", "1002"]),
     (["swarm", "label"], ["swarm.label"]),
     (["swarm", "tokens", "--reveal"], ["swarm.tokens", "--reveal"]),
+    (["swarm", "tokens", "--rotate", "worker"], ["swarm.tokens", "--rotate", "worker"]),
+    # --rotate takes a value: a word after it is that value, never a flag or a stack
+    (["swarm", "tokens", "--rotate", "-v"], ["swarm.tokens", "--rotate", "-v"]),
+    (["swarm", "autolock", "--enable"], ["swarm.autolock", "--enable"]),
+    (["swarm", "autolock"], ["swarm.autolock"]),
     (["swarm", "status", "--json"], ["swarm.status", "--json"]),
     (["swarm", "deploy", "thinkheads_ai_app", "--env", "dev1"], ["swarm.deploy", "--stack", "thinkheads_ai_app", "--env", "dev1"]),
     (["swarm", "rm", "qdrant_service", "--env", "dev2"], ["swarm.rm", "--stack", "qdrant_service", "--env", "dev2"]),
@@ -123,6 +128,8 @@ def test_dry_run_passes_through_from_anywhere_on_the_line(args, stub):
     (["--dry-run", "sync", "all"], ["sync-all", "--dry-run"]),
     (["swarm", "init", "--dry-run"], ["swarm.init", "--dry-run"]),
     (["-v", "swarm", "join", "--dry-run"], ["swarm.join", "--dry-run", "--verbose"]),
+    (["swarm", "tokens", "--rotate", "both", "--dry-run"], ["swarm.tokens", "--dry-run", "--rotate", "both"]),
+    (["--dry-run", "swarm", "autolock", "--disable", "-v"], ["swarm.autolock", "--dry-run", "--verbose", "--disable"]),
     (["swarm", "rm", "qdrant_service", "--env", "dev2", "--dry-run"], ["swarm.rm", "--stack", "qdrant_service", "--dry-run", "--env", "dev2"]),
     # (["--dry-run", "validate"], ["validate"]) was here: validate has no --dry-run, so it is
     # now refused (test_a_flag_the_task_lacks_is_refused_and_nothing_runs)
@@ -194,7 +201,6 @@ CHANGES_NOTHING = "has no --dry-run (it changes nothing: run it without); nothin
     # verbs that change nothing have no dry run either: refused the same way, said kindly
     (["--dry-run", "validate"], f"phoenix: 'validate' {CHANGES_NOTHING}"),
     (["lab", "status", "--dry-run"], f"phoenix: 'lab status' {CHANGES_NOTHING}"),
-    (["swarm", "tokens", "--dry-run"], f"phoenix: 'swarm tokens' {CHANGES_NOTHING}"),
     (["--dry-run", "swarm", "status"], f"phoenix: 'swarm status' {CHANGES_NOTHING}"),
     (["swarm", "envs", "--json", "--dry-run"], f"phoenix: 'swarm envs' {CHANGES_NOTHING}"),
     (["swarm", "render", "x", "--env", "e", "--dry-run"], f"phoenix: 'swarm render' {CHANGES_NOTHING}"),

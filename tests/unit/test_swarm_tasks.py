@@ -7,7 +7,7 @@ import pytest
 from invoke import MockContext, Result
 from invoke.exceptions import CommandTimedOut, Exit
 
-from phoenix_tasks.swarm import commands
+from phoenix_tasks.swarm import commands, events
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import swarm as swarm_tasks
 from phoenix_tasks.transport import Transport, shell_command
@@ -139,6 +139,7 @@ def test_tokens_masked_unless_revealed(wired, capsys):
     outputs = converged_outputs()
     outputs["portainer"][tuple(commands.join_token("worker"))] = (TOKEN + "\n", 0)
     outputs["portainer"][tuple(commands.join_token("manager"))] = (TOKEN.replace("a", "b") + "\n", 0)
+    outputs["portainer"][tuple(events.read_argv())] = ("", 0)  # no rotation recorded
     wired(outputs)
     swarm_tasks.tokens(MockContext())
     out = capsys.readouterr().out
