@@ -15,6 +15,7 @@ from ..model import VM, Config
 from ..plan import Action, Blocked, Plan
 from . import commands
 from .facts import ACTIVE, INACTIVE, LOCKED, NO_ENGINE, PENDING, UNREACHABLE, ClusterFacts, NodeFacts
+from . import quorum
 
 # Classification of one swarm VM.
 MEMBER = "member"  # in our swarm, with the configured role
@@ -163,14 +164,18 @@ def plan_join(config: Config, facts: ClusterFacts, classes: Mapping[int, Classif
     for vm, node in promotes:
         plan.actions.append(_action("join", "promote", control, vm, "promote to manager",
                                    tuple(commands.node_promote(node.id))))
-    remaining = managers_now + len(promotes)
+    demoting: list[NodeFacts] = []  # quorum.py: never the last manager, never below a majority
     for vm, node in demotes:
-        if remaining <= 1:
-            plan.blocked.append(Blocked(vm, "configured as worker, but it is the last manager: not demoted"))
+        refusal = quorum.refusal((facts.nodes or {}).values(), demoting + [node], adding=len(promotes))
+        if refusal:
+            plan.blocked.append(Blocked(vm, f"configured as worker, but not demoted: {refusal}"))
             continue
-        remaining -= 1
+        demoting.append(node)
         plan.actions.append(_action("join", "demote", control, vm, "demote to worker",
                                    tuple(commands.node_demote(node.id))))
+    even = quorum.even_warning(managers_now + len(promotes) - len(demoting), " after this plan")
+    if demoting and even:
+        plan.warnings.append(even)
     return plan, joining
 
 
