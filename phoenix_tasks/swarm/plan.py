@@ -216,6 +216,34 @@ def plan_labels(config: Config, facts: ClusterFacts, classes: Mapping[int, Class
     return plan
 
 
+def plan_availability(config: Config, facts: ClusterFacts, classes: Mapping[int, Classified], opts: Options,
+                      control: VM | None, joining: Iterable[int] = ()) -> Plan:
+    """Node availability where a VM pins it (`availability`: active, pause, drain); a VM
+    that pins none keeps whatever its node has (a drain by hand stays).  Part of the
+    labels phase: the node list already read says it, so a converged run reads nothing more."""
+    plan = Plan()
+    joining = set(joining)
+    for vm in config.swarm_vms:
+        want = vm.availability
+        if not opts.wants(vm) or want is None:
+            continue
+        c = classes[vm.vmid]
+        if vm.vmid in joining or (c.kind == NO_SWARM and control is not None and vm == control):
+            if want != "active":
+                plan.actions.append(_action("labels", "availability", control, vm, f"availability {want} (after it joins)"))
+            continue
+        if c.kind not in (MEMBER, WRONG_ROLE) or control is None or c.node.availability == want:
+            continue
+        note = {"drain": ": its tasks move to other nodes (`swarm drain` waits for them)" +
+                         ("; it stays a manager" if c.node.role == "manager" else ""),
+                "pause": ": it takes no new tasks; the running ones stay",
+                "active": ": it takes new tasks (running ones do not move back by themselves)"}[want]
+        plan.actions.append(_action("labels", "availability", control, vm,
+                                    f"availability {want} (was {c.node.availability}){note}",
+                                    tuple(commands.node_availability(c.node.id, want))))
+    return plan
+
+
 def plan_phases(config: Config, facts: ClusterFacts, opts: Options, phases: Sequence[str] = PHASES) -> Plan:
     """The whole plan for the given phases, from one set of facts (what --dry-run shows)."""
     classes = classify(config, facts)
@@ -234,6 +262,7 @@ def plan_phases(config: Config, facts: ClusterFacts, opts: Options, phases: Sequ
             plan.blocked += [Blocked(vm, "no swarm yet: run `inv swarm.init` and `inv swarm.join` first")
                              for vm in config.swarm_vms if opts.wants(vm) and vm.node_labels]
         plan.extend(plan_labels(config, facts, classes, opts, control, joining))
+        plan.extend(plan_availability(config, facts, classes, opts, control, joining))
     # Blocked VMs for phases that do not look at every VM (labels only): say why too.
     seen = {b.subject.vmid for b in plan.blocked}
     for c in classes.values():
