@@ -89,9 +89,12 @@ def show_status(console: Console, status: ClusterStatus) -> None:
             console.print(f"  {line}", markup=False, highlight=False)
     console.print(f"leader: {status.leader or '-'}; read from manager: "
                   f"{status.manager or 'none (no reachable VM is a swarm manager)'}")
+    if status.quorum:
+        show_quorum(console, status.quorum)
     for o in status.other_nodes:
         console.print(f"  other node in the swarm, not a configured VM: {o.hostname} {o.node_id[:12]} "
-                      f"({o.role}, {o.status})", markup=False, highlight=False)
+                      f"({o.role}, {o.status})" + (f": {o.kind}: {o.detail}" if o.kind else ""),
+                      markup=False, highlight=False)
     if status.environments:
         show_environments(console, status.environments)
     else:
@@ -99,6 +102,17 @@ def show_status(console: Console, status: ClusterStatus) -> None:
     for p in status.problems:
         console.print(f"problem: {p}", style="red", markup=False, highlight=False)
     console.print(Text.assemble("cluster: ", Text("DEGRADED", "red") if status.degraded else Text("healthy", "green")))
+
+
+def show_quorum(console: Console, q: dict) -> None:
+    """Managers, how many are reachable, what quorum needs, how many failures it tolerates."""
+    from .swarm.quorum import Quorum, even_warning  # noqa: PLC0415 - show.py imports no flow module at load
+    quorum = Quorum(q["managers"], q["reachable"])
+    console.print(f"managers: {quorum.describe()}", style=None if quorum.has_quorum else "red",
+                  markup=False, highlight=False)
+    warning = even_warning(quorum.managers)
+    if warning:
+        console.print(f"  warning: {warning}", style="yellow", markup=False, highlight=False)
 
 
 def _rd(running, desired) -> str:

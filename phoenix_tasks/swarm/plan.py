@@ -15,7 +15,7 @@ from ..model import VM, Config
 from ..plan import Action, Blocked, Plan
 from . import commands
 from .facts import ACTIVE, INACTIVE, LOCKED, NO_ENGINE, PENDING, UNREACHABLE, ClusterFacts, NodeFacts
-from . import quorum
+from . import quorum, unclaimed
 
 # Classification of one swarm VM.
 MEMBER = "member"  # in our swarm, with the configured role
@@ -74,6 +74,7 @@ def classify(config: Config, facts: ClusterFacts) -> dict[int, Classified]:
 class Options:
     vmids: frozenset[int] | None = None  # None: every swarm VM
     force_rejoin: bool = False
+    prune: bool = False  # nodes no VM claims are pruned (maintenance.py) rather than warned about
     label_policy: str = "merge"
 
     def wants(self, vm: VM) -> bool:
@@ -268,4 +269,6 @@ def plan_phases(config: Config, facts: ClusterFacts, opts: Options, phases: Sequ
     for c in classes.values():
         if c.vm.vmid not in seen and opts.wants(c.vm) and c.kind in (UNREACHABLE, NO_ENGINE, LOCKED):
             plan.blocked.append(Blocked(c.vm, _blocked_reason(c, opts.force_rejoin)))
+    if not opts.prune:  # nodes no VM claims: named, never touched without --prune
+        plan.warnings += unclaimed.warnings(unclaimed.find(config, facts))
     return plan
