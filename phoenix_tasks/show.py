@@ -249,6 +249,9 @@ class SyncReporter:
     def swarm_plan(self, plan: Plan) -> None:
         show_plan(self.console, plan, verbose=self.verbose, title="swarm init/join/labels")
 
+    def prune_plan(self, plan: Plan) -> None:
+        show_plan(self.console, plan, verbose=self.verbose, title="prune")
+
     def swarm_outcome(self, outcome: Outcome) -> None:
         show_outcome(self.console, self.err, outcome)
         if not (outcome.applied or outcome.plan.actions) and not outcome.dry_run:  # show_outcome did not say why
@@ -284,6 +287,8 @@ def show_sync_plan(console: Console, plan, *, verbose: bool) -> None:
         show_plan(console, plan.swarm.plan, verbose=verbose, title="swarm init/join/labels")
     else:
         console.print(f"swarm init/join/labels: {plan.notes.get('swarm', '')}", markup=False, highlight=False)
+    if plan.prune is not None:
+        show_plan(console, plan.prune, verbose=verbose, title="prune")
     if plan.portainer is not None:
         show_deploy(console, plan.portainer, rendered, verbose=verbose, stage="plan")
     else:
@@ -317,6 +322,10 @@ def show_sync_summary(console: Console, config, result, password) -> None:
         console.print(f"portainer: {portainer_login_line(password)}", markup=False, highlight=False)
     changed = (result.vms is not None and bool(result.vms.plan)) or (result.swarm is not None and result.swarm.applied) \
         or (result.portainer is not None and bool(result.portainer.applied))
+    if result.prune is not None and result.prune.applied:
+        changed = True
+        done = dict.fromkeys(f"{a.subject} {a.kind}" for a in result.prune.applied)
+        console.print(f"prune: {'; '.join(done)}", markup=False, highlight=False)
     verdict = "converged" if result.ok else "NOT converged"
     what = "changes applied" if changed else "no changes"
     console.print(f"sync-all: {verdict} ({what}) in {result.elapsed_s:.1f} s", style=None if result.ok else "red",
