@@ -70,6 +70,7 @@ class VMStatus:
     namespace: bool
     engine: bool
     sshd: bool
+    link: bool = True  # the host end of its veth is up
 
     @property
     def up(self) -> bool:
@@ -339,7 +340,8 @@ def status_of(config: Config, vms) -> list[VMStatus]:
         namespace = v.netns_file.exists()
         engine = namespace and labvm.engine_name(v) == vm.name
         sshd = namespace and labvm.sshd_pid(v) is not None and labvm.ssh_answers(vm.address, port)
-        return VMStatus(vm, v.netns, namespace, engine, sshd)
+        link = namespace and system.link_up(v.veth)
+        return VMStatus(vm, v.netns, namespace, engine, sshd, link)
 
     with ThreadPoolExecutor(max_workers=max(1, len(vms))) as pool:
         return list(pool.map(one, vms))

@@ -85,6 +85,14 @@ def link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
 
 
+def link_up(name: str) -> bool:
+    """The link is administratively up (IFF_UP in /sys/class/net/NAME/flags)."""
+    try:
+        return bool(int(Path("/sys/class/net", name, "flags").read_text().strip(), 16) & 0x1)
+    except (OSError, ValueError):
+        return False
+
+
 def link_master(name: str) -> str | None:
     master = Path("/sys/class/net", name, "master")
     return os.path.basename(os.readlink(master)) if master.is_symlink() else None

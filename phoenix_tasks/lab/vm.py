@@ -63,6 +63,7 @@ class Facts:
     sshd_pid: int | None
     sshd_listening: bool
     images: frozenset[str] | None = None  # None: not read (engine down)
+    veth_up: bool = True  # the host end of the VM's link (taken down: the VM is cut off)
 
 
 # --- facts ---------------------------------------------------------------------------
@@ -120,6 +121,7 @@ def read_facts(names: VMNames, vm: VM, ssh_port: int) -> Facts:
         netns=netns,
         veth=veth,
         veth_master=system.link_master(names.veth) if veth else None,
+        veth_up=veth and system.link_up(names.veth),
         addresses=tuple(system.netns_addresses(names.netns, INSIDE_IFACE)) if netns else (),
         eth0_up=netns and system.netns_link_up(names.netns, INSIDE_IFACE),
         lo_up=netns and system.netns_link_up(names.netns, "lo"),
@@ -144,6 +146,8 @@ def network_argvs(names: VMNames, vm: VM, bridge: str, facts: Facts) -> list[tup
         argvs.append((f"add veth {names.veth}", commands.veth_add(names)))
     if not facts.veth or facts.veth_master != bridge:
         argvs.append((f"attach {names.veth} to {bridge}", commands.veth_attach(names, bridge)))
+    elif not facts.veth_up:
+        argvs.append((f"link {names.veth} was down: set it up", commands.link_up(names.veth)))
     if str(vm.network.ip) not in facts.addresses:
         argvs.append((f"address {vm.network.ip}", commands.inside_address(names, vm.network.ip)))
     if not facts.eth0_up:
@@ -184,7 +188,9 @@ def plan(names: VMNames, desired: Desired, facts: Facts) -> list[Action]:
     if facts.sshd_pid is None:
         actions.append(_act(vm, "sshd-start", f"start sshd on {vm.address}",
                             commands.in_vm(names, vm.name, commands.sshd(names))))
-    elif sshd_changed or not facts.sshd_listening:
+    elif sshd_changed or (not facts.sshd_listening and not any(a.kind == "network" for a in actions)):
+        # an sshd that does not answer because the VM's network is down is not
+        # restarted: the network is repaired first, and wait_ready checks sshd after
         actions.append(_act(vm, "sshd-restart", f"restart sshd (pid {facts.sshd_pid})",
                             commands.in_vm(names, vm.name, commands.sshd(names))))
     return actions

@@ -80,7 +80,8 @@ class LabProvider(VMProvider):
             if s is None:
                 out.append(VMStatus(vm, exists=False, running=False, detail="a template: the lab makes no templates"))
                 continue
-            detail = f"namespace {s.netns}" + ("" if s.engine or not s.sshd else ", engine not answering")
+            detail = f"namespace {s.netns}" + ("" if s.link else f", link {self.names.vm(vm.vmid).veth} down") \
+                + ("" if s.engine or not s.sshd else ", engine not answering")
             out.append(VMStatus(vm, exists=s.namespace, running=s.sshd,
                                 parts=(("namespace", s.namespace), ("engine", s.engine), ("sshd", s.sshd)),
                                 detail=detail if s.namespace else ""))

@@ -8,15 +8,16 @@ the apply the facts are read again: anything still pending is an error.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Sequence
+import time
+from typing import Callable, Mapping, Sequence
 
 from ..errors import PhoenixError
 from ..model import VM, Config
 from ..plan import Action, Outcome, Plan
 from ..secrets import Secret
-from ..transport import Transport
+from ..transport import RemoteCommandFailed, Transport
 from . import commands
-from .facts import ClusterFacts, read_facts
+from .facts import ClusterFacts, parse_nodes, read_facts
 from .plan import PHASES, Options, plan_phases
 
 
@@ -50,23 +51,93 @@ def _argv(action: Action, config: Config, facts: ClusterFacts, tokens: _Tokens |
     return None
 
 
+PROMOTE_WAIT_S = 60.0
+
+
+def wait_until_reachable(transport: Transport, control: VM, promoted: Mapping[str, VM], *,
+                         timeout_s: float = PROMOTE_WAIT_S, sleep: Callable[[float], None] = time.sleep,
+                         clock: Callable[[], float] = time.monotonic) -> None:
+    """Until every promoted node (by node ID) is a `reachable` manager.  Right after
+    `docker node promote` a node has no manager status yet; a demote sent then is
+    refused ("can't remove member from the raft: this would result in a loss of
+    quorum"), because raft does not count the new manager yet."""
+    end = clock() + timeout_s
+    while True:
+        nodes = parse_nodes(transport.run(control, commands.inspect_nodes(), mutating=False).stdout)
+        waiting = [vm for node_id, vm in promoted.items()
+                   if nodes.get(node_id) is None or nodes[node_id].reachability != "reachable"]
+        if not waiting:
+            return
+        if clock() >= end:
+            names = ", ".join(str(vm) for vm in waiting)
+            raise PhoenixError(f"promoted {names}, but not a reachable manager after {timeout_s:.0f} s: "
+                               "no manager is demoted until it is (quorum)")
+        sleep(0.5)
+
+
+# Raft answers a membership change it could not commit in time with these; the change
+# may still land.  Sent again (promote and demote are idempotent), after a pause.
+RAFT_BUSY = ("DeadlineExceeded", "context deadline exceeded", "code = Unavailable")
+ROLE_RETRIES = (2.0, 4.0, 8.0)
+
+
+def _role_now(transport: Transport, managers: Sequence[VM], node_id: str) -> str | None:
+    """The node's role as the first manager that answers lists it (None: none answers)."""
+    for m in managers:
+        try:
+            nodes = parse_nodes(transport.run(m, commands.inspect_nodes(), mutating=False).stdout)
+        except (PhoenixError, ValueError):
+            continue
+        return nodes[node_id].role if node_id in nodes else None
+    return None
+
+
+def run_role_change(transport: Transport, action: Action, argv, managers: Sequence[VM], *,
+                    sleep: Callable[[float], None] = time.sleep) -> None:
+    """A promote or demote, sent again while raft says it is busy (a leader change, a
+    member still joining), up to len(ROLE_RETRIES) more times; between tries the
+    node's role is read from `managers` (a busy answer may still have landed: a
+    leader that demoted itself cannot be asked again)."""
+    wanted = "manager" if action.kind == "promote" else "worker"
+    node_id = str(argv[-1])
+    for pause in (*ROLE_RETRIES, None):
+        try:
+            transport.run(action.where, argv, mutating=True)
+            return
+        except RemoteCommandFailed as exc:
+            if pause is None or not any(word in exc.stderr for word in RAFT_BUSY):
+                raise
+            sleep(pause)
+            if _role_now(transport, managers, node_id) == wanted:
+                return
+
+
 def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, actions: Sequence[Action],
                outcome: Outcome) -> None:
-    """Run one phase's actions: the chain of each target VM in order, targets in parallel."""
+    """Run one phase's actions: the chain of each target VM in order, targets in parallel.
+    A demote waits until every manager promoted in this run is reachable."""
     tokens = _Tokens(transport, facts.control) if facts.control else None
     chains: dict[int, list[Action]] = {}
     for a in actions:
         chains.setdefault(a.target.vmid, []).append(a)
     lock = threading.Lock()
+    promoted: dict[str, VM] = {}  # node ID -> VM, promoted by this phase
 
     def run_chain(vm: VM):
         for action in chains[vm.vmid]:
             argv = _argv(action, config, facts, tokens)
             if argv is None:
                 continue  # unresolved: the final read reports it as pending
-            transport.run(action.where, argv, mutating=True)
+            if action.kind == "demote" and promoted:
+                wait_until_reachable(transport, facts.control, promoted)
+            if action.kind in ("promote", "demote"):
+                run_role_change(transport, action, argv, [facts.control, *promoted.values()])
+            else:
+                transport.run(action.where, argv, mutating=True)
             with lock:
                 outcome.applied.append(action)
+                if action.kind == "promote":
+                    promoted[str(argv[-1])] = action.target
 
     targets = [chains[vmid][0].target for vmid in chains]
     # Promote/demote run on the control manager: keep them in order, one at a time.
@@ -75,6 +146,12 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
     for vm in targets:
         if isinstance(results[vm.name], PhoenixError):
             outcome.failed.append((vm, str(results[vm.name])))
+    demoted = any(a.kind == "demote" for a in outcome.applied)
+    if promoted and not demoted:  # a run ends with its new managers counted by raft
+        try:
+            wait_until_reachable(transport, facts.control, promoted)
+        except PhoenixError as exc:
+            outcome.failed.append((next(iter(promoted.values())), str(exc)))
 
 
 def converge(

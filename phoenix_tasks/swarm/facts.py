@@ -8,8 +8,9 @@ itself, never by hostname.  Parsers are pure functions of the recorded output.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ..errors import PhoenixError
 from ..model import VM, Config
@@ -156,14 +157,30 @@ def control_candidates(config: Config, engines: Mapping[int, EngineFacts]) -> li
     return [vm for vm in ordered if engines[vm.vmid].state == ACTIVE and engines[vm.vmid].is_manager]
 
 
-def read_facts(transport: Transport, config: Config) -> ClusterFacts:
-    """Every swarm VM's engine in parallel, then the node list from one manager."""
+def in_transition(e: EngineFacts) -> bool:
+    """A manager whose engine reports control but no cluster: a demoted leader says so
+    for about half a second.  Not a state to plan from: read it again."""
+    return e.state == ACTIVE and e.is_manager and not e.cluster_id
+
+
+def read_facts(transport: Transport, config: Config, *, settle_s: float = 5.0,
+               sleep: Callable[[float], None] = time.sleep) -> ClusterFacts:
+    """Every swarm VM's engine in parallel, then the node list from one manager.  An
+    engine in transition is read again (every 0.5 s, up to `settle_s`)."""
     results = transport.each(config.swarm_vms, lambda vm: read_engine(transport, vm))
     engines = {
         vm.vmid: (r if isinstance(r, EngineFacts) else EngineFacts(vm, UNREACHABLE, str(r)))
         for vm in config.swarm_vms for r in (results[vm.name],)
     }
+    for _ in range(int(settle_s / 0.5)):
+        moving = [e.vm for e in engines.values() if in_transition(e)]
+        if not moving:
+            break
+        sleep(0.5)
+        for vm in moving:
+            engines[vm.vmid] = read_engine(transport, vm)
     problems = []
+    fallback = None
     for vm in control_candidates(config, engines):
         try:
             res = transport.run(vm, commands.inspect_nodes(), mutating=False)
@@ -171,5 +188,13 @@ def read_facts(transport: Transport, config: Config) -> ClusterFacts:
         except (PhoenixError, json.JSONDecodeError, KeyError) as exc:
             problems.append(f"{vm}: cannot list the swarm's nodes: {exc}")
             continue
+        me = nodes.get(engines[vm.vmid].node_id or "")
+        if me is None or me.role != "manager" or me.reachability not in (None, "reachable"):
+            # Just demoted (its engine still says "control" for a moment): its own
+            # list says otherwise.  Ask the next manager.
+            fallback = fallback or ClusterFacts(engines, nodes, vm, engines[vm.vmid].cluster_id, tuple(problems))
+            continue
         return ClusterFacts(engines, nodes, vm, engines[vm.vmid].cluster_id, tuple(problems))
+    if fallback is not None:
+        return fallback
     return ClusterFacts(engines, None, None, None, tuple(problems))

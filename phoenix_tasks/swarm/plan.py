@@ -59,7 +59,10 @@ def classify(config: Config, facts: ClusterFacts) -> dict[int, Classified]:
             out[vm.vmid] = Classified(vm, "error", detail=e.detail or f"swarm state {e.state!r}")
         else:
             node = facts.nodes.get(e.node_id) if facts.nodes is not None and e.node_id else None
-            ours = node is not None and (not e.is_manager or e.cluster_id == facts.cluster_id)
+            # A node our own manager lists is ours, whatever its engine says for a
+            # moment (a demoted leader shows ControlAvailable with no cluster ID for
+            # about half a second): never call it foreign, never advise a rejoin.
+            ours = node is not None
             if not ours:
                 where = f"cluster {e.cluster_id[:12]}" if e.cluster_id else "managers " + ", ".join(a for _, a in e.remote_managers) or "unknown managers"
                 out[vm.vmid] = Classified(vm, FOREIGN, detail=where)
@@ -129,6 +132,15 @@ def plan_init(config: Config, facts: ClusterFacts, classes: Mapping[int, Classif
 
 # -- phase: join (and role changes) -------------------------------------------------
 
+def join_address_before_init(config: Config, control: VM) -> str:
+    """How the plan names the address joins will use while the swarm does not exist yet:
+    the join itself uses the manager's real swarm address, read after the init."""
+    if config.hypervisor.swarm.advertise == "vm_ip":
+        return f"{control.address}:{commands.SWARM_PORT}"
+    iface = config.hypervisor.swarm.advertise_addr(control)
+    return f"{control.name}'s {iface} address:{commands.SWARM_PORT} (read once the swarm is initialised)"
+
+
 def plan_join(config: Config, facts: ClusterFacts, classes: Mapping[int, Classified], opts: Options,
               control: VM | None) -> tuple[Plan, set[int]]:
     """Join what is out, promote/demote what has the wrong role. Returns the plan and
@@ -143,7 +155,7 @@ def plan_join(config: Config, facts: ClusterFacts, classes: Mapping[int, Classif
             if opts.wants(vm) and vm not in unknown and vm not in config.managers[:1]:
                 plan.blocked.append(Blocked(vm, reason))
         return plan, joining
-    manager_addr = facts.manager_addr or f"{config.hypervisor.swarm.advertise_addr(control)}:{commands.SWARM_PORT}"
+    manager_addr = facts.manager_addr or join_address_before_init(config, control)
     managers_now = sum(1 for n in (facts.nodes or {}).values() if n.role == "manager")
     promotes, demotes = [], []
     for vm in config.swarm_vms:

@@ -71,23 +71,24 @@ def down(c, config_dir=None, state_dir=None):
 
 @task(help={"config_dir": CONFIG_HELP})
 def status(c, config_dir=None):
-    """Show each lab VM (namespace, engine, sshd, IP) and the lab registry; exit 1 if any is down."""
+    """Show each lab VM (namespace, link, engine, sshd, IP) and the lab registry; exit 1 if any is down."""
     config = load_lab_config(config_dir)
     with user_errors():
         rows = control.status(config)
         reg = control.registry_status(config)
     table = Table(title=f"lab on {config.hypervisor.lab.bridge}")
-    for column in ("vmid", "name", "IP", "namespace", "engine", "sshd", "state"):
+    for column in ("vmid", "name", "IP", "namespace", "link", "engine", "sshd", "state"):
         table.add_column(column)
     yes_no = {True: Text("yes", style="green"), False: Text("no", style="red")}
     for s in rows:
         table.add_row(str(s.vm.vmid), s.vm.name, s.vm.address, Text.assemble(yes_no[s.namespace], f" {s.netns}"),
-                      yes_no[s.engine], yes_no[s.sshd], Text("up", "green") if s.up else Text("down", "red"))
+                      Text("up", "green") if s.link else Text("down", "red"),
+                      yes_no[s.engine], yes_no[s.sshd], Text("up", "green") if s.up and s.link else Text("down", "red"))
     common.out.print(table)
     common.out.print(Text.assemble(f"registry {reg.address}: ",
                                    Text("up", "green") if reg.up else Text("down", "red"),
                                    f" (pid {reg.pid})" if reg.pid else " (no process)"))
-    if not all(s.up for s in rows) or not reg.up:
+    if not all(s.up and s.link for s in rows) or not reg.up:
         raise Exit(code=1)
 
 

@@ -57,6 +57,23 @@ def test_up_repairs_a_vm_whose_dockerd_was_killed(lab):
     assert all(s.up for s in control.status(lab.config))
 
 
+def test_up_sets_a_link_taken_down_up_and_leaves_the_healthy_sshd_alone(lab):
+    import subprocess
+    vm = lab.vms[1]
+    names = lab.names.vm(vm.vmid)
+    sshd = procs.read_pidfile(names.sshd_pidfile)
+    subprocess.run(["ip", "link", "set", "dev", names.veth, "down"], check=True, timeout=30)
+    (status,) = [s for s in control.status(lab.config) if s.vm.vmid == vm.vmid]
+    assert not status.link and not status.sshd  # cut off: its sshd cannot be reached
+    result = control.up(lab.config)
+    (repaired,) = [r for r in result.vms if r.vm.vmid == vm.vmid]
+    assert repaired.actions == (f"{vm}: network: link {names.veth} was down: set it up",), repaired
+    assert procs.read_pidfile(names.sshd_pidfile) == sshd  # not restarted
+    with lab.ssh(vm) as conn:
+        assert conn.run("hostname", hide=True, in_stream=False).stdout.strip() == vm.name
+    assert all(s.up and s.link for s in control.status(lab.config))
+
+
 def test_status_task_reports_every_vm_up(lab):
     from conftest import run_lab_task
     result = run_lab_task(["lab.status", "--config-dir", str(lab.config.config_dir)])

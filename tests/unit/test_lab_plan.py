@@ -81,6 +81,18 @@ def test_a_lost_default_route_is_put_back_alone():
                            "198.18.42.1", "dev", "eth0")
 
 
+def test_a_link_taken_down_is_set_up_and_the_healthy_sshd_is_not_restarted():
+    # `ip link set <veth> down` on the host end: the VM's sshd no longer answers on
+    # its address, but it is fine; the link is the fault.
+    cut = dataclasses.replace(RUNNING, veth_up=False, sshd_listening=False)
+    plan = labvm.plan(V, DESIRED, cut)
+    assert [(a.kind, a.argv) for a in plan] == [("network", ("ip", "link", "set", "dev", V.veth, "up"))]
+    assert plan[0].summary == f"portainer (vmid 1001): network: link {V.veth} was down: set it up"
+    # an sshd that does not answer with the network fine is restarted, as before
+    assert [a.kind for a in labvm.plan(V, DESIRED, dataclasses.replace(RUNNING, sshd_listening=False))] == [
+        "sshd-restart"]
+
+
 def test_sshd_config_listens_on_the_vm_only_key_only_with_its_engine():
     text = DESIRED.sshd_config
     for line in ("ListenAddress 198.18.42.11", "PasswordAuthentication no",

@@ -97,6 +97,13 @@ def test_unknown_verb_prints_usage_and_exits_2(args, complaint, stub):
     (["swarm", "deploy", "x", "--env", "dev1", "--lock-wait", "-v"],
      ["swarm.deploy", "--stack", "x", "--env", "dev1", "--lock-wait", "-v"]),
     (["swarm", "unlock", "x", "--env", "dev1", "--force"], ["swarm.unlock", "--stack", "x", "--env", "dev1", "--force"]),
+    (["vm", "create", "1002"], ["vm.create", "--vmid", "1002"]),
+    (["--dry-run", "vm", "create", "1002", "--apply-drift", "-v"],
+     ["vm.create", "--vmid", "1002", "--dry-run", "--verbose", "--apply-drift"]),
+    (["vm", "create", "--vmid", "1002"], ["vm.create", "--vmid", "1002"]),
+    (["vm", "status"], ["vm.status"]),
+    (["vm", "status", "1001"], ["vm.status", "--vmid", "1001"]),
+    (["sync", "all", "--apply-drift"], ["sync-all", "--apply-drift"]),
 ])
 def test_verbs_become_tasks(args, task_argv, stub):
     r = phoenix(*args, inv=stub)
@@ -209,6 +216,8 @@ CHANGES_NOTHING = "has no --dry-run (it changes nothing: run it without); nothin
     (["-v", "lab", "ssh", "--vmid", "1001"], "phoenix: 'lab ssh' has no -v/--verbose; nothing was done"),
     (["validate", "-v"], "phoenix: 'validate' has no -v/--verbose; nothing was done"),
     (["swarm", "render", "x", "--env", "e", "-v"], "phoenix: 'swarm render' has no -v/--verbose; nothing was done"),
+    (["vm", "status", "--dry-run"], f"phoenix: 'vm status' {CHANGES_NOTHING}"),
+    (["vm", "status", "-v"], "phoenix: 'vm status' has no -v/--verbose; nothing was done"),
 ])
 def test_a_flag_the_task_lacks_is_refused_and_nothing_runs(args, complaint, stub):
     r = phoenix(*args, inv=stub)
@@ -241,6 +250,8 @@ def test_an_options_value_is_never_a_global_flag(args, task_argv, stub):
     (["swarm", "deploy", "a", "b", "--env", "e"], "phoenix: unexpected argument 'b' for 'swarm deploy' (one verb per call; see: phoenix help)"),
     (["swarm", "deploy", "a", "--stack", "b", "--env", "e"], "phoenix: 'swarm deploy': the stack is given twice (as <stack> and --stack); nothing was done"),
     (["swarm", "rm", "--stack=b", "a", "--env", "e"], "phoenix: 'swarm rm': the stack is given twice (as <stack> and --stack); nothing was done"),
+    (["vm", "create", "1002", "--vmid", "1003"], "phoenix: 'vm create': the vmid is given twice (as <vmid> and --vmid); nothing was done"),
+    (["vm", "create", "1002", "1003"], "phoenix: unexpected argument '1003' for 'vm create' (one verb per call; see: phoenix help)"),
 ])
 def test_stray_words_are_refused_and_nothing_runs(args, complaint, stub):
     r = phoenix(*args, inv=stub)
