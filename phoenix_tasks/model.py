@@ -16,6 +16,7 @@ HostKeyPolicy = Literal["strict", "accept-new", "off"]
 LabelPolicy = Literal["merge", "replace"]
 ProviderName = Literal["proxmox", "lab"]
 ProxmoxApi = Literal["https", "ssh"]
+Availability = Literal["active", "pause", "drain"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class VM:
     swarm_role: SwarmRole | None = None
     # Ordered key -> value; duplicate keys are refused by validation.
     node_labels: Mapping[str, str] = field(default_factory=dict)
+    availability: Availability | None = None  # pinned swarm node availability; None: not managed
     index: int = 0  # position in the `vms` array, for JSON pointers in messages
 
     @property

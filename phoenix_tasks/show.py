@@ -90,9 +90,12 @@ def show_status(console: Console, status: ClusterStatus) -> None:
     console.print(f"leader: {status.leader or '-'}; read from manager: "
                   f"{status.manager or 'none (no reachable VM is a swarm manager)'}")
     show_swarm_settings(console, status)
+    if status.quorum:
+        show_quorum(console, status.quorum)
     for o in status.other_nodes:
         console.print(f"  other node in the swarm, not a configured VM: {o.hostname} {o.node_id[:12]} "
-                      f"({o.role}, {o.status})", markup=False, highlight=False)
+                      f"({o.role}, {o.status})" + (f": {o.kind}: {o.detail}" if o.kind else ""),
+                      markup=False, highlight=False)
     if status.environments:
         show_environments(console, status.environments)
     else:
@@ -146,6 +149,17 @@ def show_autolock(console: Console, err: Console, result, key_state: str) -> Non
         console.print(f"last change: {result.last.describe()}", markup=False, highlight=False)
     for p in result.problems:
         err.print(f"warning: {p}", style="yellow", markup=False, highlight=False)
+
+
+def show_quorum(console: Console, q: dict) -> None:
+    """Managers, how many are reachable, what quorum needs, how many failures it tolerates."""
+    from .swarm.quorum import Quorum, even_warning  # noqa: PLC0415 - show.py imports no flow module at load
+    quorum = Quorum(q["managers"], q["reachable"])
+    console.print(f"managers: {quorum.describe()}", style=None if quorum.has_quorum else "red",
+                  markup=False, highlight=False)
+    warning = even_warning(quorum.managers)
+    if warning:
+        console.print(f"  warning: {warning}", style="yellow", markup=False, highlight=False)
 
 
 def _rd(running, desired) -> str:
@@ -282,6 +296,9 @@ class SyncReporter:
     def swarm_plan(self, plan: Plan) -> None:
         show_plan(self.console, plan, verbose=self.verbose, title="swarm init/join/labels")
 
+    def prune_plan(self, plan: Plan) -> None:
+        show_plan(self.console, plan, verbose=self.verbose, title="prune")
+
     def swarm_outcome(self, outcome: Outcome) -> None:
         show_outcome(self.console, self.err, outcome)
         if not (outcome.applied or outcome.plan.actions) and not outcome.dry_run:  # show_outcome did not say why
@@ -317,6 +334,8 @@ def show_sync_plan(console: Console, plan, *, verbose: bool) -> None:
         show_plan(console, plan.swarm.plan, verbose=verbose, title="swarm init/join/labels")
     else:
         console.print(f"swarm init/join/labels: {plan.notes.get('swarm', '')}", markup=False, highlight=False)
+    if plan.prune is not None:
+        show_plan(console, plan.prune, verbose=verbose, title="prune")
     if plan.portainer is not None:
         show_deploy(console, plan.portainer, rendered, verbose=verbose, stage="plan")
     else:
@@ -350,6 +369,10 @@ def show_sync_summary(console: Console, config, result, password) -> None:
         console.print(f"portainer: {portainer_login_line(password)}", markup=False, highlight=False)
     changed = (result.vms is not None and bool(result.vms.plan)) or (result.swarm is not None and result.swarm.applied) \
         or (result.portainer is not None and bool(result.portainer.applied))
+    if result.prune is not None and result.prune.applied:
+        changed = True
+        done = dict.fromkeys(f"{a.subject} {a.kind}" for a in result.prune.applied)
+        console.print(f"prune: {'; '.join(done)}", markup=False, highlight=False)
     verdict = "converged" if result.ok else "NOT converged"
     what = "changes applied" if changed else "no changes"
     console.print(f"sync-all: {verdict} ({what}) in {result.elapsed_s:.1f} s", style=None if result.ok else "red",

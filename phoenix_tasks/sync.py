@@ -29,6 +29,7 @@ from .stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy
 from .stack.guarded import Guard, Renderer, guarded_deploy
 from .stack.render import Rendered
 from .swarm.apply import converge
+from .swarm import maintenance
 from .swarm.facts import ClusterFacts
 from .swarm.plan import PHASES, Options
 from .transport import Transport
@@ -44,6 +45,8 @@ class Reporter(Protocol):
 
     def swarm_outcome(self, outcome: Outcome) -> None: ...
 
+    def prune_plan(self, plan: Plan) -> None: ...
+
     def deploy(self, outcome: DeployOutcome, rendered: Rendered, stage: str) -> None: ...
 
     def progress(self, verdicts) -> None: ...
@@ -56,13 +59,15 @@ class SyncPlan:
     rendered: Rendered | None = None  # Portainer's document (by digest once the swarm could resolve them)
     swarm: Outcome | None = None  # the dry-run converge: its plan, its facts
     portainer: DeployOutcome | None = None  # the dry-run deploy
+    prune: Plan | None = None  # with --prune: nodes no VM claims, to drain and remove (swarm/maintenance.py)
     notes: dict[str, str] = field(default_factory=dict)  # stage -> why it is not planned yet
     warnings: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return (not self.vms and not self.vm_plan.blocked and self.swarm is not None and self.swarm.plan.empty
-                and self.portainer is not None and not self.portainer.changes and not self.portainer.behind)
+                and self.portainer is not None and not self.portainer.changes and not self.portainer.behind
+                and (self.prune is None or self.prune.empty))
 
 
 @dataclass
@@ -72,6 +77,7 @@ class SyncResult:
     vms: VMsOutcome | None = None
     ssh_failed: dict[str, str] = field(default_factory=dict)  # VM name -> error
     swarm: Outcome | None = None
+    prune: Outcome | None = None  # with --prune
     portainer: DeployOutcome | None = None
     status: portainer.PortainerStatus | None = None
     facts: ClusterFacts | None = None  # the swarm as last read
@@ -82,7 +88,8 @@ class SyncResult:
     @property
     def ok(self) -> bool:
         parts = [self.vms is None or self.vms.ok, not self.ssh_failed, self.swarm is None or self.swarm.ok,
-                 self.portainer is None or self.portainer.ok, not self.problems]
+                 self.portainer is None or self.portainer.ok, not self.problems,
+                 self.prune is None or self.prune.ok]
         if not self.dry_run:
             parts.append(self.status is not None and self.status.answers)
         return all(parts)
@@ -129,6 +136,8 @@ def read_plan(config: Config, transport: Transport, provider: VMProvider, render
         return plan
     plan.swarm = converge(transport, config, opts, PHASES, dry_run=True)
     facts = plan.swarm.facts
+    if opts.prune and facts is not None and facts.control is not None:
+        plan.prune = maintenance.read_prune_plan(transport, config, facts)[0]
     if facts is None or facts.control is None:
         plan.notes["portainer"] = f"deploy {rendered.namespace} ({len(rendered.services)} services) once the swarm exists"
         return plan
@@ -188,6 +197,15 @@ def apply(config: Config, transport: Transport, provider: VMProvider, renderer: 
         reporter.swarm_outcome(result.swarm)
     result.facts = result.swarm.facts
     swarm_changed = bool(result.swarm.applied)
+    if opts.prune and result.facts is not None and result.facts.control is not None:
+        if plan.prune is not None and plan.prune.empty and not created and not swarm_changed:
+            result.prune = Outcome(plan.prune, blocked=list(plan.prune.blocked), facts=result.facts)
+            reporter.line("prune: no changes")
+        else:  # read again: the swarm stage may have changed the nodes
+            result.prune = maintenance.prune(transport, config, show=reporter.prune_plan, report=reporter.line,
+                                             facts=result.facts if not swarm_changed else None)
+            result.facts = result.prune.facts
+        reporter.swarm_outcome(result.prune)
 
     # 4. Portainer
     reporter.stage(4, f"Portainer ({rendered.namespace})")

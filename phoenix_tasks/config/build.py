@@ -63,6 +63,7 @@ def build_vms(entries: list[tuple[int, dict]]) -> list[VM]:
             docker_stacks=tuple(vm.get("docker_stacks", [])),
             swarm_role=vm.get("swarm_role"),
             node_labels=labels,
+            availability=vm.get("availability"),
             index=i,
         ))
     return vms

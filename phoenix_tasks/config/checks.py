@@ -32,6 +32,7 @@ def check_all(raw: Raw, problems: list[Problem]) -> None:
     check_stacks(raw, problems)
     check_docker_stacks(raw, problems)
     check_portainer(raw, problems)
+    check_availability(raw, problems)
 
 
 def check_vms(raw: Raw, problems: list[Problem]) -> None:
@@ -302,3 +303,36 @@ def check_portainer(raw: Raw, problems: list[Problem]) -> None:
     if "portainer" not in services:
         problems.append(Problem(raw.hv_file, "/portainer/stack", f"stack {settings['stack']!r} has no service 'portainer' "
                                 "(the Portainer server: Phoenix hands it the admin password and checks that it answers)"))
+
+
+def check_availability(raw: Raw, problems: list[Problem]) -> None:
+    """`availability` pins a swarm node's availability, so the VM must be in the swarm.  A
+    pinned drain or pause that leaves a stack's service no other VM to run on is a warning
+    (its tasks would stop, or never start); `swarm.drain` refuses the same on a live swarm."""
+    if raw.vms is None or any(p.file == raw.vm_file and p.severity == "error" for p in problems):
+        return
+    models = build_vms(raw.effective_vms())
+    for vm in models:
+        if vm.availability and not vm.in_swarm:
+            problems.append(Problem(raw.vm_file, pointer("vms", vm.index, "availability"),
+                                    f"VM {vm.name!r} pins availability {vm.availability!r} but has no swarm_role: "
+                                    "only a swarm node has an availability"))
+    swarm = [vm for vm in models if vm.in_swarm]
+    held = [vm for vm in swarm if vm.availability in ("drain", "pause")]
+    active = [vm for vm in swarm if vm not in held]
+    for name, manifest in raw.manifests.items() if held else ():
+        doc = raw.composes.get(name)
+        if doc is None:
+            continue
+        mfile = raw.stack_dirs[name] / paths.STACK_MANIFEST_FILE
+        cfile = raw.stack_dirs[name] / paths.STACK_COMPOSE_FILE
+        for svc_name, svc in compose.services(doc).items():
+            constraints = [c for _, _, c in _service_constraints(manifest, svc_name, svc, mfile, cfile, None)]
+            if first_unsatisfiable(constraints, swarm) or not first_unsatisfiable(constraints, active):
+                continue  # unsatisfiable anyway (an error of its own), or an active VM can run it
+            only = [vm for vm in held if not first_unsatisfiable(constraints, [vm])]
+            pins = ", ".join(f"{vm.name} ({vm.availability})" for vm in only)
+            problems.append(Problem(raw.vm_file, pointer("vms", only[0].index, "availability"),
+                                    f"stack {name!r}, service {svc_name!r}: only VMs whose availability is pinned "
+                                    f"to drain or pause satisfy its placement constraints ({pins}): its tasks "
+                                    "would have no node to run on", "warning"))

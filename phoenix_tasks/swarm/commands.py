@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 from ..secrets import Secret
 from ..argv import Arg
+from ..stack.commands import SEPARATOR
 
 DOCKER = "docker"
 SWARM_PORT = 2377
@@ -104,6 +105,39 @@ def node_promote(node_id: str) -> list[str]:
 
 def node_demote(node_id: str) -> list[str]:
     return [DOCKER, "node", "demote", "--", node_id]
+
+
+AVAILABILITIES = ("active", "pause", "drain")
+
+
+def node_availability(node_id: str, availability: str) -> list[str]:
+    """Set a node's availability: `drain` moves its tasks away, `pause` takes no new ones."""
+    if availability not in AVAILABILITIES:
+        raise ValueError(f"availability must be one of {', '.join(AVAILABILITIES)}, not {availability!r}")
+    return [DOCKER, "node", "update", "--availability", availability, "--", node_id]
+
+
+def node_rm(node_id: str, force: bool = False) -> list[str]:
+    """Remove a node's entry (a down one; `force`: one that is still up)."""
+    return [DOCKER, "node", "rm"] + (["--force"] if force else []) + ["--", node_id]
+
+
+# The manager's clock (ns), every service inspected, and every task of every service
+# (history included), in one round trip: what a drain checks and waits on.  The same
+# three sections as the stack wait's read (stack.facts.parse_progress reads both).
+TASKS_SCRIPT = (
+    f"date +%s%N; echo '{SEPARATOR}'; "
+    'ids=$(docker service ls -q); '
+    f'if [ -z "$ids" ]; then echo "[]"; echo \'{SEPARATOR}\'; echo "[]"; exit 0; fi; '
+    'docker service inspect $ids && '
+    f"echo '{SEPARATOR}' && "
+    'tids=$(docker service ps -q --no-trunc $ids) && '
+    'if [ -n "$tids" ]; then docker inspect --type task $tids 2>/dev/null || true; else echo "[]"; fi'
+)
+
+
+def tasks() -> list[str]:
+    return ["sh", "-c", TASKS_SCRIPT]
 
 
 def node_update_labels(node_id: str, add: Mapping[str, str], remove: Sequence[str]) -> list[str]:

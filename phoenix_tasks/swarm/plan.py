@@ -16,6 +16,7 @@ from ..plan import Action, Blocked, Plan
 from . import commands
 from .facts import ACTIVE, INACTIVE, LOCKED, NO_ENGINE, PENDING, UNREACHABLE, ClusterFacts, NodeFacts
 from .security import KeyFile, init_argv, init_summary, plan_unlock, swarm_warnings, with_unlock_hints
+from . import quorum, unclaimed
 
 # Classification of one swarm VM.
 MEMBER = "member"  # in our swarm, with the configured role
@@ -77,6 +78,7 @@ def classify(config: Config, facts: ClusterFacts) -> dict[int, Classified]:
 class Options:
     vmids: frozenset[int] | None = None  # None: every swarm VM
     force_rejoin: bool = False
+    prune: bool = False  # nodes no VM claims are pruned (maintenance.py) rather than warned about
     label_policy: str = "merge"
     unlock_key: KeyFile | None = None  # swarm.autolock_key_file as read (security.py)
 
@@ -177,14 +179,18 @@ def plan_join(config: Config, facts: ClusterFacts, classes: Mapping[int, Classif
     for vm, node in promotes:
         plan.actions.append(_action("join", "promote", control, vm, "promote to manager",
                                    tuple(commands.node_promote(node.id))))
-    remaining = managers_now + len(promotes)
+    demoting: list[NodeFacts] = []  # quorum.py: never the last manager, never below a majority
     for vm, node in demotes:
-        if remaining <= 1:
-            plan.blocked.append(Blocked(vm, "configured as worker, but it is the last manager: not demoted"))
+        refusal = quorum.refusal((facts.nodes or {}).values(), demoting + [node], adding=len(promotes))
+        if refusal:
+            plan.blocked.append(Blocked(vm, f"configured as worker, but not demoted: {refusal}"))
             continue
-        remaining -= 1
+        demoting.append(node)
         plan.actions.append(_action("join", "demote", control, vm, "demote to worker",
                                    tuple(commands.node_demote(node.id))))
+    even = quorum.even_warning(managers_now + len(promotes) - len(demoting), " after this plan")
+    if demoting and even:
+        plan.warnings.append(even)
     return plan, joining
 
 
@@ -225,6 +231,34 @@ def plan_labels(config: Config, facts: ClusterFacts, classes: Mapping[int, Class
     return plan
 
 
+def plan_availability(config: Config, facts: ClusterFacts, classes: Mapping[int, Classified], opts: Options,
+                      control: VM | None, joining: Iterable[int] = ()) -> Plan:
+    """Node availability where a VM pins it (`availability`: active, pause, drain); a VM
+    that pins none keeps whatever its node has (a drain by hand stays).  Part of the
+    labels phase: the node list already read says it, so a converged run reads nothing more."""
+    plan = Plan()
+    joining = set(joining)
+    for vm in config.swarm_vms:
+        want = vm.availability
+        if not opts.wants(vm) or want is None:
+            continue
+        c = classes[vm.vmid]
+        if vm.vmid in joining or (c.kind == NO_SWARM and control is not None and vm == control):
+            if want != "active":
+                plan.actions.append(_action("labels", "availability", control, vm, f"availability {want} (after it joins)"))
+            continue
+        if c.kind not in (MEMBER, WRONG_ROLE) or control is None or c.node.availability == want:
+            continue
+        note = {"drain": ": its tasks move to other nodes (`swarm drain` waits for them)" +
+                         ("; it stays a manager" if c.node.role == "manager" else ""),
+                "pause": ": it takes no new tasks; the running ones stay",
+                "active": ": it takes new tasks (running ones do not move back by themselves)"}[want]
+        plan.actions.append(_action("labels", "availability", control, vm,
+                                    f"availability {want} (was {c.node.availability}){note}",
+                                    tuple(commands.node_availability(c.node.id, want))))
+    return plan
+
+
 def plan_phases(config: Config, facts: ClusterFacts, opts: Options, phases: Sequence[str] = PHASES) -> Plan:
     """The whole plan for the given phases, from one set of facts (what --dry-run shows)."""
     classes = with_unlock_hints(classify(config, facts), opts.unlock_key)
@@ -247,9 +281,12 @@ def plan_phases(config: Config, facts: ClusterFacts, opts: Options, phases: Sequ
             plan.blocked += [Blocked(vm, "no swarm yet: run `inv swarm.init` and `inv swarm.join` first")
                              for vm in config.swarm_vms if opts.wants(vm) and vm.node_labels]
         plan.extend(plan_labels(config, facts, classes, opts, control, joining))
+        plan.extend(plan_availability(config, facts, classes, opts, control, joining))
     # Blocked VMs for phases that do not look at every VM (labels only): say why too.
     seen = {b.subject.vmid for b in plan.blocked}
     for c in classes.values():
         if c.vm.vmid not in seen and opts.wants(c.vm) and c.kind in (UNREACHABLE, NO_ENGINE, LOCKED):
             plan.blocked.append(Blocked(c.vm, _blocked_reason(c, opts.force_rejoin)))
+    if not opts.prune:  # nodes no VM claims: named, never touched without --prune
+        plan.warnings += unclaimed.warnings(unclaimed.find(config, facts))
     return plan

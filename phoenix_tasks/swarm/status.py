@@ -14,6 +14,7 @@ from . import commands
 from .facts import ClusterFacts, read_facts
 from .plan import MEMBER, NO_SWARM, WRONG_ROLE, classify, label_diff
 from .security import read_key_file, status_fields
+from . import quorum, unclaimed
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,12 @@ class NodeStatus:
     labels: dict[str, str]
     label_drift: dict[str, dict] = field(default_factory=dict)  # {"add": {...}, "remove": [...]}
     detail: str = ""
+    pinned_availability: str | None = None  # the config's `availability` (None: active is healthy)
 
     @property
     def healthy(self) -> bool:
-        return self.state == MEMBER and self.node_status == "ready" and self.availability == "active"
+        return (self.state == MEMBER and self.node_status == "ready"
+                and self.availability == (self.pinned_availability or "active"))
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class OtherNode:
     hostname: str
     role: str
     status: str
+    kind: str = ""  # unclaimed.py: not-in-config / stale (a prune removes it) / undecided
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class ClusterStatus:
     autolock: bool | None = None
     autolock_key_file: str | None = None  # the key file's state, in words (never its content)
     warnings: list[str] = field(default_factory=list)  # init-only drift, autolock without its key
+    quorum: dict | None = None  # quorum.Quorum.to_dict(): managers, reachable, needed, tolerates, even
 
     @property
     def degraded(self) -> bool:
@@ -138,12 +144,16 @@ def build_status(config: Config, facts: ClusterFacts, stacks: list[StackStatus])
             reachable=e.known, leader=bool(node and node.leader), node_id=e.node_id,
             labels=dict(node.labels) if node else {}, label_drift=drift,
             detail=c.detail if c.kind not in (MEMBER, WRONG_ROLE, NO_SWARM) else "",
+            pinned_availability=vm.availability,
         ))
     claimed = {n.node_id for n in nodes if n.node_id}
-    others = [OtherNode(n.id, n.hostname, n.role, n.status)
+    kinds = {u.node.id: u for u in unclaimed.find(config, facts)}
+    others = [OtherNode(n.id, n.hostname, n.role, n.status, kinds[n.id].kind if n.id in kinds else "",
+                        kinds[n.id].detail if n.id in kinds else "")
               for n in (facts.nodes or {}).values() if n.id not in claimed]
     return ClusterStatus(nodes, stacks, leader, facts.control.name if facts.control else None,
-                         facts.cluster_id, list(facts.problems), sorted(others, key=lambda o: (o.hostname, o.node_id)))
+                         facts.cluster_id, list(facts.problems), sorted(others, key=lambda o: (o.hostname, o.node_id)),
+                         quorum=quorum.of_nodes(facts.nodes.values()).to_dict() if facts.nodes else None)
 
 
 def read_status(transport: Transport, config: Config) -> ClusterStatus:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -22,13 +23,15 @@ from .vm import APPLY_DRIFT_HELP
 @task(auto_shortflags=False, help={
     **MUTATING_HELP,
     "timeout": f"seconds to wait for Portainer's services to converge (default {DEFAULT_TIMEOUT_S:.0f})",
-    "apply_drift": APPLY_DRIFT_HELP})
-def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, apply_drift=False):
+    "apply_drift": APPLY_DRIFT_HELP,
+    "prune": "also drain, demote (quorum checked) and remove swarm nodes no configured VM claims "
+             "(without it they are only named)"})
+def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, apply_drift=False, prune=False):
     """Create the VMs, initialise the swarm, join and label the nodes, deploy Portainer, check it answers."""
     started = time.monotonic()
     config = load_config_or_exit()
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
-    opts = options(config, None, force_rejoin)
+    opts = dataclasses.replace(options(config, None, force_rejoin), prune=prune)
     with user_errors():  # everything that can be refused is refused before any connection
         password = portainer.read_password(config, os.environ)
 

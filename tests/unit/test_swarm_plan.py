@@ -173,6 +173,7 @@ def test_role_change_promotes(tmp_path):
 def test_role_change_demotes(config):
     def cpu_is_manager(by_name):
         by_name["cpuworker"]["Spec"]["Role"] = "manager"
+        by_name["cpuworker"]["ManagerStatus"] = {"Reachability": "reachable"}  # as a real manager has
     f = facts(config, infos(CONVERGED), nodes(cpu_is_manager))
     plan = plan_phases(config, f, Options(), ["join"])
     assert [(a.kind, a.target.name, a.argv) for a in plan.actions] == [
