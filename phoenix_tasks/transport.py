@@ -39,6 +39,15 @@ __all__ = ["Arg", "Argv", "CommandResult", "RemoteCommandFailed", "TimedOut", "T
 
 T = TypeVar("T")
 
+# OpenSSH's sshd refuses more than `MaxSessions` (default 10) open channels on one
+# connection ("Secsh channel open FAILED", paramiko's ChannelException(2, 'Connect
+# failed')), and Phoenix keeps one connection per host: 20 label updates sent to the
+# manager at once lost 10 of them.  Every command and tunnel to a host takes one of
+# these slots for as long as its channel is open; the rest wait their turn.  8 stays
+# below the default 10 with room for one interactive `ssh` of an operator (and for a
+# channel paramiko has not finished closing yet).
+MAX_CHANNELS_PER_HOST = 8
+
 
 class Reachable(Protocol):
     """What the transport needs of a host: a VM and a `model.Host` both qualify."""
@@ -290,6 +299,34 @@ def fabric_connection(host: Reachable, access: VMAccess) -> Connection:
     return conn
 
 
+class _SlotChannel:
+    """A tunnel's paramiko channel that gives its host's channel slot back when closed
+    (once, however often `close` is called); everything else is the channel's."""
+
+    def __init__(self, channel, release: Callable[[], None]):
+        self._channel, self._release = channel, release
+        self._released = False
+        self._release_lock = threading.Lock()
+
+    def close(self) -> None:
+        try:
+            self._channel.close()
+        finally:
+            with self._release_lock:
+                if not self._released:
+                    self._released = True
+                    self._release()
+
+    def __getattr__(self, name):
+        return getattr(self._channel, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class Transport:
     """One connection per host per run; commands in, results out, secrets kept in."""
 
@@ -305,6 +342,7 @@ class Transport:
         self.echo = echo
         self._connect = connect
         self._connections: dict[str, object] = {}  # by host name
+        self._slots: dict[str, threading.BoundedSemaphore] = {}  # by host name: MAX_CHANNELS_PER_HOST each
         self._lock = threading.Lock()
         self._secrets: set[str] = set()
         self.max_workers = max_workers
@@ -330,6 +368,14 @@ class Transport:
             if conn is None:
                 conn = self._connections[host.name] = self._connect(host, self.access)
         return conn
+
+    def _channel_slots(self, host: Reachable) -> threading.BoundedSemaphore:
+        """The host's open-channel slots (shared by every connection to it, a reconnect included)."""
+        with self._lock:
+            slots = self._slots.get(host.name)
+            if slots is None:
+                slots = self._slots[host.name] = threading.BoundedSemaphore(MAX_CHANNELS_PER_HOST)
+        return slots
 
     def _forget(self, host: Reachable, conn) -> None:
         """Drop a connection that timed out: the next command to the host opens a new one."""
@@ -382,7 +428,8 @@ class Transport:
         conn = self._connection(host)
         in_stream = io.StringIO(data) if data is not None else False
         try:
-            res = conn.run(shell_command(argv), hide=True, warn=True, in_stream=in_stream, timeout=deadline)
+            with self._channel_slots(host):
+                res = conn.run(shell_command(argv), hide=True, warn=True, in_stream=in_stream, timeout=deadline)
         except CommandTimedOut:
             self._forget(host, conn)
             raise TimedOut(host, display, deadline) from None
@@ -418,6 +465,16 @@ class Transport:
             self.log.append(CommandRecord(host.name, display, False))
         if self.echo:
             self.echo(f"[{host.name}] $ ({display}, through SSH)")
+        slots = self._channel_slots(host)
+        slots.acquire()  # held until the caller closes the stream
+        try:
+            channel = self._open_tunnel(host, address, port)
+        except BaseException:
+            slots.release()
+            raise
+        return _SlotChannel(channel, slots.release)
+
+    def _open_tunnel(self, host: Reachable, address: str, port: int):
         conn = self._connection(host)
         timeout = self.access.connect_timeout_s
         try:
