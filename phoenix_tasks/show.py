@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.text import Text
-from rich.table import Table
 
 from .argv import display_command
 from .plan import Outcome, Plan
@@ -68,6 +67,7 @@ def _labels(labels: dict) -> str:
 
 
 def show_status(console: Console, status: ClusterStatus) -> None:
+    from rich.table import Table  # here: rich tables cost start-up time
     table = Table(title="swarm nodes (configured VMs)", title_justify="left")
     for col in ("vmid", "name", "address", "role", "state", "node", "availability", "labels", "label drift"):
         table.add_column(col)
@@ -168,6 +168,7 @@ def _rd(running, desired) -> str:
 
 def show_environments(console: Console, environments) -> None:
     """Environments -> stacks -> services, replicas running/desired, deployed hash."""
+    from rich.table import Table  # here: rich tables cost start-up time
     table = Table(title="environments", title_justify="left")
     for col in ("env", "stack", "hash", "service", "mode", "running/desired"):
         table.add_column(col)
@@ -346,6 +347,7 @@ def show_sync_plan(console: Console, plan, *, verbose: bool) -> None:
 def show_sync_summary(console: Console, config, result, password) -> None:
     """VM, role, state, labels, stacks, what changed; Portainer; the elapsed time."""
     from .swarm.facts import ACTIVE  # noqa: PLC0415 - show.py imports no flow module at load
+    from rich.table import Table  # here: rich tables cost start-up time
     table = Table(title="sync-all", title_justify="left")
     for col in ("VM", "vmid", "role", "state", "labels", "stacks", "changed"):
         table.add_column(col)
@@ -386,6 +388,7 @@ def show_history(console: Console, namespace: str, entries) -> None:
         console.print(f"{namespace}: no ledger records (nothing was deployed, or removed, since the ledger began)",
                       markup=False)
         return
+    from rich.table import Table  # here: rich tables cost start-up time
     table = Table(title=f"history of {namespace}", title_justify="left")
     for col in ("#", "kind", "started (UTC)", "who", "hash", "result", "s", "images / reason"):
         table.add_column(col)

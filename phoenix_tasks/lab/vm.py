@@ -17,9 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-import docker.errors
-
 from phoenix_tasks.errors import PhoenixError
 from phoenix_tasks.lab import commands, keys, procs, system
 from phoenix_tasks.lab.images import StandIn, hub_name
@@ -67,7 +64,10 @@ class Facts:
 
 
 # --- facts ---------------------------------------------------------------------------
-def engine_client(names: VMNames, timeout: float = 5) -> docker.APIClient:
+def engine_client(names: VMNames, timeout: float = 5):
+    """A docker.APIClient on the VM's socket (the SDK is imported here: `inv --list` and
+    `validate` load this module and should not pay for it)."""
+    import docker
     return docker.APIClient(base_url=names.docker_host, version=ENGINE_API_VERSION,
                             timeout=timeout)
 
@@ -76,6 +76,7 @@ def engine_name(names: VMNames) -> str | None:
     """The engine's hostname (`docker info` Name), or None if it does not answer."""
     if not names.socket.exists():
         return None
+    import docker.errors
     try:
         with engine_client(names) as client:
             return client.info().get("Name")
@@ -86,6 +87,7 @@ def engine_name(names: VMNames) -> str | None:
 def engine_images(names: VMNames) -> dict[str, frozenset[str]] | None:
     """Each tag on the engine -> the RepoDigests of the image it names (None: the
     engine does not answer)."""
+    import docker.errors
     try:
         with engine_client(names) as client:
             return {tag: frozenset(image.get("RepoDigests") or ())

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from invoke import Collection, task
 from invoke.exceptions import Exit
-from rich.table import Table
 from rich.text import Text
 
 from phoenix_tasks import paths
@@ -76,6 +75,7 @@ def status(c, config_dir=None):
     with user_errors():
         rows = control.status(config)
         reg = control.registry_status(config)
+    from rich.table import Table  # here: rich tables cost start-up time
     table = Table(title=f"lab on {config.hypervisor.lab.bridge}")
     for column in ("vmid", "name", "IP", "namespace", "link", "engine", "sshd", "state"):
         table.add_column(column)

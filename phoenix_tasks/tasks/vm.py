@@ -10,7 +10,6 @@ import re
 
 from invoke import Collection, task
 from invoke.exceptions import Exit
-from rich.table import Table
 
 from ..model import VM, Config
 from ..providers import get_provider
@@ -79,6 +78,7 @@ def status(c, vmid=None):
     vms = [vm_or_exit(config, vmid)] if vmid is not None else list(config.vms)
     with user_errors(), get_provider(config) as provider:
         statuses = provider.statuses(vms)
+    from rich.table import Table  # here: rich tables cost start-up time
     table = Table(title=f"VMs ({config.hypervisor.provider} provider)", title_justify="left")
     for col in ("VM", "vmid", "exists", "state", "detail"):
         table.add_column(col)
