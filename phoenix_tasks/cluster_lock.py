@@ -5,7 +5,8 @@ Before `swarm init` there is no swarm to hold a lock in (the deploy lock, stack/
 lives in the swarm), so this one is a local file: `fcntl.flock` on
 `$XDG_RUNTIME_DIR/phoenix-cluster-<sha16(config dir)>.lock` (or /tmp).  The kernel
 releases a flock when its holder exits, however it exits (SIGKILL too): a dead run never
-blocks the next one.  The file says who holds it (pid, since, command), for the
+blocks the next one (its file stays; the next holder takes it over).  A holder that ends
+normally removes the file; a run waiting on the removed file sees that and locks the new one.  The file says who holds it (pid, since, command), for the
 message of the run that waits.
 
 It protects runs started from ONE control machine.  Across machines the guard is the
@@ -70,14 +71,18 @@ def cluster_lock(config_dir: Path, command: str, *, wait_s: float = DEFAULT_WAIT
     """Hold the cluster lock of `config_dir` for the block; wait up to `wait_s` for it
     (saying once whom it waits for), then raise ClusterLockHeld."""
     path = lock_path(config_dir, runtime_dir)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    end = clock() + wait_s
+    said = False
+    fd = _open(path)
     try:
-        end = clock() + wait_s
-        said = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if _same_file(fd, path):
+                    break
+                os.close(fd)  # its holder removed it on release: lock the file now at that path
+                fd = _open(path)
+                continue
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise
@@ -97,10 +102,25 @@ def cluster_lock(config_dir: Path, command: str, *, wait_s: float = DEFAULT_WAIT
         try:
             yield path
         finally:
-            os.ftruncate(fd, 0)
+            path.unlink(missing_ok=True)  # nothing left behind; a waiter re-opens (see _same_file)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _open(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the locked file is still the one at `path` (not removed by a holder that
+    released it while we waited on it)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
 
 def unless_dry_run(dry_run: bool, config_dir: Path, command: str, *, wait_s: float = DEFAULT_WAIT_S,

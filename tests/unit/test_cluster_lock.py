@@ -54,8 +54,30 @@ def test_lock_is_released_after_the_block_and_on_error(tmp_path):
     with pytest.raises(RuntimeError):
         with cluster_lock(tmp_path / "etc", "sync-all", wait_s=0, runtime_dir=str(tmp_path)):
             raise RuntimeError("boom")
-    with cluster_lock(tmp_path / "etc", "sync-all", wait_s=0, runtime_dir=str(tmp_path)):
-        pass
+    with cluster_lock(tmp_path / "etc", "sync-all", wait_s=0, runtime_dir=str(tmp_path)) as path:
+        assert path.exists() and path.stat().st_mode & 0o777 == 0o600
+    assert not path.exists()  # nothing left behind
+
+
+def test_a_waiter_on_a_file_removed_by_its_releasing_holder_locks_the_new_one(tmp_path):
+    import threading
+    held, release, order = threading.Event(), threading.Event(), []
+
+    def holder():
+        with cluster_lock(tmp_path / "etc", "sync-all", wait_s=0, runtime_dir=str(tmp_path)):
+            held.set()
+            release.wait(10)
+            order.append("holder released")
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(10)
+    threading.Timer(0.3, release.set).start()
+    with cluster_lock(tmp_path / "etc", "swarm.join", wait_s=10, runtime_dir=str(tmp_path)) as path:
+        order.append("waiter holds")
+        assert path.exists()  # a file at the path, not the removed one
+    t.join(10)
+    assert order == ["holder released", "waiter holds"] and not path.exists()
 
 
 class Sequenced:
