@@ -144,13 +144,15 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
             if action.kind == "init" and i == 0 and not init_still_due(transport, action.target):
                 replan.append(action.target)
                 return
-            if action.kind == "init":
+            if action.kind in ("init", "join"):
                 try:
                     transport.run(action.where, argv, mutating=True)
                 except RemoteCommandFailed as exc:
                     if ALREADY_IN_SWARM not in exc.stderr:
                         raise
-                    replan.append(action.target)  # initialised in between: join that swarm instead
+                    # Another run initialised or joined it in between: read and plan again
+                    # (the final read says whether it is in our swarm).
+                    replan.append(action.target)
                     return
                 with lock:
                     outcome.applied.append(action)
@@ -180,8 +182,10 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
             wait_until_reachable(transport, facts.control, promoted)
         except PhoenixError as exc:
             outcome.failed.append((next(iter(promoted.values())), str(exc)))
+    inits = {a.target.vmid for a in actions if a.kind == "init"}
     for vm in replan:
-        outcome.plan.warnings.append(f"{vm}: not initialised: it is in a swarm now (another run?): read again "
+        step = "initialised" if vm.vmid in inits else "joined"
+        outcome.plan.warnings.append(f"{vm}: not {step}: it is in a swarm now (another run?): read again "
                                      "and planned from that swarm")
     return bool(replan)
 

@@ -1,6 +1,7 @@
 """The cluster lock (a local flock per config directory) and the re-check before
 `swarm init`: two runs at once never init twice, never advise a leave."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ from phoenix_tasks.swarm.apply import _run_phase
 from phoenix_tasks.swarm.plan import Options, plan_phases
 from phoenix_tasks.transport import Transport, shell_command
 
-from swarm_recorded import FRESH, facts, infos, lab_config, recorded
+from swarm_recorded import CONVERGED, FRESH, facts, infos, lab_config, recorded
 
 
 def test_lock_path_is_per_config_dir_under_the_runtime_dir(tmp_path):
@@ -126,3 +127,19 @@ def test_init_that_finds_the_node_in_a_swarm_replans_instead_of_failing(tmp_path
 def test_init_runs_when_still_due(tmp_path):
     replan, outcome, ran = _init_phase(tmp_path, lambda init_argv: {shell_command(init_argv): [("", 0, "")]})
     assert not replan and [a.kind for a in outcome.applied] == ["init"]
+
+
+def test_join_that_finds_the_node_in_a_swarm_replans_instead_of_failing(tmp_path):
+    config = lab_config(tmp_path)
+    f = facts(config, infos(CONVERGED, cpuworker="info_inactive.json"))
+    [join] = [a for a in plan_phases(config, f, Options(), ["join"]).actions if a.kind == "join"]
+    join = dataclasses.replace(join, argv=("docker", "swarm", "join", "--token", "T", "198.18.90.11:2377"))
+    ran = []
+    answers = {"cpuworker": {shell_command(join.argv): [("", 1, "Error response from daemon: This node is already "
+                                                                "part of a swarm.")]}}
+    t = Transport(config.hypervisor.vm_access, connect=lambda vm, access: Sequenced(answers[vm.name], ran))
+    outcome = Outcome(Plan())
+    assert _run_phase(t, config, f, [join], outcome)
+    assert not outcome.failed and not outcome.applied
+    assert outcome.plan.warnings == ["cpuworker (vmid 1003): not joined: it is in a swarm now (another run?): "
+                                     "read again and planned from that swarm"]
