@@ -4,8 +4,11 @@ own socket:
   and then find everything converged; neither advises a leave, the swarm has one cluster;
 - the manager's sshd stopped: `swarm.status` names the manager unreachable and calls no
   worker foreign, `swarm.label` and `swarm.tokens` say no manager can be reached (never
-  "run swarm.init"); the services run on; once sshd is back, the next run converges."""
+  "run swarm.init"); the services run on; once sshd is back, the next run converges;
+- a worker's sshd stopped: `swarm.status` keeps its node on its own row (unreachable,
+  node ready per the manager), not among the "other nodes"."""
 
+import json
 import os
 import subprocess
 import sys
@@ -102,5 +105,16 @@ def test_two_sync_all_at_once_then_the_manager_unreachable(tmp_path):
             back = task(etc, password, "sync-all")
             assert back.returncode == 0, back.stdout + back.stderr
             assert "sync-all: converged (no changes)" in back.stdout
+
+            # A worker's sshd stopped: status keeps its node on its own row, not as "other node".
+            lab_vm.stop_sshd(names.vm(1003))
+            status = task(etc, password, "swarm.status", "--json")
+            assert status.returncode == 1, status.stdout + status.stderr
+            doc = json.loads(status.stdout)
+            cpu = next(n for n in doc["nodes"] if n["name"] == "cpuworker")
+            assert (cpu["state"], cpu["reachable"], cpu["node_status"]) == ("unreachable", False, "ready")
+            assert cpu["node_id"] == clients["cpuworker"].info()["Swarm"]["NodeID"]
+            assert doc["other_nodes"] == []
+            control.up(config)
         finally:
             control.down(config.hypervisor.lab.state_dir, config.hypervisor.lab.bridge)
