@@ -17,7 +17,7 @@ from ..plan import Action, Outcome, Plan
 from ..secrets import Secret
 from ..transport import RemoteCommandFailed, Transport
 from . import commands
-from .facts import ClusterFacts, parse_nodes, read_facts
+from .facts import INACTIVE, ClusterFacts, parse_nodes, read_engine, read_facts
 from .plan import PHASES, Options, plan_phases
 
 
@@ -112,22 +112,51 @@ def run_role_change(transport: Transport, action: Action, argv, managers: Sequen
                 return
 
 
+# What `docker swarm init` says on a node that is in a swarm already.
+ALREADY_IN_SWARM = "already part of a swarm"
+
+
+def init_still_due(transport: Transport, vm: VM) -> bool:
+    """Classify the first manager again right before `swarm init`: another run (from this
+    machine without the cluster lock, or from another machine) may have initialised it
+    since the facts were read.  Not inactive now: no init; the converge re-plans."""
+    return read_engine(transport, vm).state == INACTIVE
+
+
 def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, actions: Sequence[Action],
-               outcome: Outcome) -> None:
+               outcome: Outcome) -> bool:
     """Run one phase's actions: the chain of each target VM in order, targets in parallel.
-    A demote waits until every manager promoted in this run is reachable."""
+    A demote waits until every manager promoted in this run is reachable.  True: an init
+    was not run because its VM is in a swarm now (the caller reads and plans again)."""
     tokens = _Tokens(transport, facts.control) if facts.control else None
     chains: dict[int, list[Action]] = {}
     for a in actions:
         chains.setdefault(a.target.vmid, []).append(a)
     lock = threading.Lock()
     promoted: dict[str, VM] = {}  # node ID -> VM, promoted by this phase
+    replan: list[VM] = []
 
     def run_chain(vm: VM):
-        for action in chains[vm.vmid]:
+        for i, action in enumerate(chains[vm.vmid]):
             argv = _argv(action, config, facts, tokens)
             if argv is None:
                 continue  # unresolved: the final read reports it as pending
+            if action.kind == "init" and i == 0 and not init_still_due(transport, action.target):
+                replan.append(action.target)
+                return
+            if action.kind in ("init", "join"):
+                try:
+                    transport.run(action.where, argv, mutating=True)
+                except RemoteCommandFailed as exc:
+                    if ALREADY_IN_SWARM not in exc.stderr:
+                        raise
+                    # Another run initialised or joined it in between: read and plan again
+                    # (the final read says whether it is in our swarm).
+                    replan.append(action.target)
+                    return
+                with lock:
+                    outcome.applied.append(action)
+                continue
             if action.kind == "demote" and promoted:
                 wait_until_reachable(transport, facts.control, promoted)
             if action.kind in ("promote", "demote"):
@@ -153,6 +182,12 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
             wait_until_reachable(transport, facts.control, promoted)
         except PhoenixError as exc:
             outcome.failed.append((next(iter(promoted.values())), str(exc)))
+    inits = {a.target.vmid for a in actions if a.kind == "init"}
+    for vm in replan:
+        step = "initialised" if vm.vmid in inits else "joined"
+        outcome.plan.warnings.append(f"{vm}: not {step}: it is in a swarm now (another run?): read again "
+                                     "and planned from that swarm")
+    return bool(replan)
 
 
 def converge(
@@ -181,8 +216,8 @@ def converge(
         todo = [a for a in step.actions if a.target.vmid not in failed]
         if todo:
             before = len(outcome.applied)
-            _run_phase(transport, config, facts, todo, outcome)
-            fresh = len(outcome.applied) == before
+            replan = _run_phase(transport, config, facts, todo, outcome)
+            fresh = len(outcome.applied) == before and not replan
     final = read_facts(transport, config)
     outcome.facts = final
     after = plan_phases(config, final, opts, phases)

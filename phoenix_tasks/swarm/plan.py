@@ -23,6 +23,10 @@ MEMBER = "member"  # in our swarm, with the configured role
 WRONG_ROLE = "wrong-role"  # in our swarm, other role than configured
 FOREIGN = "foreign"  # in a swarm that is not ours
 NO_SWARM = "inactive"  # not in any swarm
+# In a swarm whose managers are configured VMs, but no manager's node list could be read
+# to confirm it (the manager unreachable, or its list not readable yet): ours, never
+# foreign, never advised to leave; nothing is planned for it until a manager answers.
+UNVERIFIED = "member?"
 # plus UNREACHABLE, NO_ENGINE, PENDING, LOCKED and "error" from the facts
 
 PHASES = ("unlock", "init", "join", "labels")  # unlock: a locked manager, from the key file (security.py)
@@ -65,6 +69,10 @@ def classify(config: Config, facts: ClusterFacts) -> dict[int, Classified]:
             # about half a second): never call it foreign, never advise a rejoin.
             ours = node is not None
             if not ours:
+                unverified = _unverified(config, facts, vm, e)
+                if unverified:
+                    out[vm.vmid] = Classified(vm, UNVERIFIED, detail=unverified)
+                    continue
                 where = f"cluster {e.cluster_id[:12]}" if e.cluster_id else "managers " + ", ".join(a for _, a in e.remote_managers) or "unknown managers"
                 out[vm.vmid] = Classified(vm, FOREIGN, detail=where)
             elif node.role != vm.swarm_role:
@@ -72,6 +80,43 @@ def classify(config: Config, facts: ClusterFacts) -> dict[int, Classified]:
             else:
                 out[vm.vmid] = Classified(vm, MEMBER, node)
     return out
+
+
+def _unverified(config: Config, facts: ClusterFacts, vm: VM, e) -> str:
+    """Why an active engine that no node list names is still ours ("" when it is not):
+    - a configured manager whose engine is a manager, while no manager's node list was read
+      (another run has just initialised it, or its list cannot be read right now);
+    - a node whose swarm's managers (RemoteManagers) are configured managers' swarm
+      addresses, while those managers cannot be read or have that node ID."""
+    if facts.nodes is not None:
+        return ""  # a manager's list was read and does not name it (removed by hand?): not ours
+    if vm in config.managers and e.is_manager:
+        return "a manager of a swarm, but its node list could not be read"
+    by_addr = {}
+    for m in config.managers:
+        for addr in {m.address, config.hypervisor.swarm.advertise_addr(m)}:
+            by_addr[f"{addr}:{commands.SWARM_PORT}"] = m
+    remote = [(node_id, by_addr.get(addr)) for node_id, addr in e.remote_managers]
+    if not remote or any(m is None for _, m in remote):
+        return ""
+    for node_id, m in remote:
+        me = facts.engine(m)
+        if me.known and me.node_id != node_id:
+            return ""  # that manager answers as another node (or none): not its swarm now
+    names = ", ".join(dict.fromkeys(str(m) for _, m in remote))
+    return f"in the swarm of {names}, which cannot be read to confirm it"
+
+
+def no_manager_reason(config: Config, classes: Mapping[int, Classified]) -> str | None:
+    """"no manager of the swarm can be reached (VM: why, ...)" when the swarm exists (a
+    member unverified, or a configured manager unknown) but no manager's node list could
+    be read; None when there is simply no swarm yet."""
+    unknown = [classes[vm.vmid] for vm in config.managers
+               if classes[vm.vmid].kind in (UNREACHABLE, NO_ENGINE, LOCKED, UNVERIFIED)]
+    if not unknown:
+        return None
+    why = "; ".join(f"{c.vm}: {c.kind}" + (f": {c.detail}" if c.detail else "") for c in unknown)
+    return f"no manager of the swarm can be reached ({why})"
 
 
 @dataclass(frozen=True)
@@ -93,6 +138,8 @@ def _blocked_reason(c: Classified, force_rejoin: bool) -> str | None:
         return f"no docker engine answers: {c.detail}"
     if c.kind == LOCKED:
         return f"its swarm is locked (autolock): {c.detail or 'unlock it with `docker swarm unlock` on the VM, then run again'}"
+    if c.kind == UNVERIFIED:
+        return f"in our swarm, not verified: {c.detail}; run again once a manager answers"
     if c.kind in (FOREIGN, PENDING, "error") and not force_rejoin:
         what = {FOREIGN: f"is in another swarm ({c.detail})", PENDING: "is pending (a join that never finished)",
                 "error": f"is in swarm state error ({c.detail})"}[c.kind]
@@ -114,8 +161,11 @@ def plan_init(config: Config, facts: ClusterFacts, classes: Mapping[int, Classif
     if unknown:
         for c in unknown:
             plan.blocked.append(Blocked(c.vm, _blocked_reason(c, opts.force_rejoin) or c.kind))
-        plan.blocked.append(Blocked(managers[0], "the swarm is not initialised, and it cannot be while a configured "
-                                    "manager's state is unknown (it may already be in a swarm)"))
+        members = [c.vm.name for c in classes.values() if c.kind == UNVERIFIED]
+        plan.blocked.append(Blocked(managers[0], (
+            f"{no_manager_reason(config, classes)}: {', '.join(members)} in its swarm; nothing is initialised"
+            if members else "the swarm is not initialised, and it cannot be while a configured "
+                            "manager's state is unknown (it may already be in a swarm)")))
         return plan, None
     first = managers[0]
     c = classes[first.vmid]
@@ -150,11 +200,13 @@ def plan_join(config: Config, facts: ClusterFacts, classes: Mapping[int, Classif
     plan = Plan()
     joining: set[int] = set()
     if control is None:
-        unknown = [vm for vm in config.managers if classes[vm.vmid].kind in (UNREACHABLE, NO_ENGINE, LOCKED)]
-        reason = (f"no manager of the swarm can be reached ({', '.join(vm.name for vm in unknown)}: see above)"
-                  if unknown else "no swarm to join yet: run `inv swarm.init` first")
+        unknown = [vm for vm in config.managers if classes[vm.vmid].kind in (UNREACHABLE, NO_ENGINE, LOCKED, UNVERIFIED)]
+        reason = no_manager_reason(config, classes) or "no swarm to join yet: run `inv swarm.init` first"
         for vm in config.swarm_vms:
-            if opts.wants(vm) and vm not in unknown and vm not in config.managers[:1]:
+            # An unverified member needs no join: nothing is planned for it (its labels,
+            # which need the manager, are blocked by the labels phase).
+            if (opts.wants(vm) and vm not in unknown and vm not in config.managers[:1]
+                    and classes[vm.vmid].kind != UNVERIFIED):
                 plan.blocked.append(Blocked(vm, reason))
         return plan, joining
     manager_addr = facts.manager_addr or join_address_before_init(config, control)
@@ -277,7 +329,14 @@ def plan_phases(config: Config, facts: ClusterFacts, opts: Options, phases: Sequ
         join_plan, joining = plan_join(config, facts, classes, opts, control)
         plan.extend(join_plan)
     if "labels" in phases:
-        if control is None and "init" not in phases and "join" not in phases:
+        no_manager = no_manager_reason(config, classes) if control is None else None
+        if no_manager:  # the swarm exists, its manager does not answer: never advise an init
+            seen = {b.subject.vmid for b in plan.blocked}
+            plan.blocked += [Blocked(vm, f"labels/availability not checked: {no_manager}")
+                             for vm in config.swarm_vms
+                             if opts.wants(vm) and (vm.node_labels or vm.availability) and vm.vmid not in seen
+                             and classes[vm.vmid].kind not in (UNREACHABLE, NO_ENGINE, LOCKED)]
+        elif control is None and "init" not in phases and "join" not in phases:
             plan.blocked += [Blocked(vm, "no swarm yet: run `inv swarm.init` and `inv swarm.join` first")
                              for vm in config.swarm_vms if opts.wants(vm) and vm.node_labels]
         plan.extend(plan_labels(config, facts, classes, opts, control, joining))

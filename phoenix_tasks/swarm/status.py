@@ -11,8 +11,8 @@ from ..model import Config
 from ..stack.envs import parse_environments
 from ..transport import Transport
 from . import commands
-from .facts import ClusterFacts, read_facts
-from .plan import MEMBER, NO_SWARM, WRONG_ROLE, classify, label_diff
+from .facts import ClusterFacts, NodeFacts, read_facts
+from .plan import MEMBER, NO_SWARM, WRONG_ROLE, classify, label_diff, no_manager_reason
 from .security import read_key_file, status_fields
 from . import quorum, unclaimed
 
@@ -120,6 +120,19 @@ def parse_services(stdout: str) -> list[StackStatus]:
     return [StackStatus(k, sorted(v, key=lambda s: s.name)) for k, v in sorted(stacks.items())]
 
 
+def _node_of_unread_vm(config: Config, facts: ClusterFacts, vm) -> NodeFacts | None:
+    """The node of a configured VM whose engine cannot be read (so it names no node ID):
+    the one node no engine claims with the VM's hostname or address, if exactly one."""
+    if facts.nodes is None or facts.engine(vm).known:
+        return None
+    claimed = {e.node_id for e in facts.engines.values() if e.node_id}
+    found = [n for n in facts.nodes.values() if n.id not in claimed
+             and (n.hostname == vm.name or n.addr == vm.address)]
+    ready = [n for n in found if n.status != "down"]
+    found = ready if len(ready) == 1 else found  # a stale entry left by a rejoin is not it
+    return found[0] if len(found) == 1 else None
+
+
 def build_status(config: Config, facts: ClusterFacts, stacks: list[StackStatus]) -> ClusterStatus:
     classes = classify(config, facts)
     nodes = []
@@ -127,6 +140,14 @@ def build_status(config: Config, facts: ClusterFacts, stacks: list[StackStatus])
     for vm in config.swarm_vms:
         c = classes[vm.vmid]
         node = c.node if c.kind in (MEMBER, WRONG_ROLE) else None
+        unread = _node_of_unread_vm(config, facts, vm)  # its engine is unknown; the manager knows its node
+        if unread is not None:
+            nodes.append(NodeStatus(
+                vmid=vm.vmid, name=vm.name, address=vm.address, role=vm.swarm_role, actual_role=unread.role,
+                state=c.kind, node_status=unread.status, availability=unread.availability, reachable=False,
+                leader=unread.leader, node_id=unread.id, labels=dict(unread.labels),
+                detail=c.detail, pinned_availability=vm.availability))
+            continue
         drift = {}
         if node is not None:
             add, remove = label_diff(node.labels, vm.node_labels, config.hypervisor.swarm.label_policy)
@@ -151,8 +172,11 @@ def build_status(config: Config, facts: ClusterFacts, stacks: list[StackStatus])
     others = [OtherNode(n.id, n.hostname, n.role, n.status, kinds[n.id].kind if n.id in kinds else "",
                         kinds[n.id].detail if n.id in kinds else "")
               for n in (facts.nodes or {}).values() if n.id not in claimed]
+    problems = list(facts.problems)
+    if facts.control is None and no_manager_reason(config, classes):
+        problems.append(no_manager_reason(config, classes))
     return ClusterStatus(nodes, stacks, leader, facts.control.name if facts.control else None,
-                         facts.cluster_id, list(facts.problems), sorted(others, key=lambda o: (o.hostname, o.node_id)),
+                         facts.cluster_id, problems, sorted(others, key=lambda o: (o.hostname, o.node_id)),
                          quorum=quorum.of_nodes(facts.nodes.values()).to_dict() if facts.nodes else None)
 
 

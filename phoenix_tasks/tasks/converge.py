@@ -33,8 +33,13 @@ def options(config: Config, vmid: str | int | None, force_rejoin: bool) -> Optio
 def run_converge(config: Config, phases: Sequence[str], *, dry_run: bool, verbose: bool,
                  vmid: str | int | None = None, force_rejoin: bool = False) -> Outcome:
     """facts -> plan -> show -> apply -> read again, for the given phases; prints as it goes."""
+    from ..cluster_lock import unless_dry_run  # here: the module's imports are another change's
     opts = options(config, vmid, force_rejoin)
-    with user_errors(), common.transport_for(config, verbose) as transport:
+    # init and join take the cluster lock (sync-all's too); labels alone create no swarm.
+    locks = not dry_run and ("init" in phases or "join" in phases)
+    with user_errors(), unless_dry_run(not locks, config.config_dir, f"swarm.{'/'.join(p for p in phases if p != 'unlock')}",
+                                       note=lambda line: err.print(line, markup=False, highlight=False)), \
+            common.transport_for(config, verbose) as transport:
         outcome = converge(transport, config, opts, phases, dry_run=dry_run,
                            show=lambda plan: show_plan(out, plan, verbose=verbose, title=f"swarm {'/'.join(p for p in phases if p != 'unlock')}"))
     show_outcome(out, err, outcome)

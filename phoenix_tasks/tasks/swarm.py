@@ -68,7 +68,10 @@ def tokens(c, reveal=False, rotate=None, dry_run=False, verbose=False):
     with user_errors(), common.transport_for(config, verbose) as transport:
         facts = read_facts(transport, config)
         if facts.control is None:
-            raise Exit("no reachable manager is in a swarm: run `inv swarm.init` first", code=1)
+            from ..swarm.plan import classify, no_manager_reason  # here: the module's imports are another change's
+            no_manager = no_manager_reason(config, classify(config, facts))
+            raise Exit(f"{no_manager}: no token can be read" if no_manager
+                       else "no reachable manager is in a swarm: run `inv swarm.init` first", code=1)
         for role in ("manager", "worker"):
             token = read_join_token(transport, facts.control, role)
             out.print(f"{role}: {token.reveal() if reveal else token}", markup=False, highlight=False)

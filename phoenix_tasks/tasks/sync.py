@@ -25,8 +25,11 @@ from .vm import APPLY_DRIFT_HELP
     "timeout": f"seconds to wait for Portainer's services to converge (default {DEFAULT_TIMEOUT_S:.0f})",
     "apply_drift": APPLY_DRIFT_HELP,
     "prune": "also drain, demote (quorum checked) and remove swarm nodes no configured VM claims "
-             "(without it they are only named)"})
-def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, apply_drift=False, prune=False):
+             "(without it they are only named)",
+    "lock_wait": "seconds to wait for the cluster lock while another sync-all/swarm.init/swarm.join of this "
+                 "config runs on this machine (default 300)"})
+def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, apply_drift=False, prune=False,
+             lock_wait=None):
     """Create the VMs, initialise the swarm, join and label the nodes, deploy Portainer, check it answers."""
     started = time.monotonic()
     config = load_config_or_exit()
@@ -39,8 +42,13 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, 
             return portainer.render_portainer(config, password, digests)
         port = portainer.published_port(renderer({}))
         provider = get_provider(config)
+    from ..cluster_lock import DEFAULT_WAIT_S, unless_dry_run  # here: the module's imports are another change's
+    lock_wait_s = seconds_or_exit(lock_wait, DEFAULT_WAIT_S, minimum=0, flag="--lock-wait")
     reporter = SyncReporter(out, err, verbose=verbose)
-    with user_errors(), provider, common.transport_for(config, verbose) as transport:
+    # One converging run per cluster from this machine, held from the first read to the end.
+    with user_errors(), unless_dry_run(dry_run, config.config_dir, "sync-all", wait_s=lock_wait_s,
+                                       note=lambda line: err.print(line, markup=False, highlight=False)), \
+            provider, common.transport_for(config, verbose) as transport:
         plan = sync.read_plan(config, transport, provider, renderer, opts, apply_drift=apply_drift)
         show_sync_plan(out, plan, verbose=verbose)
         if dry_run:
