@@ -150,6 +150,17 @@ def not_ssh():
                 return
             with conn:
                 conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+                # Close with a FIN, never a reset: read what the client sent (its SSH
+                # banner) until it gives up.  Closing with unread data would send an
+                # RST, and the client's error would then depend on timing ("Connection
+                # reset by peer" under load instead of the banner error).
+                conn.shutdown(socket.SHUT_WR)
+                conn.settimeout(5)
+                try:
+                    while conn.recv(4096):
+                        pass
+                except OSError:
+                    pass
 
     threading.Thread(target=serve, daemon=True).start()
     try:
