@@ -10,7 +10,6 @@ import json
 import logging
 import socket
 import ssl
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -25,6 +24,7 @@ from phoenix_tasks.providers.proxmox.task_wait import ApiError, wait_task
 from phoenix_tasks.providers.proxmox.token import api_token
 
 from proxmox_recorded import data, recorded
+from proxmox_sim import make_cert
 
 SECRET = "5f0c3d1e-7a2b-4c9d-8e6f-0123456789ab"
 TOKEN_ENV = {"PHOENIX_PROXMOX_API_TOKEN": f"root@pam!phoenix={SECRET}"}
@@ -104,12 +104,7 @@ class RecordedProxmoxApi:
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pve-cert")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=recorded-proxmox-api", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
-                   check=True, capture_output=True, timeout=60)
-    return d / "cert.pem", d / "key.pem"
+    return make_cert(tmp_path_factory.mktemp("pve-cert"))
 
 
 def settings(port, **kw) -> ProxmoxSettings:
