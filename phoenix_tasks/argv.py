@@ -17,11 +17,26 @@ Arg = str | Secret
 Argv = Sequence[Arg]
 
 
+class Script(str):
+    """A fixed shell script (no data from config in it), run as `sh -c SCRIPT`, with a
+    short name that people and logs see instead of its text (an error message that
+    quotes twenty lines of shell says less than "docker info + node list")."""
+
+    name: str
+
+    def __new__(cls, text: str, name: str) -> "Script":
+        obj = super().__new__(cls, text)
+        obj.name = name
+        return obj
+
+
 def shell_command(argv: Argv) -> str:
     """The command line sent to the remote shell: every argument quoted once."""
     return shlex.join(a.reveal() if isinstance(a, Secret) else str(a) for a in argv)
 
 
 def display_command(argv: Argv) -> str:
-    """The command as people and logs see it: secrets masked."""
+    """The command as people and logs see it: secrets masked, a `Script` by its name."""
+    if len(argv) == 3 and list(argv[:2]) == ["sh", "-c"] and isinstance(argv[2], Script):
+        return f"sh -c <{argv[2].name}>"
     return shlex.join(MASK if isinstance(a, Secret) else str(a) for a in argv)

@@ -193,7 +193,10 @@ def apply(config: Config, transport: Transport, provider: VMProvider, renderer: 
         if plan.swarm.blocked:
             reporter.swarm_outcome(plan.swarm)
     else:
-        result.swarm = converge(transport, config, opts, PHASES, show=reporter.swarm_plan)
+        # No VM was created or started: the plan's facts were read moments ago, under
+        # the cluster lock, and stand; the converge does not read them twice.
+        known = plan.swarm.facts if not created and plan.swarm is not None else None
+        result.swarm = converge(transport, config, opts, PHASES, show=reporter.swarm_plan, facts=known)
         reporter.swarm_outcome(result.swarm)
     result.facts = result.swarm.facts
     swarm_changed = bool(result.swarm.applied)

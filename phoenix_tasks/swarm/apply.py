@@ -190,6 +190,23 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
     return bool(replan)
 
 
+# Actions that change their target's engine (its swarm state or role); a label or an
+# availability changes only the node list, which the control manager's read holds.
+ENGINE_CHANGES = ("unlock", "init", "join", "promote", "demote", "leave")
+
+
+def _changed(outcome: Outcome, since: int, actions: Sequence[Action], replanned: bool) -> list[VM]:
+    """The VMs to read again after a phase: targets of engine-changing actions applied
+    since `since`, and every target that failed or was re-planned (its state is unknown)."""
+    applied = outcome.applied[since:]
+    failed = {vm.vmid for vm, _ in outcome.failed}
+    vms = {a.target.vmid: a.target for a in applied if a.kind in ENGINE_CHANGES}
+    for a in actions:
+        if a.target.vmid in failed or replanned:
+            vms[a.target.vmid] = a.target
+    return list(vms.values())
+
+
 def converge(
     transport: Transport,
     config: Config,
@@ -198,30 +215,46 @@ def converge(
     *,
     dry_run: bool = False,
     show: Callable[[Plan], None] = lambda plan: None,
+    facts: ClusterFacts | None = None,
 ) -> Outcome:
-    facts = read_facts(transport, config)
+    """`facts`: read moments ago under the same cluster lock (sync-all's plan); read here
+    otherwise.  After a phase that changed something, only the VMs it changed and the
+    control manager are read again (read_facts(previous=, reread=)); the final read
+    after the apply is the same: every fact the plan depends on that the run changed is
+    read from the VMs again."""
+    facts = facts if facts is not None else read_facts(transport, config)
     plan = plan_phases(config, facts, opts, phases)
     show(plan)
     outcome = Outcome(plan, dry_run=dry_run, blocked=list(plan.blocked), facts=facts)
     if dry_run or plan.empty:
         return outcome
-    fresh = True
+    stale: list[VM] | None = None  # VMs changed since `facts` was read (None: nothing)
     for phase in PHASES:
         if phase not in phases:
             continue
-        if not fresh:
-            facts = read_facts(transport, config)
+        if stale is not None:
+            facts = _read_again(transport, config, facts, stale)
+            stale = None
         step = plan_phases(config, facts, opts, [phase])
         failed = {vm.vmid for vm, _ in outcome.failed}
         todo = [a for a in step.actions if a.target.vmid not in failed]
         if todo:
-            before = len(outcome.applied)
+            before, failed_before = len(outcome.applied), len(outcome.failed)
             replan = _run_phase(transport, config, facts, todo, outcome)
-            fresh = len(outcome.applied) == before and not replan
-    final = read_facts(transport, config)
+            if len(outcome.applied) > before or replan or len(outcome.failed) > failed_before:
+                stale = _changed(outcome, before, todo, replan)
+    # Nothing ran (every action unresolved or skipped): the facts the plan came from stand.
+    final = _read_again(transport, config, facts, stale) if stale is not None else facts
     outcome.facts = final
     after = plan_phases(config, final, opts, phases)
     failed = {vm.vmid for vm, _ in outcome.failed}
     outcome.pending = [a for a in after.actions if a.target.vmid not in failed]
     outcome.blocked = [b for b in after.blocked if b.subject.vmid not in failed]
     return outcome
+
+
+def _read_again(transport: Transport, config: Config, facts: ClusterFacts, changed: Sequence[VM]) -> ClusterFacts:
+    """Read the changed VMs and the control manager (its node list) again; the other
+    engines' facts stand (nothing this run did changed them; a manager joining changes
+    a worker's RemoteManagers, which the plan reads only when no node list is)."""
+    return read_facts(transport, config, previous=facts, reread=changed)

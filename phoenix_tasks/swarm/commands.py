@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ..secrets import Secret
-from ..argv import Arg
+from ..argv import Arg, Script
 from ..stack.commands import SEPARATOR
 
 DOCKER = "docker"
@@ -30,6 +30,28 @@ NODES_SCRIPT = "ids=$(docker node ls -q) && if [ -n \"$ids\" ]; then docker node
 
 def inspect_nodes() -> list[str]:
     return ["sh", "-c", NODES_SCRIPT]
+
+
+# A VM's facts in ONE round trip (one fixed script, no data from config in it): its
+# engine's `docker info`, and, only when that engine is a manager, the swarm's nodes
+# after NODES_SEPARATOR (so a converged run costs one command per VM).  `docker info`'s
+# exit status and stderr pass through; a manager whose node list cannot be read prints
+# the separator and nothing after it (the caller asks with inspect_nodes() then).
+# Go's JSON has no spaces: `"ControlAvailable":true` in the output is the key itself
+# (a string value holding those quotes would be escaped).
+NODES_SEPARATOR = "--- nodes ---"
+FACTS_SCRIPT = Script(
+    "info=$(docker info --format '{{json .}}') || { rc=$?; printf '%s\\n' \"$info\"; exit $rc; }; "
+    "printf '%s\\n' \"$info\"; "
+    "case \"$info\" in *'\"ControlAvailable\":true'*) ;; *) exit 0;; esac; "
+    f"echo '{NODES_SEPARATOR}'; "
+    "ids=$(docker node ls -q 2>/dev/null) || exit 0; "
+    "if [ -n \"$ids\" ]; then docker node inspect $ids 2>/dev/null || true; else echo '[]'; fi",
+    "docker info, and the node list on a manager")
+
+
+def facts() -> list[str]:
+    return ["sh", "-c", FACTS_SCRIPT]
 
 
 def join_token(role: str) -> list[str]:

@@ -1,8 +1,14 @@
 """Facts: what each VM's engine says about the swarm, read without changing anything.
 
-Per VM one round trip (`docker info` as JSON); on one manager a second one (every
-node, inspected).  Nodes are identified by the node ID each engine reports about
-itself, never by hostname.  Parsers are pure functions of the recorded output.
+Per VM one round trip (commands.facts(): `docker info` as JSON, and on a manager
+every node, inspected, in the same command); a second round trip only when a manager's
+node list could not be read with its info.  Nodes are identified by the node ID each
+engine reports about itself, never by hostname.  Parsers are pure functions of the
+recorded output.
+
+After an apply, `read_facts(..., previous=, reread=)` reads again only the VMs a phase
+changed (and the control manager, whose node list holds every label and role), keeping
+the other engines' facts: a cold run reads every VM once, not once per phase.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from ..errors import PhoenixError
 from ..model import VM, Config
@@ -161,15 +167,32 @@ def parse_nodes(stdout: str) -> dict[str, NodeFacts]:
     return nodes
 
 
-def read_engine(transport: Transport, vm: VM) -> EngineFacts:
+def parse_facts(vm: VM, stdout: str) -> tuple[EngineFacts, dict[str, NodeFacts] | None]:
+    """A VM's engine facts and, from a manager, the swarm's nodes (None: not listed)."""
+    info, sep, listed = stdout.partition(commands.NODES_SEPARATOR)
+    engine = parse_info(vm, info)
+    if not sep or not listed.strip() or not engine.is_manager:
+        return engine, None
     try:
-        res = transport.run(vm, commands.info(), mutating=False, check=False)
+        return engine, parse_nodes(listed)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return engine, None  # half a list (a node left mid-read): asked again with inspect_nodes()
+
+
+def read_vm(transport: Transport, vm: VM) -> tuple[EngineFacts, dict[str, NodeFacts] | None]:
+    """One round trip: the VM's engine facts, and the node list if it is a manager."""
+    try:
+        res = transport.run(vm, commands.facts(), mutating=False, check=False)
     except Unreachable as exc:
-        return EngineFacts(vm, UNREACHABLE, str(exc).removeprefix(f"{vm}: "))
+        return EngineFacts(vm, UNREACHABLE, str(exc).removeprefix(f"{vm}: ")), None
     if not res.ok:
         lines = (res.stderr or res.stdout).strip().splitlines()
-        return EngineFacts(vm, NO_ENGINE, lines[-1] if lines else f"docker info exited {res.exited}")
-    return parse_info(vm, res.stdout)
+        return EngineFacts(vm, NO_ENGINE, lines[-1] if lines else f"docker info exited {res.exited}"), None
+    return parse_facts(vm, res.stdout)
+
+
+def read_engine(transport: Transport, vm: VM) -> EngineFacts:
+    return read_vm(transport, vm)[0]
 
 
 def control_candidates(config: Config, engines: Mapping[int, EngineFacts]) -> list[VM]:
@@ -185,30 +208,49 @@ def in_transition(e: EngineFacts) -> bool:
 
 
 def read_facts(transport: Transport, config: Config, *, settle_s: float = 5.0,
-               sleep: Callable[[float], None] = time.sleep) -> ClusterFacts:
-    """Every swarm VM's engine in parallel, then the node list from one manager.  An
-    engine in transition is read again (every 0.5 s, up to `settle_s`)."""
-    results = transport.each(config.swarm_vms, lambda vm: read_engine(transport, vm))
-    engines = {
-        vm.vmid: (r if isinstance(r, EngineFacts) else EngineFacts(vm, UNREACHABLE, str(r)))
-        for vm in config.swarm_vms for r in (results[vm.name],)
-    }
+               sleep: Callable[[float], None] = time.sleep, previous: ClusterFacts | None = None,
+               reread: Iterable[VM] = ()) -> ClusterFacts:
+    """Every swarm VM's engine in parallel (with a manager's node list in the same
+    command), then, only if that list was not read, the node list from one manager.
+    An engine in transition is read again (every 0.5 s, up to `settle_s`).
+
+    With `previous`: only the VMs in `reread` and previous's control manager are read;
+    the others keep their previous engine facts (an apply changed only those)."""
+    if previous is None:
+        wanted = list(config.swarm_vms)
+    else:
+        names = {vm.vmid for vm in reread} | ({previous.control.vmid} if previous.control else set())
+        wanted = [vm for vm in config.swarm_vms if vm.vmid in names]
+    results = transport.each(wanted, lambda vm: read_vm(transport, vm))
+    engines = dict(previous.engines) if previous is not None else {}
+    listed: dict[int, dict[str, NodeFacts]] = {}
+    for vm in wanted:
+        r = results[vm.name]
+        engine, nodes = r if isinstance(r, tuple) else (EngineFacts(vm, UNREACHABLE, str(r)), None)
+        engines[vm.vmid] = engine
+        if nodes is not None:
+            listed[vm.vmid] = nodes
     for _ in range(int(settle_s / 0.5)):
         moving = [e.vm for e in engines.values() if in_transition(e)]
         if not moving:
             break
         sleep(0.5)
         for vm in moving:
-            engines[vm.vmid] = read_engine(transport, vm)
+            engines[vm.vmid], nodes = read_vm(transport, vm)
+            listed.pop(vm.vmid, None)
+            if nodes is not None:
+                listed[vm.vmid] = nodes
     problems = []
     fallback = None
     for vm in control_candidates(config, engines):
-        try:
-            res = transport.run(vm, commands.inspect_nodes(), mutating=False)
-            nodes = parse_nodes(res.stdout)
-        except (PhoenixError, json.JSONDecodeError, KeyError) as exc:
-            problems.append(f"{vm}: cannot list the swarm's nodes: {exc}")
-            continue
+        nodes = listed.get(vm.vmid)
+        if nodes is None:
+            try:
+                res = transport.run(vm, commands.inspect_nodes(), mutating=False)
+                nodes = parse_nodes(res.stdout)
+            except (PhoenixError, json.JSONDecodeError, KeyError) as exc:
+                problems.append(f"{vm}: cannot list the swarm's nodes: {exc}")
+                continue
         me = nodes.get(engines[vm.vmid].node_id or "")
         if me is None or me.role != "manager" or me.reachability not in (None, "reachable"):
             # Just demoted (its engine still says "control" for a moment): its own

@@ -96,10 +96,10 @@ def mock_connections(outputs: dict):
 def converged_outputs() -> dict:
     return {
         "portainer": {
-            tuple(commands.info()): (json.dumps(recorded("info_manager.json")), 0),
+            tuple(commands.facts()): (json.dumps(recorded("info_manager.json")), 0),
             tuple(commands.inspect_nodes()): (json.dumps(nodes()), 0),
             tuple(commands.services()): (commands.SERVICES_SEPARATOR + "\n", 0),
         },
-        "drphoenix": {tuple(commands.info()): (json.dumps(recorded("info_worker_gpu.json")), 0)},
-        "cpuworker": {tuple(commands.info()): (json.dumps(recorded("info_worker_cpu.json")), 0)},
+        "drphoenix": {tuple(commands.facts()): (json.dumps(recorded("info_worker_gpu.json")), 0)},
+        "cpuworker": {tuple(commands.facts()): (json.dumps(recorded("info_worker_cpu.json")), 0)},
     }

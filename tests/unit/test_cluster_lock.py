@@ -99,7 +99,7 @@ def _init_phase(tmp_path, portainer_answers):
     f = facts(config, infos(FRESH))
     init = [a for a in plan_phases(config, f, Options(), ["init"]).actions if a.kind == "init"]
     ran = []
-    answers = {vm.name: {shell_command(commands.info()): [(json.dumps(recorded("info_inactive.json")), 0, "")]}
+    answers = {vm.name: {shell_command(commands.facts()): [(json.dumps(recorded("info_inactive.json")), 0, "")]}
                for vm in config.swarm_vms}
     answers["portainer"].update(portainer_answers(init[0].argv))
     t = Transport(config.hypervisor.vm_access, connect=lambda vm, access: Sequenced(answers[vm.name], ran))
@@ -110,7 +110,7 @@ def _init_phase(tmp_path, portainer_answers):
 
 def test_init_is_not_run_when_the_manager_joined_a_swarm_meanwhile(tmp_path):
     replan, outcome, ran = _init_phase(tmp_path, lambda init_argv: {
-        shell_command(commands.info()): [(json.dumps(recorded("info_manager.json")), 0, "")]})
+        shell_command(commands.facts()): [(json.dumps(recorded("info_manager.json")), 0, "")]})
     assert replan and not outcome.applied and not outcome.failed
     assert not [c for c in ran if "swarm init" in c]
     assert "portainer (vmid 1001): not initialised: it is in a swarm now" in outcome.plan.warnings[0]

@@ -36,7 +36,7 @@ def outputs(node_lists=("nodes_before.json",), task_reads=("tasks_before_drain.t
     """Per VM name: {command: Result or list of Results (one per call, cycling)}."""
     infos = {"portainer": "info_1001.json", "drphoenix": "info_1002.json", "cpuworker": "info_1003.json",
              "cpuworker2": "info_1004.json"}
-    out = {name: {shell_command(commands.info()): Result(stdout=json.dumps(recorded(f)), exited=0)}
+    out = {name: {shell_command(commands.facts()): Result(stdout=json.dumps(recorded(f)), exited=0)}
            for name, f in list(infos.items())[:vms]}
     out["portainer"][shell_command(commands.inspect_nodes())] = [
         Result(stdout=json.dumps(nodes(n)) if isinstance(n, str) else json.dumps(n), exited=0) for n in node_lists]

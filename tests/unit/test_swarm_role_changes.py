@@ -90,7 +90,7 @@ def test_a_manager_our_managers_do_not_list_is_still_foreign(config):
 
 
 def test_read_facts_reads_an_engine_in_transition_again(config):
-    info_argv = tuple(commands.info())
+    info_argv = tuple(commands.facts())
     t = Scripted({
         ("portainer", info_argv): [json.dumps(recorded("info_manager.json"))],
         ("drphoenix", info_argv): [json.dumps(recorded("info_worker_gpu.json"))],
@@ -106,7 +106,7 @@ def test_read_facts_reads_an_engine_in_transition_again(config):
 
 
 def test_an_engine_that_stays_in_transition_is_read_for_settle_s_then_planned_from(config):
-    info_argv = tuple(commands.info())
+    info_argv = tuple(commands.facts())
     t = Scripted({
         ("portainer", info_argv): [json.dumps(recorded("info_manager.json"))],
         ("drphoenix", info_argv): [json.dumps(recorded("info_worker_gpu.json"))],
@@ -180,7 +180,7 @@ def test_a_just_demoted_manager_is_not_the_control_when_another_manager_answers(
     # portainer's engine still says "control" (cluster ID and all), but its own node
     # list already calls it a worker: the facts come from cpuworker, the real manager.
     config = swapped(tmp_path)
-    info_argv, inspect = tuple(commands.info()), tuple(commands.inspect_nodes())
+    info_argv, inspect = tuple(commands.facts()), tuple(commands.inspect_nodes())
 
     def roles_after(by_name):
         by_name["cpuworker"]["Spec"]["Role"] = "manager"

@@ -373,7 +373,7 @@ def test_autolock_enable_writes_the_key_0600_and_never_prints_it(tmp_path, wired
     config = config_with(tmp_path, autolock_key_file="swarm_unlock.key")
     scripts = script_of(converged_outputs())
     m = scripts["portainer"]
-    m[shell_command(commands.info())] = [(json.dumps(manager_info()), 0, ""),
+    m[shell_command(commands.facts())] = [(json.dumps(manager_info()), 0, ""),
                                          (json.dumps(manager_info(autolock=True)), 0, "")]
     m[shell_command(commands.swarm_autolock(True))] = [(f"Swarm updated.\n\n    {KEY}\n", 0, "")]
     m[shell_command(commands.unlock_key())] = [(KEY + "\n", 0, "")]
@@ -389,7 +389,7 @@ def test_autolock_enable_writes_the_key_0600_and_never_prints_it(tmp_path, wired
     everything = out + caplog.text + repr(state["made"][0].log)
     assert KEY not in everything and KEY[9:30] not in everything
     # Again: nothing to do.
-    m[shell_command(commands.info())] = [(json.dumps(manager_info(autolock=True)), 0, "")]
+    m[shell_command(commands.facts())] = [(json.dumps(manager_info(autolock=True)), 0, "")]
     code, out = run_task(swarm_tasks.autolock, capsys, enable=True)
     assert code == 0 and "swarm autolock: no changes" in out
     assert state["made"][-1].mutating_commands == []
@@ -399,7 +399,7 @@ def test_autolock_status_says_when_the_key_file_is_missing(tmp_path, wired, caps
     config = config_with(tmp_path, autolock_key_file="swarm_unlock.key")
     scripts = script_of(converged_outputs())
     m = scripts["portainer"]
-    m[shell_command(commands.info())] = [(json.dumps(manager_info(autolock=True)), 0, "")]
+    m[shell_command(commands.facts())] = [(json.dumps(manager_info(autolock=True)), 0, "")]
     m[shell_command(commands.unlock_key())] = [(KEY + "\n", 0, "")]
     m[shell_command(events.read_argv())] = [("", 0, "")]
     wired(config, scripts)
@@ -423,7 +423,7 @@ def test_join_unlocks_a_locked_manager_from_the_key_file_on_stdin(tmp_path, wire
     key_file(tmp_path)
     scripts = script_of(converged_outputs())
     m = scripts["portainer"]
-    m[shell_command(commands.info())] = [(json.dumps(recorded("info_locked.json")), 0, ""),
+    m[shell_command(commands.facts())] = [(json.dumps(recorded("info_locked.json")), 0, ""),
                                          (json.dumps(recorded("info_manager.json")), 0, "")]
     m[shell_command(commands.swarm_unlock())] = [("", 0, "")]
     state = wired(config, scripts)
@@ -442,7 +442,7 @@ def test_a_failed_unlock_names_the_vm_and_never_the_key(tmp_path, wired, capsys)
     key_file(tmp_path)
     scripts = script_of(converged_outputs())
     m = scripts["portainer"]
-    m[shell_command(commands.info())] = [(json.dumps(recorded("info_locked.json")), 0, "")]
+    m[shell_command(commands.facts())] = [(json.dumps(recorded("info_locked.json")), 0, "")]
     m[shell_command(commands.swarm_unlock())] = [
         ("", 1, f"Error response from daemon: swarm could not be unlocked: invalid key provided {KEY}")]
     wired(config, scripts)
@@ -455,7 +455,7 @@ def test_a_failed_unlock_names_the_vm_and_never_the_key(tmp_path, wired, capsys)
 def test_status_shows_the_pool_and_autolock_and_warns_without_the_key(tmp_path, wired, capsys):
     config = config_with(tmp_path, default_addr_pool=["10.123.0.0/16", "10.124.0.0/16"], subnet_size=26)
     outputs = converged_outputs()
-    outputs["portainer"][tuple(commands.info())] = (json.dumps(
+    outputs["portainer"][tuple(commands.facts())] = (json.dumps(
         manager_info(["10.123.0.0/16", "10.124.0.0/16"], 26, autolock=True)), 0)
     wired(config, script_of(outputs))
     code, out = run_task(swarm_tasks.status, capsys)

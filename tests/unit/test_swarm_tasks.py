@@ -92,7 +92,7 @@ def test_dry_run_prints_plan_and_runs_no_mutating_command(wired, capsys):
 
 def test_join_fetches_token_in_memory_and_never_prints_it(wired, capsys):
     outputs = converged_outputs()
-    outputs["cpuworker"] = {tuple(commands.info()): (json.dumps(recorded("info_inactive.json")), 0)}
+    outputs["cpuworker"] = {tuple(commands.facts()): (json.dumps(recorded("info_inactive.json")), 0)}
     outputs["portainer"][tuple(commands.join_token("worker"))] = (TOKEN + "\n", 0)
     from phoenix_tasks.secrets import Secret
     join = commands.swarm_join(Secret(TOKEN), "198.18.90.11:2377", "198.18.90.13")
@@ -173,7 +173,7 @@ def test_a_hung_engine_is_reported_by_name_and_the_others_are_read(wired, capsys
     doc = json.loads(capsys.readouterr().out)
     by_name = {n["name"]: n for n in doc["nodes"]}
     assert by_name["cpuworker"]["state"] == "unreachable" and by_name["cpuworker"]["reachable"] is False
-    assert by_name["cpuworker"]["detail"] == ("`docker info --format '{{json .}}'` did not finish within 60 s "
+    assert by_name["cpuworker"]["detail"] == ("`sh -c <docker info, and the node list on a manager>` did not finish within 60 s "
                                               "(the engine or the VM's sshd may be hung)")
     assert by_name["portainer"]["state"] == by_name["drphoenix"]["state"] == "member"
     assert Hung.timeouts == [60.0]  # vm_access.command_timeout_s, by default
