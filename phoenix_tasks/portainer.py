@@ -32,6 +32,7 @@ from .probe import ProbeFailed, https_get
 from .secrets import Secret
 from .stack import naming
 from .stack.deploy import read_stack
+from .stack.facts import StackRead
 from .stack.digests import chain, pin
 from .stack.render import Rendered, RenderError, SwarmObject, object_labels, render, secret_name
 from .transport import Transport, TunnelRefused
@@ -214,10 +215,13 @@ class PortainerStatus:
                 "read_from": self.manager.name if self.manager else None}
 
 
-def read_status(transport: Transport, config: Config, port: int, *, timeout_s: float = PROBE_TIMEOUT_S) -> PortainerStatus:
-    """Is Portainer deployed, where does its server run, does it answer?  Reads only."""
+def read_status(transport: Transport, config: Config, port: int, *, timeout_s: float = PROBE_TIMEOUT_S,
+                first_read: tuple[VM, StackRead] | None = None) -> PortainerStatus:
+    """Is Portainer deployed, where does its server run, does it answer?  Reads only.
+    `first_read`: the namespace's services as the caller read them moments ago (sync-all's
+    plan, when nothing changed since), so they are not read twice."""
     ns = namespace(config)
-    manager, read = read_stack(transport, config, ns)
+    manager, read = first_read or read_stack(transport, config, ns)
     status = PortainerStatus(ns, bool(read.services), dict(read.replicas), manager)
     server = server_service(config)
     if server not in read.services:

@@ -16,6 +16,7 @@ needs.  Printing is the caller's (`Reporter`).
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,7 +26,8 @@ from .model import VM, Config
 from .plan import Outcome, Plan
 from .providers import VMProvider
 from .stack import digests
-from .stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy
+from .stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy, read_stack
+from .stack.facts import StackRead
 from .stack.guarded import Guard, Renderer, guarded_deploy
 from .stack.render import Rendered
 from .swarm.apply import converge
@@ -59,6 +61,7 @@ class SyncPlan:
     rendered: Rendered | None = None  # Portainer's document (by digest once the swarm could resolve them)
     swarm: Outcome | None = None  # the dry-run converge: its plan, its facts
     portainer: DeployOutcome | None = None  # the dry-run deploy
+    portainer_read: tuple[VM, StackRead] | None = None  # Portainer's services as the plan read them
     prune: Plan | None = None  # with --prune: nodes no VM claims, to drain and remove (swarm/maintenance.py)
     notes: dict[str, str] = field(default_factory=dict)  # stage -> why it is not planned yet
     warnings: list[str] = field(default_factory=list)
@@ -141,10 +144,15 @@ def read_plan(config: Config, transport: Transport, provider: VMProvider, render
     if facts is None or facts.control is None:
         plan.notes["portainer"] = f"deploy {rendered.namespace} ({len(rendered.services)} services) once the swarm exists"
         return plan
-    plan.rendered, warnings = digests.render_by_digest(transport, facts.control, renderer, rendered)
+    # The images' digests and Portainer's services are read at once (two channels on the
+    # control manager): neither needs the other.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stack = pool.submit(read_stack, transport, config, rendered.namespace, facts.control)
+        plan.rendered, warnings = digests.render_by_digest(transport, facts.control, renderer, rendered)
+        plan.portainer_read = stack.result()
     rendered = plan.rendered
     plan.warnings += warnings
-    plan.portainer = deploy(transport, config, rendered, dry_run=True)
+    plan.portainer = deploy(transport, config, rendered, dry_run=True, first_read=plan.portainer_read)
     plan.portainer.plan.warnings[:0] = plan.warnings
     return plan
 
@@ -237,7 +245,8 @@ def apply(config: Config, transport: Transport, provider: VMProvider, renderer: 
     # 5. it answers
     reporter.stage(5, "Portainer answers")
     try:
-        result.status = portainer.read_status(transport, config, port)
+        result.status = portainer.read_status(transport, config, port,
+                                              first_read=plan.portainer_read if unchanged else None)
     except PhoenixError as exc:
         result.problems.append(f"Portainer's status could not be read: {exc}")
         reporter.line(f"portainer: status not read: {exc}", "red")

@@ -7,6 +7,7 @@ stopped is named, the run exits 1 and the rest stays converged; once it is back,
 next run converges; a Portainer image missing on the nodes fails the deploy with the
 task's error, and the server that ran runs on (swarm rolls the update back)."""
 
+import collections
 import json
 import os
 import shutil
@@ -107,6 +108,13 @@ def test_sync_all_from_nothing_to_a_dashboard(tmp_path):
                 assert line in again.stdout, line
             echoed = [line for line in again.stderr.splitlines() if line.startswith("[")]
             assert echoed and not [line for line in echoed if any(m in line for m in MUTATING)]
+            # One command per worker (its facts); on the manager: its facts with the node
+            # list, the images' digests, Portainer's services (read once), where its
+            # server runs, then the HTTPS check through a tunnel.
+            per_vm = collections.Counter(line.split("]")[0].strip("[") for line in echoed if "] $ " in line)
+            assert per_vm["drphoenix"] == per_vm["cpuworker"] == 1, echoed
+            assert per_vm["portainer"] == 5, echoed
+            assert sum("label=com.docker.stack.namespace" in line for line in echoed) == 1, echoed
 
             # One worker's engine stops: named, exit 1, the rest stays converged.
             pid = int(names.vm(1003).dockerd_pidfile.read_text())
