@@ -146,6 +146,15 @@ class _SlotChannel:
         self.close()
 
 
+class _OpenGate:
+    """One host's SSH handshake: a lock, and how the last failed one failed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.failures = 0
+        self.error: BaseException | None = None
+
+
 class Transport:
     """One connection per host per run; commands in, results out, secrets kept in."""
 
@@ -162,6 +171,7 @@ class Transport:
         self._connect = connect
         self._connections: dict[str, object] = {}  # by host name
         self._slots: dict[str, threading.BoundedSemaphore] = {}  # by host name: MAX_CHANNELS_PER_HOST each
+        self._gates: dict[str, _OpenGate] = {}  # by host name: one SSH handshake at a time
         self._lock = threading.Lock()
         self._secrets: set[str] = set()
         self.max_workers = max_workers
@@ -187,6 +197,28 @@ class Transport:
             if conn is None:
                 conn = self._connections[host.name] = self._connect(host, self.access)
         return conn
+
+    def _open(self, host: Reachable, conn) -> None:
+        """Open the host's connection once, whichever thread asks first.  Two commands
+        sent at once on a connection not yet open would each run the SSH handshake on
+        the same client (Fabric's `open()` is not thread-safe): one transport leaks.
+        Threads that ask while it opens wait for that handshake and share its failure,
+        so an unreachable host costs one connect timeout, not one per thread."""
+        if not callable(getattr(conn, "open", None)) or getattr(conn, "is_connected", True):
+            return  # open already (or a test double that keeps no such state)
+        with self._lock:
+            gate = self._gates.setdefault(host.name, _OpenGate())
+        ticket = gate.failures
+        with gate.lock:
+            if conn.is_connected:
+                return
+            if gate.failures != ticket and gate.error is not None:
+                raise gate.error  # it failed while this thread waited: the same answer
+            try:
+                conn.open()
+            except BaseException as exc:
+                gate.failures, gate.error = gate.failures + 1, exc
+                raise
 
     def _channel_slots(self, host: Reachable) -> threading.BoundedSemaphore:
         """The host's open-channel slots (shared by every connection to it, a reconnect included)."""
@@ -249,6 +281,7 @@ class Transport:
         conn = self._connection(host)
         in_stream = io.StringIO(data) if data is not None else False
         try:
+            self._open(host, conn)
             with self._channel_slots(host):
                 res = conn.run(shell_command(argv), hide=True, warn=True, in_stream=in_stream, timeout=deadline)
         except CommandTimedOut:
@@ -301,7 +334,7 @@ class Transport:
         conn = self._connection(host)
         timeout = self.access.connect_timeout_s
         try:
-            conn.open()
+            self._open(host, conn)
             return conn.client.get_transport().open_channel(
                 "direct-tcpip", (address, int(port)), ("127.0.0.1", 0), timeout=timeout)
         except paramiko.ChannelException as exc:

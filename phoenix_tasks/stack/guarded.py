@@ -12,6 +12,7 @@ digest is the point).  A deploy with nothing to change writes no record either, 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -24,6 +25,7 @@ from . import digests as digests_mod
 from . import gc, ledger
 from .deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy, read_stack, read_view
 from .diff import compare, desired_services
+from .facts import StackRead
 from .lock import DEFAULT_WAIT_S, Lock
 from .remove import DEFAULT_TIMEOUT_S as RM_TIMEOUT_S
 from .remove import RemoveOutcome, remove
@@ -70,6 +72,31 @@ def referenced_objects(document: Mapping) -> tuple[str, ...]:
     return tuple(names)
 
 
+def read_and_resolve(transport: Transport, config: Config, renderer: Renderer, first: Rendered,
+                     resolve: bool) -> tuple[VM, StackRead, Rendered, list[str]]:
+    """(the manager, the namespace's services, the document by digest, warnings).  The
+    stack read and the digests' resolution run at once (two channels) on the first
+    configured manager; should another manager answer the read (the first one is down
+    or not a manager), the digests are resolved again there."""
+    if not resolve or not config.managers:
+        manager, read = read_stack(transport, config, first.namespace)
+        return manager, read, first, []
+    guess = config.managers[0]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        resolving = pool.submit(digests_mod.render_by_digest, transport, guess, renderer, first)
+        manager, read = read_stack(transport, config, first.namespace)
+        try:
+            resolved, error = resolving.result(), None
+        except PhoenixError as exc:
+            resolved, error = None, exc
+    if manager.vmid != guess.vmid:
+        resolved, error = digests_mod.render_by_digest(transport, manager, renderer, first), None
+    if error is not None:
+        raise error
+    rendered, warnings = resolved
+    return manager, read, rendered, list(warnings)
+
+
 def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, guard: Guard, dry_run: bool,
                    kind: str = "deploy", timeout_s: float = DEFAULT_TIMEOUT_S,
                    show: Callable[[DeployOutcome, Rendered], None] = lambda o, r: None,
@@ -79,10 +106,7 @@ def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, 
     run) takes no lock, writes nothing and costs the reads alone.  With changes, the
     lock is taken and everything is read and planned again under it."""
     rendered = renderer({})
-    manager, read = read_stack(transport, config, rendered.namespace)
-    warnings: list[str] = []
-    if guard.resolve:
-        rendered, warnings = digests_mod.render_by_digest(transport, manager, renderer, rendered)
+    manager, read, rendered, warnings = read_and_resolve(transport, config, renderer, rendered, guard.resolve)
     result = Guarded(rendered, warnings=warnings)
 
     def with_warnings(outcome: DeployOutcome) -> DeployOutcome:

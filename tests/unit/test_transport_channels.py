@@ -109,3 +109,68 @@ def test_an_open_tunnel_holds_a_slot_until_it_is_closed(tmp_path):
     slots.release()
     for s in streams[1:]:
         s.close()
+
+
+class SlowToOpen:
+    """A connection like Fabric's: `open()` runs the handshake unless `is_connected`;
+    it counts handshakes and can fail them."""
+
+    def __init__(self, fail: bool):
+        self.fail, self.handshakes, self.is_connected = fail, 0, False
+        self.lock = threading.Lock()
+
+    def open(self):
+        with self.lock:
+            self.handshakes += 1
+        time.sleep(0.3)
+        if self.fail:
+            raise OSError("timed out")
+        self.is_connected = True
+
+    def run(self, command, **kwargs):
+        assert self.is_connected, "a command ran on a connection that was not open"
+        return SimpleNamespace(stdout="", stderr="", exited=0)
+
+    def close(self):
+        pass
+
+
+def test_commands_sent_at_once_to_a_new_connection_share_one_handshake(tmp_path):
+    conn = SlowToOpen(fail=False)
+    t = Transport(access(tmp_path), connect=lambda host, acc: conn, max_workers=8)
+    host = Host("manager", "198.18.0.2")
+    results = t.each([host] * 6, lambda h: t.run(h, ["true"], mutating=False), parallel=True)
+    assert conn.handshakes == 1
+    assert len(results) == 1 and not isinstance(results["manager"], Exception)
+    threads = [threading.Thread(target=t.run, args=(host, ["true"]), kwargs={"mutating": False}) for _ in range(5)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert conn.handshakes == 1
+
+
+def test_threads_waiting_on_a_failing_handshake_share_its_failure(tmp_path):
+    conn = SlowToOpen(fail=True)
+    t = Transport(access(tmp_path), connect=lambda host, acc: conn, max_workers=8)
+    host = Host("manager", "198.18.0.2")
+    errors = []
+
+    def run():
+        try:
+            t.run(host, ["true"], mutating=False)
+        except transport_mod.Unreachable as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(errors) == 4 and all("cannot reach 198.18.0.2:22 over SSH: timed out" in e for e in errors)
+    assert conn.handshakes == 1  # one connect timeout for all four, not four in a row
+    try:  # a later command tries again (the host may be back)
+        t.run(host, ["true"], mutating=False)
+    except transport_mod.Unreachable:
+        pass
+    assert conn.handshakes == 2
