@@ -61,6 +61,7 @@ BRIDGE = "phxbench1"
 PASSWORD = "bench-sync-all-password-4e1a"
 GOAL_COLD, GOAL_CONVERGED, GOAL_CMDS = 3.5, 1.3, 1
 ECHO = re.compile(r"^\[([^\]]+)\] \$ ")
+STAGE = re.compile(r"^stage (\d+)/\d+: ")
 
 # The floor in a fresh Python process: the same transport and command as floor().
 FLOOR_CHILD = """
@@ -117,12 +118,35 @@ def swarm_converged(config) -> tuple[float, Counter, int]:
 
 
 def sync_all(etc: Path, password: Path, *flags: str) -> tuple[float, subprocess.CompletedProcess]:
+    """The real command; `res.stages` = seconds from the start to each "stage N/5" header
+    (stdout unbuffered, read as it comes)."""
     env = {"PHOENIX_CONFIG_DIR": str(etc), "PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE": str(password),
-           "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+           "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(REPO), "sync-all", *flags]
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "sync-all", *flags],
-                         capture_output=True, text=True, timeout=1500, env=env)
-    return time.perf_counter() - t0, res
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        err = pool.submit(proc.stderr.read)
+        lines, stages = [], {}
+        for line in proc.stdout:
+            m = STAGE.match(line)
+            if m:
+                stages.setdefault(int(m.group(1)), time.perf_counter() - t0)
+            lines.append(line)
+        code = proc.wait(timeout=1500)
+        elapsed = time.perf_counter() - t0
+        res = subprocess.CompletedProcess(argv, code, "".join(lines), err.result())
+    res.stages = stages
+    return elapsed, res
+
+
+def stage_split(elapsed: float, stages: dict) -> dict:
+    """A cold run in parts: plan read (start to stage 1), swarm (stage 3 to 4), Portainer
+    deploy (4 to 5), Portainer answers (5 to the end)."""
+    if not all(k in stages for k in (1, 3, 4, 5)):
+        return {}
+    return {"to_stage_1_ms": ms(stages[1]), "swarm_ms": ms(stages[4] - stages[3]),
+            "portainer_deploy_ms": ms(stages[5] - stages[4]), "portainer_answers_ms": ms(elapsed - stages[5])}
 
 
 def converged_in_one_run(res: subprocess.CompletedProcess) -> bool:
@@ -232,7 +256,7 @@ def bench(nodes: int, rounds: int, cold_rounds: int, deploy: bool, deploy_rounds
             control.up(config)
             log(f"{nodes} VMs: lab up in {time.perf_counter() - t0:.1f} s")
             floor(config), floor_proc(etc)  # warm-up: page cache, first connections
-            cold, cold_fl, cold_flp, cold_ok, undo = [], [], [], [], []
+            cold, cold_fl, cold_flp, cold_ok, undo, cold_parts = [], [], [], [], [], []
             for i in range(cold_rounds):
                 if i:
                     undo.append(undo_swarm(config))
@@ -240,6 +264,7 @@ def bench(nodes: int, rounds: int, cold_rounds: int, deploy: bool, deploy_rounds
                 cold_fl.append(floor(config))
                 elapsed, res = sync_all(etc, password)
                 cold.append(elapsed)
+                cold_parts.append(stage_split(elapsed, res.stages))
                 cold_ok.append(converged_in_one_run(res))
                 log(f"{nodes} VMs: cold sync-all {elapsed:.1f} s, exit {res.returncode}, "
                     f"converged in one run: {cold_ok[-1]}")
@@ -272,7 +297,10 @@ def bench(nodes: int, rounds: int, cold_rounds: int, deploy: bool, deploy_rounds
                          "floor_ms": ms(statistics.median(cold_fl)), "floor_proc_ms": ms(statistics.median(cold_flp)),
                          "ratio_to_floor": statistics.median(cold) / statistics.median(cold_fl),
                          "ratio_to_floor_proc": statistics.median(cold) / statistics.median(cold_flp),
-                         "converged_in_one_run": cold_ok, "undo_swarm_ms": [ms(x) for x in undo]},
+                         "converged_in_one_run": cold_ok, "parts": cold_parts,
+                         "parts_median_ms": {k: ms(statistics.median(p[k] for p in cold_parts) / 1000)
+                                             for k in (cold_parts[0] if all(cold_parts) else {})},
+                         "undo_swarm_ms": [ms(x) for x in undo]},
                 "converged_swarm": {"rounds": rounds, "median_ms": ms(statistics.median(sw)),
                                     "ratio_to_floor": statistics.median(sw) / f,
                                     "max_commands_per_vm": max(counts.values()), "commands_per_vm": dict(counts),
@@ -321,6 +349,14 @@ def table(results: list[dict]) -> str:
             f"| {s['median_ms']:.0f} ms | {s['ratio_to_floor']:.2f}x | {s['max_commands_per_vm']} | {s['mutating']} "
             f"| {a['median_ms']:.0f} ms | {a['ratio_to_floor']:.2f}x | {a['ratio_to_floor_proc']:.2f}x "
             f"| {a['max_commands_per_vm']} |")
+    rows += ["", "| VMs | cold sync-all | plan read (start to stage 1) | swarm stage (init, join, labels) "
+             "| / floor | Portainer deploy (incl. waiting) | Portainer answers |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        c, p = r["cold"], r["cold"]["parts_median_ms"]
+        if p:
+            rows.append(f"| {r['vms']} | {c['median_ms'] / 1000:.1f} s | {p['to_stage_1_ms'] / 1000:.1f} s "
+                        f"| {p['swarm_ms'] / 1000:.1f} s | {p['swarm_ms'] / c['floor_ms']:.1f}x "
+                        f"| {p['portainer_deploy_ms'] / 1000:.1f} s | {p['portainer_answers_ms'] / 1000:.1f} s |")
     deploys = [r for r in results if "deploy" in r]
     if deploys:
         rows += ["", "| VMs | floor: docker info on the manager | unchanged swarm.deploy | / floor | commands "
@@ -339,7 +375,7 @@ def goals(results: list[dict]) -> list[str]:
     for r in results:
         c, s = r["cold"], r["converged_swarm"]
         checks = [
-            (f"cold in one run", all(c["converged_in_one_run"])),
+            ("cold in one run", all(c["converged_in_one_run"])),
             (f"cold <= {GOAL_COLD}x floor ({c['ratio_to_floor']:.1f}x)", c["ratio_to_floor"] <= GOAL_COLD),
             (f"converged swarm phases <= {GOAL_CONVERGED}x floor ({s['ratio_to_floor']:.2f}x)",
              s["ratio_to_floor"] <= GOAL_CONVERGED),
