@@ -253,7 +253,14 @@ def bench(nodes: int, rounds: int, cold_rounds: int, deploy: bool, deploy_rounds
         config = load_config(etc)
         try:
             t0 = time.perf_counter()
-            control.up(config)
+            for attempt in (1, 2, 3):  # a loaded machine: a dockerd may miss lab.up's 90 s; up is idempotent
+                try:
+                    control.up(config)
+                    break
+                except control.LabFailed as exc:
+                    if attempt == 3:
+                        raise
+                    log(f"{nodes} VMs: lab up attempt {attempt} failed, again: {str(exc)[:300]}")
             log(f"{nodes} VMs: lab up in {time.perf_counter() - t0:.1f} s")
             floor(config), floor_proc(etc)  # warm-up: page cache, first connections
             cold, cold_fl, cold_flp, cold_ok, undo, cold_parts = [], [], [], [], [], []
@@ -411,6 +418,9 @@ def main() -> int:
         cold_rounds = args.cold_rounds if n <= 8 else args.cold_rounds_large
         results.append(bench(n, args.rounds, cold_rounds, n in args.deploy_sizes, args.deploy_rounds,
                              args.changed, log))
+        if args.json:  # each size as it ends: a later size's failure keeps the earlier figures
+            args.json.write_text(json.dumps({"machine": info, "partial": True, "results": results}, indent=2) + "\n")
+        log(table(results[-1:]).split("\n", 3)[2])
     doc = {"machine": info, "elapsed_s": round(time.perf_counter() - started, 1), "subnet": SUBNET,
            "bridge": BRIDGE, "goals": {"cold_ratio": GOAL_COLD, "converged_ratio": GOAL_CONVERGED,
                                        "commands_per_vm": GOAL_CMDS}, "results": results}
