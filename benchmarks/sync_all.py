@@ -181,18 +181,19 @@ def undo_swarm(config) -> float:
     return time.perf_counter() - t0
 
 
-def echoed_commands(stderr: str) -> tuple[Counter, int]:
-    """Commands per VM and mutating count from a `--verbose` run's echo."""
-    per_vm, muts = Counter(), 0
+def echoed_commands(stderr: str) -> tuple[Counter, int, dict]:
+    """Commands per VM, mutating count and the commands themselves from a `--verbose` run's echo."""
+    per_vm, muts, seen = Counter(), 0, {}
     for line in stderr.splitlines():
         m = ECHO.match(line)
         if m:
             per_vm[m.group(1)] += 1
+            seen.setdefault(m.group(1), []).append(line[m.end():][:160])
             cmd = line[m.end():]
             muts += any(cmd.startswith(p) for p in (
                 "docker swarm init", "docker swarm join", "docker swarm leave", "docker node update",
                 "docker stack deploy", "docker secret create", "docker config create", "docker service update"))
-    return per_vm, muts
+    return per_vm, muts, seen
 
 
 def deploy_bench(config_dir: Path, stacks: Path, rounds: int, changed: int) -> dict:
@@ -294,7 +295,7 @@ def bench(nodes: int, rounds: int, cold_rounds: int, deploy: bool, deploy_rounds
                 sub.append(elapsed)
             _, res = sync_all(etc, password, "--verbose")
             assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-            sub_counts, sub_muts = echoed_commands(res.stderr)
+            sub_counts, sub_muts, sub_seen = echoed_commands(res.stderr)
             log(f"{nodes} VMs: converged rounds done")
             f, fp = statistics.median(fl), statistics.median(flp)
             out = {
@@ -316,7 +317,8 @@ def bench(nodes: int, rounds: int, cold_rounds: int, deploy: bool, deploy_rounds
                                        "ratio_to_floor": statistics.median(sub) / f,
                                        "ratio_to_floor_proc": statistics.median(sub) / fp,
                                        "max_commands_per_vm": max(sub_counts.values()) if sub_counts else None,
-                                       "commands_per_vm": dict(sub_counts), "mutating_echoed": sub_muts},
+                                       "commands_per_vm": dict(sub_counts), "mutating_echoed": sub_muts,
+                                       "commands_of_busiest_vm": max(sub_seen.values(), key=len) if sub_seen else []},
             }
             if deploy:
                 out["deploy"] = deploy_bench(etc, stacks, deploy_rounds, changed)
@@ -356,12 +358,12 @@ def table(results: list[dict]) -> str:
             f"| {s['median_ms']:.0f} ms | {s['ratio_to_floor']:.2f}x | {s['max_commands_per_vm']} | {s['mutating']} "
             f"| {a['median_ms']:.0f} ms | {a['ratio_to_floor']:.2f}x | {a['ratio_to_floor_proc']:.2f}x "
             f"| {a['max_commands_per_vm']} |")
-    rows += ["", "| VMs | cold sync-all | plan read (start to stage 1) | swarm stage (init, join, labels) "
-             "| / floor | Portainer deploy (incl. waiting) | Portainer answers |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    rows += ["", "| VMs | floor (cold rounds) | cold sync-all | plan read (start to stage 1) | swarm stage (init, join, labels) "
+             "| / floor | Portainer deploy (incl. waiting) | Portainer answers |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         c, p = r["cold"], r["cold"]["parts_median_ms"]
         if p:
-            rows.append(f"| {r['vms']} | {c['median_ms'] / 1000:.1f} s | {p['to_stage_1_ms'] / 1000:.1f} s "
+            rows.append(f"| {r['vms']} | {c['floor_ms']:.0f} ms | {c['median_ms'] / 1000:.1f} s | {p['to_stage_1_ms'] / 1000:.1f} s "
                         f"| {p['swarm_ms'] / 1000:.1f} s | {p['swarm_ms'] / c['floor_ms']:.1f}x "
                         f"| {p['portainer_deploy_ms'] / 1000:.1f} s | {p['portainer_answers_ms'] / 1000:.1f} s |")
     deploys = [r for r in results if "deploy" in r]
@@ -403,7 +405,14 @@ def main() -> int:
     ap.add_argument("--deploy-rounds", type=int, default=5)
     ap.add_argument("--changed", type=int, default=2, help="changed deploys (default 2)")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--show", type=Path, help="print the tables of an earlier run's JSON and exit")
     args = ap.parse_args()
+    if args.show:
+        doc = json.loads(args.show.read_text())
+        print(table(doc["results"]))
+        print()
+        print("\n".join(goals(doc["results"])))
+        return 0
     if os.geteuid() != 0:
         print("run as root (the lab needs namespaces)", file=sys.stderr)
         return 2
