@@ -4,9 +4,10 @@ A 3-VM lab, its swarm converged, `thinkheads_ai_app` deployed as `dev1`; then:
   floor      = one `docker info` on the manager over a fresh SSH connection (the
                same Fabric/paramiko transport Phoenix uses);
   ssh        = the same with OpenSSH's `ssh` binary, for reference;
-  unchanged  = an unchanged deploy on a fresh transport: render, read the stack's
-               services on the manager, compare, "no changes" (must be 1 command, none
-               mutating);
+  unchanged  = an unchanged `inv swarm.deploy` (the guarded deploy) on a fresh
+               transport: render, read the stack's services and resolve the images'
+               digests on the manager (two commands sent at once), compare, "no
+               changes" (must be 2 commands on the manager, none mutating);
 Rounds interleave the three (the machine is shared and noisy); medians and the ratio.
 Then changed deploys (LOG_LEVEL toggled, so every service rolls) until converged:
 total time and the share spent in Phoenix's wait (Swarm doing the work, plus the 5 s
@@ -34,6 +35,8 @@ from phoenix_tasks.config import load_config  # noqa: E402
 from phoenix_tasks.lab import control  # noqa: E402
 from phoenix_tasks.lab.configgen import write_lab_config  # noqa: E402
 from phoenix_tasks.stack import deploy as deploy_module  # noqa: E402
+from phoenix_tasks.stack.digests import pin  # noqa: E402
+from phoenix_tasks.stack.guarded import Guard, guarded_deploy  # noqa: E402
 from phoenix_tasks.stack.render import render  # noqa: E402
 from phoenix_tasks.swarm import commands as swarm_commands  # noqa: E402
 from phoenix_tasks.swarm.apply import converge  # noqa: E402
@@ -61,10 +64,16 @@ def floor_ssh(config) -> float:
 
 
 def deploy(config, env: str = "dev1"):
+    """What `inv swarm.deploy --stack APP --env ENV` runs: the guarded deploy (stack read
+    and digests resolved on the manager; lock and ledger only when something changes)."""
+    def renderer(digests):
+        return render(config.stacks[APP], env, amend=pin(digests) if digests else None)
+
     t0 = time.perf_counter()
     with Transport(config.hypervisor.vm_access) as t:
-        outcome = deploy_module.deploy(t, config, render(config.stacks[APP], env), dry_run=False)
-    return time.perf_counter() - t0, outcome, t
+        result = guarded_deploy(t, config, renderer, guard=Guard(command=f"swarm.deploy --stack {APP} --env {env}"),
+                                dry_run=False)
+    return time.perf_counter() - t0, result.outcome, t
 
 
 def bench(rounds: int, changed: int, subnet: str, bridge: str) -> dict:
@@ -83,7 +92,7 @@ def bench(rounds: int, changed: int, subnet: str, bridge: str) -> dict:
             for _ in range(rounds):
                 fl.append(floor_fabric(config))
                 elapsed, outcome, t = deploy(config)
-                assert outcome.ok and not outcome.changes and len(t.log) == 1 and not t.mutating_commands
+                assert outcome.ok and not outcome.changes and len(t.log) == 2 and not t.mutating_commands
                 un.append(elapsed)
                 ss.append(floor_ssh(config))
             waited: list[float] = []
