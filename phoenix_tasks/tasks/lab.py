@@ -12,7 +12,7 @@ from invoke.exceptions import Exit
 from rich.text import Text
 
 from phoenix_tasks import paths
-from phoenix_tasks.lab import checks, commands, configgen, control
+from phoenix_tasks.lab import checks, commands, configgen
 from phoenix_tasks.model import Config
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks.common import err, user_errors
@@ -44,6 +44,7 @@ def up(c, config_dir=None):
     """Create and start every VM of the lab config (idempotent; needs root)."""
     config = load_lab_config(config_dir)
     with user_errors():
+        from phoenix_tasks.lab import control  # here: --list, --help and validate never need the lab
         result = control.up(config, report=lambda line: common.out.print(line, markup=False))
     ready = len(result.vms)
     common.out.print(f"lab up: {ready} VM(s) ready in {result.seconds:.1f} s"
@@ -63,6 +64,7 @@ def down(c, config_dir=None, state_dir=None):
             raise Exit(code=1)
         state_dir, bridge = lab.state_dir, lab.bridge
     with user_errors():
+        from phoenix_tasks.lab import control  # here: --list, --help and validate never need the lab
         done = control.down(Path(state_dir), bridge,
                             report=lambda line: common.out.print(line, markup=False))
     common.out.print("lab down: done" if done else "lab down: nothing to do (no changes)")
@@ -73,6 +75,7 @@ def status(c, config_dir=None):
     """Show each lab VM (namespace, link, engine, sshd, IP) and the lab registry; exit 1 if any is down."""
     config = load_lab_config(config_dir)
     with user_errors():
+        from phoenix_tasks.lab import control  # here: --list, --help and validate never need the lab
         rows = control.status(config)
         reg = control.registry_status(config)
     from rich.table import Table  # here: rich tables cost start-up time

@@ -55,6 +55,20 @@ def test_validate_loads_no_ssh_docker_or_table_module():
     modules, out = loaded("validate", config_dir=REPO / "etc" / "lab")
     assert "configuration valid" in out
     assert heavy_in(modules) == []
+    # The lab's machinery (namespaces, daemons, the registry mirror) is loaded by the
+    # lab tasks when they run, not by every command.
+    assert "phoenix_tasks.lab.control" not in modules and "phoenix_tasks.lab.mirror" not in modules
+
+
+def test_schemas_are_not_checked_against_the_metaschema_on_every_load(monkeypatch):
+    """tests/unit/test_schemas.py checks them once; a load only validates documents."""
+    from phoenix_tasks.config import documents
+    documents._validator.cache_clear()
+    called = []
+    monkeypatch.setattr(documents._PhoenixValidator, "check_schema", classmethod(lambda cls, schema: called.append(1)))
+    documents._validator("phoenix_hypervisor_config.schema.json")
+    documents._validator.cache_clear()
+    assert called == []
 
 
 def test_the_transport_still_loads_fabric_when_it_connects(tmp_path):
