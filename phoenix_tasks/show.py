@@ -85,7 +85,10 @@ def show_status(console: Console, status: ClusterStatus) -> None:
     console.print(table)
     for n in status.nodes:
         if n.detail:
-            line = n.detail if n.detail.startswith(n.name) else f"{n.name}: {n.detail}"
+            # Named as every other message names a VM: `name (vmid N): state: detail`.
+            detail = n.detail if n.state != "unreachable" or n.detail.startswith("unreachable") \
+                else f"unreachable: {n.detail}"
+            line = n.detail if n.detail.startswith(n.name) else f"{n.name} (vmid {n.vmid}): {detail}"
             console.print(f"  {line}", markup=False, highlight=False)
     console.print(f"leader: {status.leader or '-'}; read from manager: "
                   f"{status.manager or 'none (no reachable VM is a swarm manager)'}")
