@@ -188,13 +188,17 @@ class Progress:
     services: Mapping[str, ServiceFacts]
     tasks: tuple[TaskFacts, ...]
     now: int | None = None  # the manager's clock at the read, ns
+    node_names: Mapping[str, str] = field(default_factory=dict)  # node ID -> hostname (empty: not read)
 
 
 def parse_progress(stdout: str) -> Progress:
     clock, _, rest = stdout.partition(commands.SEPARATOR)
     services, _, tasks = rest.partition(commands.SEPARATOR)
+    tasks, _, nodes = tasks.partition(commands.SEPARATOR)
     now = clock.strip()
-    return Progress(parse_services(services), tuple(parse_tasks(tasks)), int(now) if now.isascii() and now.isdigit() else None)
+    node_names = dict(line.split(None, 1) for line in nodes.splitlines() if len(line.split(None, 1)) == 2)
+    return Progress(parse_services(services), tuple(parse_tasks(tasks)),
+                    int(now) if now.isascii() and now.isdigit() else None, node_names)
 
 
 def _json_lines(text: str) -> list[dict]:

@@ -111,13 +111,23 @@ def assert_one_cluster_every_node_labelled(config, clients):
 
 
 def services_snapshot(manager, prefix):
-    """{service: (spec version, running tasks)} of services whose name starts with prefix."""
+    """{service: (its spec, the IDs of its running tasks)} of services whose name starts
+    with prefix: equal snapshots mean the same specs and no task replaced.  (Not the
+    version index: `docker stack deploy` updates every service of the stack, an
+    unchanged one included, and that alone moves it.)"""
     out = {}
     for s in manager.services.list():
         if s.name.startswith(prefix):
-            running = sum(t["Status"]["State"] == "running" for t in s.tasks(filters={"desired-state": "running"}))
-            out[s.name] = (s.attrs["Version"]["Index"], running)
+            running = sorted(t["ID"] for t in s.tasks(filters={"desired-state": "running"})
+                             if t["Status"]["State"] == "running")
+            out[s.name] = (json.dumps(s.attrs["Spec"], sort_keys=True), running)
     return out
+
+
+def workload(manager, prefix):
+    """{service: (its task template, the IDs of its running tasks)}: what runs, not labels."""
+    return {name: (json.loads(spec)["TaskTemplate"], tasks) for name, (spec, tasks) in
+            services_snapshot(manager, prefix).items()}
 
 
 def ledger_of(manager, namespace):
@@ -251,7 +261,7 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
     if reason:
         pytest.skip(reason)
     from phoenix_tasks.config import load_config
-    from phoenix_tasks.lab import control
+    from phoenix_tasks.lab import control, vm as lab_vm
     from phoenix_tasks.lab.configgen import write_lab_config
     from phoenix_tasks.stack import ledger
     etc = tmp_path / "etc"
@@ -268,9 +278,13 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
     with bridge_lock(BRIDGE):
         clear_stale_lab(BRIDGE)
         try:
-            full_root.mkdir(parents=True, mode=0o711)
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m,mode=711", "tmpfs", str(full_root)], check=True)
             control.up(config)  # the VMs, no swarm yet
+            # Before any swarm: drphoenix's engine stopped, a tmpfs over its (empty from now
+            # on) data root, and the lab brought up again: its engine starts on the tmpfs and
+            # pulls its images there.  lab.down unmounts it (a mount under the data root).
+            lab_vm.stop_dockerd(names.vm(1002))
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m,mode=711", "tmpfs", str(full_root)], check=True)
+            control.up(config)
             clients = clients_of(config, names)
             assert {swarm_state(c) for c in clients.values()} == {"inactive"}
 
@@ -330,7 +344,7 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
             assert ledger_of(manager, "prod_portainer_service") == portainer_ledger
 
             # 3. drphoenix's data root full during a deploy that needs a new task there.
-            dev1_api = services_snapshot(manager, f"{NS}_api")
+            dev1_api = workload(manager, f"{NS}_api")
             filler = full_root / "phoenix-test-filler"
             free = os.statvfs(full_root)
             with open(filler, "wb") as f:
@@ -346,16 +360,32 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
             full_text = flat(full)
             assert full.returncode == 1, full.stdout + full.stderr
             assert f"{NS}_inference" in full_text and "no space left on device" in full_text, full_text
-            assert "drphoenix" in full_text, full_text
+            assert "on node drphoenix rejected" in full_text, full_text
             assert "Traceback" not in full_text
             assert ledger_of(manager, NS)[-1][1] in ("failed", "rolled-back")
             # Untouched: Portainer, the api service of the same stack, nodes and labels.
             assert services_snapshot(manager, "prod_") == portainer_before
-            assert services_snapshot(manager, f"{NS}_api") == dev1_api
+            # (the api's stack-wide hash label moves with any change of the stack: its
+            # task template and its running task stay)
+            assert workload(manager, f"{NS}_api") == dev1_api
             assert {n.id: dict(n.attrs["Spec"].get("Labels") or {}) for n in manager.nodes.list()} == labels
-            # Space freed: the next deploy converges.
+            # Space freed.  Swarm paused the update (failure_action pause) and does not
+            # resume it by itself; a deploy of the same (unchanged) stack runs nothing and
+            # says so: its spec is deployed, the service is behind, the update paused.
+            same = task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--timeout", "60")
+            assert same.returncode == 1, same.stdout + same.stderr
+            text = flat(same)
+            assert f"{NS}: no changes" in text and "not every service runs its desired replicas" in text, text
+            assert f"failed: {NS}_inference: update paused" in text, text
+            # What converges it: back to the last converged record, then the change again.
+            back = task(env, "swarm.rollback", "--stack", APP, "--env", "dev1", "--timeout", "180")
+            assert back.returncode == 0, back.stdout + back.stderr
+            assert "to record #3" in back.stdout
             freed = task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--timeout", "180")
             assert freed.returncode == 0, freed.stdout + freed.stderr
+            records = dict(ledger_of(manager, NS))  # (clean-up keeps the last 5: #1 is gone)
+            assert records[4] in ("failed", "rolled-back") and records[5] == records[6] == "converged"
+            assert max(records) == 6  # the deploy with nothing to change wrote no record
             converged_running(manager, NS)
             inference = manager.services.get(f"{NS}_inference").attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
             assert "MODEL_NAME=phi-3-medium" in inference
