@@ -298,8 +298,12 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
                 text = " ".join((out + err).split())
                 assert "waiting for the cluster lock" not in text  # they did not share a lock
                 assert "leave" not in text and "Traceback" not in text, text
-                if p.returncode != 0:  # a run that lost a race must say so clearly
-                    pytest.fail(f"a run exited {p.returncode}: {text}")
+                assert "already part of a swarm" not in text and "foreign" not in text, text
+                if p.returncode != 0:
+                    # The one clear way to lose here: Portainer's deploy lock (in the swarm)
+                    # held by the other run for longer than --lock-wait.
+                    assert "prod_portainer_service is locked by" in text, text
+            assert any(p.returncode == 0 for p, _, _ in done), done
             manager = clients["portainer"]
             cluster, labels = assert_one_cluster_every_node_labelled(config, clients)
             env = env_for(etc, password, stacks)
