@@ -194,9 +194,13 @@ def show_deploy(console: Console, outcome, rendered, *, verbose: bool, stage: st
             console.print(f"{ns}: no changes (hash {rendered.hash}, read from {outcome.manager.name})", markup=False)
             if outcome.behind:
                 behind = ", ".join(f"{name} {rd}" for name, rd in sorted(outcome.behind.items()))
+                resumed = " after resuming the paused ones" if outcome.plan.actions else ""
                 console.print(f"  but not every service runs its desired replicas ({behind}): "
-                              + ("a deploy would wait for them" if outcome.dry_run else
+                              + (f"a deploy would wait for them{resumed}" if outcome.dry_run else
+                                 f"waiting for them{resumed} (nothing else is deployed)" if resumed else
                                  "waiting for them (nothing is deployed)"), style="yellow")
+                for a in outcome.plan.actions:
+                    console.print(f"  {a.summary}", markup=False, highlight=False)
             return
         console.print(f"{ns}: {len(outcome.changes)} service(s) differ from the rendered document "
                       f"(read from {outcome.manager.name})", markup=False)

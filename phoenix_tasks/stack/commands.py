@@ -125,6 +125,12 @@ def stack_rm(namespace: str) -> list[str]:
     return [DOCKER, "stack", "rm", "--", namespace]
 
 
+def service_resume(name: str) -> list[Arg]:
+    """A new rollout of one service with its current spec (`--force`), detached: what
+    takes a service whose update Swarm paused out of that state."""
+    return [DOCKER, "service", "update", "--force", "--detach", "--", name]
+
+
 def object_remove(kind: str, names: Sequence[str]) -> list[Arg]:
     """`docker config|secret rm -- NAME...` (the exit status fails if one is missing)."""
     if kind not in ("config", "secret"):
