@@ -85,7 +85,10 @@ def show_status(console: Console, status: ClusterStatus) -> None:
     console.print(table)
     for n in status.nodes:
         if n.detail:
-            line = n.detail if n.detail.startswith(n.name) else f"{n.name}: {n.detail}"
+            # Named as every other message names a VM: `name (vmid N): state: detail`.
+            detail = n.detail if n.state != "unreachable" or n.detail.startswith("unreachable") \
+                else f"unreachable: {n.detail}"
+            line = n.detail if n.detail.startswith(n.name) else f"{n.name} (vmid {n.vmid}): {detail}"
             console.print(f"  {line}", markup=False, highlight=False)
     console.print(f"leader: {status.leader or '-'}; read from manager: "
                   f"{status.manager or 'none (no reachable VM is a swarm manager)'}")
@@ -191,9 +194,13 @@ def show_deploy(console: Console, outcome, rendered, *, verbose: bool, stage: st
             console.print(f"{ns}: no changes (hash {rendered.hash}, read from {outcome.manager.name})", markup=False)
             if outcome.behind:
                 behind = ", ".join(f"{name} {rd}" for name, rd in sorted(outcome.behind.items()))
+                resumed = " after resuming the paused ones" if outcome.plan.actions else ""
                 console.print(f"  but not every service runs its desired replicas ({behind}): "
-                              + ("a deploy would wait for them" if outcome.dry_run else
+                              + (f"a deploy would wait for them{resumed}" if outcome.dry_run else
+                                 f"waiting for them{resumed} (nothing else is deployed)" if resumed else
                                  "waiting for them (nothing is deployed)"), style="yellow")
+                for a in outcome.plan.actions:
+                    console.print(f"  {a.summary}", markup=False, highlight=False)
             return
         console.print(f"{ns}: {len(outcome.changes)} service(s) differ from the rendered document "
                       f"(read from {outcome.manager.name})", markup=False)

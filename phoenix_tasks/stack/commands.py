@@ -62,7 +62,7 @@ def preflight(namespace: str) -> list[str]:
 
 
 # The manager's clock (ns), the services of a namespace and all their tasks (history
-# included), for the wait.
+# included), then every node's ID and hostname, for the wait.
 PROGRESS_SCRIPT = (
     f'date +%s%N; echo \'{SEPARATOR}\'; '
     'ids=$(docker service ls -q --filter "label=com.docker.stack.namespace=$1"); '
@@ -72,7 +72,10 @@ PROGRESS_SCRIPT = (
     'tids=$(docker service ps -q --no-trunc $ids) && '
     # A task swarm prunes between the listing and the inspect is "not found": the
     # others are still printed, and the next read is whole again.
-    'if [ -n "$tids" ]; then docker inspect --type task $tids 2>/dev/null || true; else echo "[]"; fi'
+    'if [ -n "$tids" ]; then docker inspect --type task $tids 2>/dev/null || true; else echo "[]"; fi; '
+    # Each node's ID and hostname: a failed task's error names the VM it failed on.
+    f"echo '{SEPARATOR}'; "
+    "docker node ls --format '{{.ID}} {{.Hostname}}' 2>/dev/null || true"
 )
 
 
@@ -120,6 +123,12 @@ def stack_deploy(namespace: str, cli_version: str) -> list[str]:
 
 def stack_rm(namespace: str) -> list[str]:
     return [DOCKER, "stack", "rm", "--", namespace]
+
+
+def service_resume(name: str) -> list[Arg]:
+    """A new rollout of one service with its current spec (`--force`), detached: what
+    takes a service whose update Swarm paused out of that state."""
+    return [DOCKER, "service", "update", "--force", "--detach", "--", name]
 
 
 def object_remove(kind: str, names: Sequence[str]) -> list[Arg]:

@@ -98,11 +98,28 @@ def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run:
     if not changes:
         # The spec is what the config says; is it also running?  A deploy interrupted in
         # its wait, or a service crashing since, is not done: wait for the truth again.
+        # A service whose update Swarm paused gets no new task by itself: resume it
+        # (one forced rollout of the same spec), then wait.
         outcome.behind = read.behind()
+        outcome.plan.actions = [
+            Action(kind="resume", where=manager, target=name,
+                   summary=f"resume {name} ({rd} running; Swarm paused its update): docker service update --force",
+                   argv=tuple(commands.service_resume(name)))
+            for name, rd in sorted(read.paused().items())]
         show(outcome)
         if outcome.behind and not dry_run:
+            started = None
+            if outcome.plan.actions:
+                started = read_view(transport, manager, rendered.namespace).now  # what failed before is history
+                for action in outcome.plan.actions:
+                    try:
+                        transport.run(action.where, action.argv, mutating=True)
+                    except PhoenixError as exc:
+                        outcome.failed.append((action.target, str(exc)))
+                        return outcome
+                    outcome.applied.append(action)
             _wait_and_read(transport, config, manager, rendered, desired, outcome, timeout_s=timeout_s,
-                           stable_s=stable_s, report=report, started=None, eligible={})
+                           stable_s=stable_s, report=report, started=started, eligible={})
         return outcome
     view = read_view(transport, manager, rendered.namespace)
     pre = preflight.check(rendered, desired, view)

@@ -120,6 +120,9 @@ def parse_services(stdout: str) -> dict[str, ServiceFacts]:
     return {f.name: f for f in map(parse_service, json.loads(stdout or "[]"))}
 
 
+PAUSED_UPDATE_STATES = ("paused", "rollback_paused")
+
+
 @dataclass(frozen=True)
 class StackRead:
     """What the deploy reads first (commands.STACK_SERVICES_SCRIPT): the namespace's
@@ -136,6 +139,13 @@ class StackRead:
             if running != desired:
                 out[name] = text
         return out
+
+    def paused(self) -> dict[str, str]:
+        """Behind services whose last update Swarm paused (a task of it failed): Swarm
+        starts no task for them again by itself, even once the cause is gone (a disk
+        freed, an image pushed): name -> "r/d"."""
+        return {name: rd for name, rd in self.behind().items()
+                if name in self.services and self.services[name].update_state in PAUSED_UPDATE_STATES}
 
 
 def parse_stack_read(stdout: str) -> StackRead:
@@ -188,13 +198,17 @@ class Progress:
     services: Mapping[str, ServiceFacts]
     tasks: tuple[TaskFacts, ...]
     now: int | None = None  # the manager's clock at the read, ns
+    node_names: Mapping[str, str] = field(default_factory=dict)  # node ID -> hostname (empty: not read)
 
 
 def parse_progress(stdout: str) -> Progress:
     clock, _, rest = stdout.partition(commands.SEPARATOR)
     services, _, tasks = rest.partition(commands.SEPARATOR)
+    tasks, _, nodes = tasks.partition(commands.SEPARATOR)
     now = clock.strip()
-    return Progress(parse_services(services), tuple(parse_tasks(tasks)), int(now) if now.isascii() and now.isdigit() else None)
+    node_names = dict(line.split(None, 1) for line in nodes.splitlines() if len(line.split(None, 1)) == 2)
+    return Progress(parse_services(services), tuple(parse_tasks(tasks)),
+                    int(now) if now.isascii() and now.isdigit() else None, node_names)
 
 
 def _json_lines(text: str) -> list[dict]:

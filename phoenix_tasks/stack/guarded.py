@@ -7,7 +7,8 @@ image digests and clean-up: the safety around stack/deploy.py and stack/remove.p
 
 A dry run takes no lock and writes no record (it still resolves digests: a plan by
 digest is the point).  A deploy with nothing to change writes no record either, so
-"no changes" runs never push a rollback target out of the ledger.
+"no changes" runs never push a rollback target out of the ledger; unless it resumes an
+update Swarm paused (deploy.py): that is a change, made under the lock, with a record.
 """
 
 from __future__ import annotations
@@ -113,8 +114,9 @@ def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, 
         outcome.plan.warnings[:0] = [w for w in warnings if w not in outcome.plan.warnings]
         return outcome
 
-    if dry_run or not compare(desired_services(rendered), read.services):
-        # nothing to change (it may still wait for replicas), or only a plan: no lock
+    if dry_run or (not compare(desired_services(rendered), read.services) and not read.paused()):
+        # nothing to change (it may still wait for replicas), or only a plan: no lock.
+        # (A paused update to resume is a change: under the lock, with a record.)
         result.outcome = deploy(transport, config, rendered, dry_run=dry_run, timeout_s=timeout_s,
                                 show=lambda o: show(with_warnings(o), rendered), report=report,
                                 first_read=(manager, read))
@@ -130,7 +132,7 @@ def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, 
         def on_plan(outcome: DeployOutcome) -> None:
             lock.renew_if_due()  # the reads and the pre-flight may have taken a while
             show(with_warnings(outcome), rendered)
-            if outcome.changes and not outcome.blocked:
+            if (outcome.changes or outcome.plan.actions) and not outcome.blocked:
                 result.entry = recorder.start(ledger.Entry(
                     namespace=rendered.namespace, seq=0, kind=kind, env=rendered.env, stack=rendered.stack,
                     hash=rendered.hash, who=lock.holder, command=guard.command, started=0,

@@ -60,12 +60,14 @@ def current_tasks(service: ServiceFacts, tasks) -> list[TaskFacts]:
             _within({k: v for k, v in t.spec.items() if k not in _NOT_COMPARED}, want)]
 
 
-def _task_error(t: TaskFacts) -> str:
+def _task_error(t: TaskFacts, node_names: Mapping[str, str] | None = None) -> str:
     code = f" (exit code {t.exit_code})" if t.exit_code not in (None, 0) else ""
-    return f"task {t.id[:12]} {t.state}{code}: {t.error or 'no error message'}"
+    node = (node_names or {}).get(t.node_id)
+    where = f" on node {node}" if node else ""  # a disk full, an image missing: that VM's
+    return f"task {t.id[:12]}{where} {t.state}{code}: {t.error or 'no error message'}"
 
 
-def _update_failure(service: ServiceFacts, tasks, since: int = 0) -> str:
+def _update_failure(service: ServiceFacts, tasks, since: int = 0, node_names: Mapping[str, str] | None = None) -> str:
     """Swarm's update message, and the error of the task that failed it ("update rolled
     back due to failure or early termination of task X" says nothing of why X failed;
     "rollback completed" does not even name X: then the newest failed task of the
@@ -76,14 +78,15 @@ def _update_failure(service: ServiceFacts, tasks, since: int = 0) -> str:
     if not named:
         named = sorted((t for t in tasks if t.service_id == service.id and t.state in FAILED_TASK_STATES
                         and (t.created_at or 0) >= since), key=lambda t: t.created_at or 0, reverse=True)
-    return message + (f"; {_task_error(named[0])}" if named else "")
+    return message + (f"; {_task_error(named[0], node_names)}" if named else "")
 
 
 STABLE_S = 5.0
 
 
 def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: int | None = None, *,
-          now: int | None = None, started: int | None = None, stable_s: float = STABLE_S) -> Verdict:
+          now: int | None = None, started: int | None = None, stable_s: float = STABLE_S,
+          node_names: Mapping[str, str] | None = None) -> Verdict:
     """One service's state.  `now`: the manager's clock at this read; `started`: its
     clock just before the deploy (what happened before is history, not this deploy)."""
     name = want.name
@@ -92,13 +95,13 @@ def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: in
     if service.labels.get(LABEL_HASH) != want.hash:
         if (service.update_state or "").startswith("rollback"):
             return Verdict(name, FAILED, "-", f"Swarm rolled the update back ({service.update_state}): "
-                                              f"{_update_failure(service, tasks, started or 0)}")
+                                              f"{_update_failure(service, tasks, started or 0, node_names)}")
         return Verdict(name, FAILED, "-", "the service no longer has this deploy's spec "
                                           "(replaced by another deploy?)")
     since = started or 0
     ours_update = service.update_state and (service.update_started_at or 0) >= since
     if ours_update and service.update_state in BAD_UPDATE_STATES:
-        return Verdict(name, FAILED, "-", f"update {service.update_state}: {_update_failure(service, tasks, since)}")
+        return Verdict(name, FAILED, "-", f"update {service.update_state}: {_update_failure(service, tasks, since, node_names)}")
     current = current_tasks(service, tasks)
     fresh_failures = [t for t in current if t.state in FAILED_TASK_STATES and (t.created_at or 0) >= since]
     may_complete = service.restart_condition in ("none", "on-failure")
@@ -110,7 +113,7 @@ def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: in
         if t.state == "complete":
             hint = (" (the container exited 0, and restart_policy is 'any': a one-shot service needs "
                     "deploy.restart_policy.condition 'none' or 'on-failure')")
-        return Verdict(name, FAILED, "-", _task_error(t) + hint)
+        return Verdict(name, FAILED, "-", _task_error(t, node_names) + hint)
     live = [t for t in current if t.desired_state in ("running", "complete") or t.state == "complete"]
     running_tasks = [t for t in live if t.state == "running"]
     stable = [t for t in running_tasks
@@ -140,7 +143,7 @@ def judge_all(progress: Progress, desired: Mapping[str, Desired], eligible: Mapp
               started: int | None = None, stable_s: float = STABLE_S) -> dict[str, Verdict]:
     eligible = eligible or {}
     return {name: judge(progress.services.get(name), want, progress.tasks, eligible.get(name),
-                        now=progress.now, started=started, stable_s=stable_s)
+                        now=progress.now, started=started, stable_s=stable_s, node_names=progress.node_names)
             for name, want in desired.items()}
 
 

@@ -460,3 +460,45 @@ def test_the_deploys_first_read_has_services_and_their_replicas():
     read = parse_stack_read(recorded + commands.SEPARATOR + f"\n{svc['ID']} 3/3 (max 1 per node)\n")
     assert read.replicas == {"rb_probe_rollback_web": "3/3"} and read.behind() == {}
     assert parse_stack_read("[]\n" + commands.SEPARATOR + "\n\n").services == {}
+
+
+def _paused_read(state="paused", replicas="0/1"):
+    from phoenix_tasks.stack import commands
+    from phoenix_tasks.stack.facts import parse_stack_read
+    (svc,) = json.loads((Path(__file__).resolve().parents[1] / "data" / "stack" / "services_probe_rollback.txt").read_text())
+    svc["UpdateStatus"] = {"State": state, "Message": "update paused due to failure or early termination of task x"}
+    return parse_stack_read(json.dumps([svc]) + commands.SEPARATOR + f"\n{svc['ID']} {replicas}\n")
+
+
+def test_a_behind_service_whose_update_swarm_paused_is_paused():
+    assert _paused_read().paused() == {"rb_probe_rollback_web": "0/1"}
+    assert _paused_read("rollback_paused").paused() == {"rb_probe_rollback_web": "0/1"}
+    assert _paused_read("paused", "1/1").paused() == {}  # running all it should: nothing to resume
+    assert _paused_read("completed").paused() == {}
+
+
+def test_an_unchanged_deploy_resumes_a_paused_update_then_waits_from_then_on(tmp_path, view, monkeypatch):
+    # A disk full on a node: Swarm paused the update; once space is back nothing starts
+    # the task again, and a deploy with nothing to change used to wait for nothing.
+    from phoenix_tasks.stack import deploy as deploy_mod
+    from phoenix_tasks.stack.wait import CONVERGED, Verdict
+    rendered, objects, view, changes, pre = _plan_case(tmp_path, view)
+    monkeypatch.setattr(deploy_mod, "read_stack", lambda t, c, ns, manager=None: (MANAGER, _paused_read()))
+    monkeypatch.setattr(deploy_mod, "compare", lambda desired, running: [])
+    monkeypatch.setattr(deploy_mod, "read_view", lambda t, m, ns: view)
+    waited = {}
+
+    def fake_wait(read, desired, **kw):
+        waited.update(kw)
+        return {name: Verdict(name, CONVERGED, "1/1 running") for name in desired}
+
+    monkeypatch.setattr(deploy_mod, "wait", fake_wait)
+    transport = _Recorder()
+    outcome = deploy_mod.deploy(transport, None, rendered, dry_run=False)
+    resume = ("docker", "service", "update", "--force", "--detach", "--", "rb_probe_rollback_web")
+    assert [argv for argv, _ in transport.calls] == [resume]
+    assert [a.kind for a in outcome.applied] == ["resume"] and outcome.ok
+    assert waited["started"] == view.now  # the paused update's failure is history
+    transport = _Recorder()
+    outcome = deploy_mod.deploy(transport, None, rendered, dry_run=True)
+    assert transport.calls == [] and [a.kind for a in outcome.plan.actions] == ["resume"]

@@ -60,6 +60,19 @@ def test_a_task_that_exits_non_zero_fails_the_deploy_with_its_error():
     assert "failed (exit code 3): task: non-zero exit (3)" in v.detail
 
 
+def test_a_failed_tasks_error_names_the_node_it_failed_on_when_the_read_has_the_nodes():
+    # The progress read ends with each node's ID and hostname (a disk full on one VM:
+    # the error must say which); a read without that section names no node.
+    text = (DATA / "progress_fail_failed.txt").read_text()
+    failed = next(t for t in parse_progress(text).tasks if t.state == "failed")
+    p = parse_progress(text.rstrip("\n") + f"\n--- phoenix ---\n{failed.node_id} drphoenix\nabc123 other\n")
+    assert p.node_names == {failed.node_id: "drphoenix", "abc123": "other"}
+    v = verdict(p, FAIL)
+    assert v.state == FAILED
+    assert f"task {failed.id[:12]} on node drphoenix failed (exit code 3): task: non-zero exit (3)" in v.detail
+    assert " on node " not in verdict(read("fail_failed"), FAIL).detail
+
+
 def test_an_old_failure_from_before_this_deploy_is_history_not_this_deploys_result():
     # The same read, judged as if the deploy had started after that failure.
     p = read("fail_failed")

@@ -194,3 +194,15 @@ def test_label_with_a_hung_engine_labels_the_others_and_names_it(wired, capsys):
     assert [r.display for r in made[0].mutating_commands] == [shell_command(update)]
     assert "cpuworker (vmid 1003)" in captured.out + captured.err
     assert "did not finish within 60 s" in captured.out + captured.err
+
+
+def test_status_names_a_hung_engine_by_name_vmid_and_state_under_the_table(wired, capsys):
+    outputs = converged_outputs()
+    outputs["cpuworker"] = "hung"
+    wired(outputs)
+    with pytest.raises(Exit) as exc:
+        swarm_tasks.status(MockContext())
+    assert exc.value.code == 1
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("cpuworker (vmid 1003): unreachable: `docker info --format '{{json .}}'` did not finish within 60 s "
+            "(the engine or the VM's sshd may be hung)") in text
