@@ -132,7 +132,7 @@ def test_a_missing_vm_is_made_call_by_call_each_task_polled_to_its_exit_status(c
 
 def test_a_clone_lock_timeout_is_retried_with_backoff(config):
     plan = fresh_plan(config, 1002)
-    first, second = upid("qmclone", 9000, 1), upid("qmclone", 9000, 2)
+    first = upid("qmclone", 9000, 1)
     timeout = data("task_status_lock_timeout.json")["exitstatus"]
     pve = Scripted(tasks={first: [status(first, timeout)]})
     clock, lines = Clock(), []

@@ -9,7 +9,7 @@ import pytest
 
 from phoenix_tasks.providers.proxmox import api
 from phoenix_tasks.providers.proxmox.classify import (
-    DRIFTED, LIVE, LOCKED, MISSING, NEVER, NEXT_BOOT, NOT_TEMPLATE, RUNNING, STOPPED, TEMPLATE, WRONG_NAME, classify,
+    DRIFTED, LIVE, LOCKED, MISSING, NEXT_BOOT, NOT_TEMPLATE, RUNNING, STOPPED, TEMPLATE, WRONG_NAME, classify,
 )
 from phoenix_tasks.providers.proxmox.facts import parse_config, parse_guests, parse_memory
 from phoenix_tasks.providers.proxmox.plan import Options, calls_outside_config, plan_vms

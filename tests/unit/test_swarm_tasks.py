@@ -204,5 +204,5 @@ def test_status_names_a_hung_engine_by_name_vmid_and_state_under_the_table(wired
         swarm_tasks.status(MockContext())
     assert exc.value.code == 1
     text = " ".join(capsys.readouterr().out.split())
-    assert ("cpuworker (vmid 1003): unreachable: `docker info --format '{{json .}}'` did not finish within 60 s "
+    assert ("cpuworker (vmid 1003): unreachable: `sh -c <docker info, and the node list on a manager>` did not finish within 60 s "
             "(the engine or the VM's sshd may be hung)") in text
