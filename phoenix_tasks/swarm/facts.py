@@ -202,9 +202,13 @@ def control_candidates(config: Config, engines: Mapping[int, EngineFacts]) -> li
 
 
 def in_transition(e: EngineFacts) -> bool:
-    """A manager whose engine reports control but no cluster: a demoted leader says so
-    for about half a second.  Not a state to plan from: read it again."""
-    return e.state == ACTIVE and e.is_manager and not e.cluster_id
+    """Not a state to plan from: read it again.
+    - a manager whose engine reports control but no cluster: a demoted leader says so
+      for about half a second;
+    - `pending`: a `swarm init` or `join` under way (another run's, from another control
+      machine: its first manager shows `pending` while it initialises).  Still pending
+      after the settle time, it is a join that never finished (plan.py blocks it)."""
+    return (e.state == ACTIVE and e.is_manager and not e.cluster_id) or e.state == PENDING
 
 
 def read_facts(transport: Transport, config: Config, *, settle_s: float = 5.0,
@@ -212,7 +216,7 @@ def read_facts(transport: Transport, config: Config, *, settle_s: float = 5.0,
                reread: Iterable[VM] = ()) -> ClusterFacts:
     """Every swarm VM's engine in parallel (with a manager's node list in the same
     command), then, only if that list was not read, the node list from one manager.
-    An engine in transition is read again (every 0.5 s, up to `settle_s`).
+    An engine in transition (in_transition) is read again (every 0.5 s, up to `settle_s`).
 
     With `previous`: only the VMs in `reread` and previous's control manager are read;
     the others keep their previous engine facts (an apply changed only those)."""

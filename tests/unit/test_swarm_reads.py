@@ -158,3 +158,53 @@ def test_a_converge_given_fresh_facts_does_not_read_them_again(tmp_path):
     seen = len(t.log)
     again = converge(t, config, Options(), facts=first.facts)
     assert again.plan.empty and again.facts is first.facts and len(t.log) == seen
+
+
+def test_a_pending_engine_is_read_again_until_it_settles(tmp_path):
+    """Another control machine's `swarm init` under way shows as `pending` for a moment:
+    read again, never planned from (it would be called a join that never finished, and
+    its node advised to leave)."""
+    config = lab_config(tmp_path)
+    outputs = converged_outputs()
+    pending = json.loads(json.dumps(recorded("info_inactive.json")))
+    pending["Swarm"]["LocalNodeState"] = "pending"
+    answers = [json.dumps(pending) + "\n", json.dumps(pending) + "\n", manager_output(nodes())]
+    outputs["portainer"][tuple(commands.facts())] = (answers[0], 0)
+
+    class Settling:
+        def __init__(self):
+            self.reads = 0
+
+        def connect(self, vm, access):
+            inner = mock_connections(outputs)(vm, access)
+            if vm.name != "portainer":
+                return inner
+            me = self
+
+            class Connection:
+                def run(self, command, **kw):
+                    if command == shell_command(commands.facts()):
+                        me.reads += 1
+                        return Result(command=command, stdout=answers[min(me.reads, 3) - 1], exited=0)
+                    return inner.run(command, **kw)
+            return Connection()
+
+    settling = Settling()
+    slept = []
+    t = Transport(config.hypervisor.vm_access, connect=settling.connect)
+    f = read_facts(t, config, sleep=slept.append)
+    assert settling.reads == 3 and slept == [0.5, 0.5]
+    assert f.engines[f.control.vmid].state == "active" and f.control.name == "portainer" and len(f.nodes) == 3
+
+
+def test_a_join_that_never_finished_is_still_pending_after_the_settle_time(tmp_path):
+    config = lab_config(tmp_path)
+    outputs = converged_outputs()
+    pending = json.loads(json.dumps(recorded("info_worker_cpu.json")))
+    pending["Swarm"]["LocalNodeState"] = "pending"
+    outputs["cpuworker"][tuple(commands.facts())] = (json.dumps(pending), 0)
+    t = Transport(config.hypervisor.vm_access, connect=mock_connections(outputs))
+    slept = []
+    f = read_facts(t, config, sleep=slept.append)
+    assert slept == [0.5] * 10  # 5 s, then taken as it is
+    assert f.engines[1003].state == "pending"
