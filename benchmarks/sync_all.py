@@ -18,6 +18,11 @@ afterwards), rounds interleaved so that the machine's noise hits all alike, medi
                  the transport's own records; (b) the whole `sync-all` command (Python
                  start-up, config, swarm, Portainer check), commands per VM counted from
                  one extra untimed `--verbose` run's echo.
+  cold swarm   = the swarm stage alone, from VMs that are up with no swarm, in this
+                 process: Phoenix's phases (facts, plan, init, join, labels, the
+                 re-reads and the final read) vs the bare commands any tool must run
+                 (init, the join tokens, the joins, the label updates: no read, no plan,
+                 no check). Bare / floor is docker's own share; Phoenix / bare its overhead.
 On the 3-VM size only (--deploy-sizes): an unchanged and a changed `swarm.deploy` of
 thinkheads_ai_app as dev1 (stack_deploy.py's functions), against the manager's floor.
 
@@ -115,6 +120,53 @@ def swarm_converged(config) -> tuple[float, Counter, int]:
     elapsed = time.perf_counter() - t0
     assert outcome.ok and outcome.plan.empty, "the lab's swarm is not converged"
     return elapsed, Counter(r.vm for r in records(t)), len(mutating(t))
+
+
+def cold_swarm_phoenix(config) -> tuple[float, Counter]:
+    """Phoenix's swarm phases (init + join + labels) on VMs that are up with no swarm, in
+    this process on a fresh transport: facts, plan, apply, the re-reads, the final read."""
+    t0 = time.perf_counter()
+    with Transport(config.hypervisor.vm_access) as t:
+        outcome = converge(t, config, Options(label_policy=config.hypervisor.swarm.label_policy))
+    elapsed = time.perf_counter() - t0
+    assert outcome.ok and not outcome.pending and outcome.applied, (outcome.failed, outcome.pending)
+    return elapsed, Counter(r.vm for r in records(t))
+
+
+JOIN_THEN_ID = 'docker swarm join --token "$1" --advertise-addr "$2" -- "$3" >/dev/null && docker info --format "{{.Swarm.NodeID}}"'
+
+
+def cold_swarm_bare(config) -> float:
+    """The least any tool must run for the same cold swarm, with no read, plan or check:
+    `swarm init` on the first manager (its node ID), the join tokens, every other VM's
+    join in parallel (each prints its node ID), every node's labels in parallel on the
+    manager.  The fair floor of a cold swarm stage: docker's own work."""
+    from phoenix_tasks.secrets import Secret
+    from phoenix_tasks.swarm.security import init_argv
+
+    swarm = config.hypervisor.swarm
+    first = config.managers[0]
+    t0 = time.perf_counter()
+    with Transport(config.hypervisor.vm_access) as t:
+        t.run(first, init_argv(swarm, swarm.advertise_addr(first)), mutating=True)
+        ids = {first.name: t.run(first, ["docker", "info", "--format", "{{.Swarm.NodeID}}"], mutating=False).stdout.strip()}
+        others = [vm for vm in config.swarm_vms if vm.vmid != first.vmid]
+        tokens = {role: Secret(t.run(first, commands.join_token(role), mutating=False, secret_output=True).stdout.strip())
+                  for role in {vm.swarm_role for vm in others}}
+        manager_addr = f"{swarm.advertise_addr(first)}:{commands.SWARM_PORT}"
+
+        def join(vm):
+            argv = ["sh", "-c", JOIN_THEN_ID, "join", tokens[vm.swarm_role], swarm.advertise_addr(vm), manager_addr]
+            return t.run(vm, argv, mutating=True).stdout.strip()
+
+        joined = t.each(others, join)
+        assert all(isinstance(v, str) and v for v in joined.values()), joined
+        ids.update(joined)
+        labelled = [vm for vm in config.swarm_vms if vm.node_labels]
+        done = t.each(labelled, lambda vm: t.run(first, commands.node_update_labels(ids[vm.name], vm.node_labels, []),
+                                                 mutating=True))
+        assert not [r for r in done.values() if isinstance(r, Exception)], done
+    return time.perf_counter() - t0
 
 
 def sync_all(etc: Path, password: Path, *flags: str) -> tuple[float, subprocess.CompletedProcess]:
@@ -265,6 +317,7 @@ def bench(nodes: int, rounds: int, cold_rounds: int, deploy: bool, deploy_rounds
             log(f"{nodes} VMs: lab up in {time.perf_counter() - t0:.1f} s")
             floor(config), floor_proc(etc)  # warm-up: page cache, first connections
             cold, cold_fl, cold_flp, cold_ok, undo, cold_parts = [], [], [], [], [], []
+            swarm_phx, swarm_bare, cold_counts = [], [], Counter()
             for i in range(cold_rounds):
                 if i:
                     undo.append(undo_swarm(config))
@@ -281,7 +334,15 @@ def bench(nodes: int, rounds: int, cold_rounds: int, deploy: bool, deploy_rounds
                     _, res = sync_all(etc, password)  # so that the converged rounds can run
                     assert converged_in_one_run(res), res.stdout[-3000:] + res.stderr[-3000:]
                 cold_flp.append(floor_proc(etc))
-            swarm_converged(config), sync_all(etc, password)  # warm-up
+                # The swarm stage alone, Phoenix vs the bare commands, from the same start.
+                undo.append(undo_swarm(config))
+                elapsed, cold_counts = cold_swarm_phoenix(config)
+                swarm_phx.append(elapsed)
+                undo.append(undo_swarm(config))
+                swarm_bare.append(cold_swarm_bare(config))
+                log(f"{nodes} VMs: cold swarm phases: Phoenix {swarm_phx[-1]:.1f} s, "
+                    f"bare commands {swarm_bare[-1]:.1f} s")
+            sync_all(etc, password), swarm_converged(config)  # warm-up (Portainer back after the bare swarm)
             fl, flp, sw, sub = [], [], [], []
             counts, muts = Counter(), 0
             for _ in range(rounds):
@@ -309,6 +370,12 @@ def bench(nodes: int, rounds: int, cold_rounds: int, deploy: bool, deploy_rounds
                          "parts_median_ms": {k: ms(statistics.median(p[k] for p in cold_parts) / 1000)
                                              for k in (cold_parts[0] if all(cold_parts) else {})},
                          "undo_swarm_ms": [ms(x) for x in undo]},
+                "cold_swarm": {"rounds": len(swarm_phx), "phoenix_ms": ms(statistics.median(swarm_phx)),
+                               "bare_ms": ms(statistics.median(swarm_bare)),
+                               "ratio_to_bare": statistics.median(swarm_phx) / statistics.median(swarm_bare),
+                               "ratio_to_floor": statistics.median(swarm_phx) / statistics.median(cold_fl),
+                               "bare_ratio_to_floor": statistics.median(swarm_bare) / statistics.median(cold_fl),
+                               "commands_per_vm": dict(cold_counts)},
                 "converged_swarm": {"rounds": rounds, "median_ms": ms(statistics.median(sw)),
                                     "ratio_to_floor": statistics.median(sw) / f,
                                     "max_commands_per_vm": max(counts.values()), "commands_per_vm": dict(counts),
@@ -366,6 +433,16 @@ def table(results: list[dict]) -> str:
             rows.append(f"| {r['vms']} | {c['floor_ms']:.0f} ms | {c['median_ms'] / 1000:.1f} s | {p['to_stage_1_ms'] / 1000:.1f} s "
                         f"| {p['swarm_ms'] / 1000:.1f} s | {p['swarm_ms'] / c['floor_ms']:.1f}x "
                         f"| {p['portainer_deploy_ms'] / 1000:.1f} s | {p['portainer_answers_ms'] / 1000:.1f} s |")
+    rows += ["", "| VMs | floor (cold rounds) | cold swarm phases: Phoenix | / floor | bare init, join, labels "
+             "| / floor | Phoenix / bare | Phoenix's commands (manager, max other VM) |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        c, w = r["cold"], r.get("cold_swarm")
+        if w:
+            per = w["commands_per_vm"]
+            others = max((n for vm, n in per.items() if vm != max(per, key=per.get)), default=0)
+            rows.append(f"| {r['vms']} | {c['floor_ms']:.0f} ms | {w['phoenix_ms'] / 1000:.2f} s | {w['ratio_to_floor']:.1f}x "
+                        f"| {w['bare_ms'] / 1000:.2f} s | {w['bare_ratio_to_floor']:.1f}x | {w['ratio_to_bare']:.2f}x "
+                        f"| {max(per.values())}, {others} |")
     deploys = [r for r in results if "deploy" in r]
     if deploys:
         rows += ["", "| VMs | floor: docker info on the manager | unchanged swarm.deploy | / floor | commands "
