@@ -37,6 +37,11 @@ def shell_command(argv: Argv) -> str:
 
 def display_command(argv: Argv) -> str:
     """The command as people and logs see it: secrets masked, a `Script` by its name."""
-    if len(argv) == 3 and list(argv[:2]) == ["sh", "-c"] and isinstance(argv[2], Script):
-        return f"sh -c <{argv[2].name}>"
-    return shlex.join(MASK if isinstance(a, Secret) else str(a) for a in argv)
+    if len(argv) >= 3 and list(argv[:2]) == ["sh", "-c"] and isinstance(argv[2], Script):
+        # The script by its name, then its arguments ($1...; $0 is only a name).
+        return f"sh -c <{argv[2].name}>" + "".join(" " + _shown(a) for a in argv[4:])
+    return " ".join(_shown(a) for a in argv)
+
+
+def _shown(arg) -> str:
+    return shlex.quote(MASK if isinstance(arg, Secret) else str(arg))

@@ -17,7 +17,7 @@ from ..plan import Action, Outcome, Plan
 from ..secrets import Secret
 from ..transport import RemoteCommandFailed, Transport
 from . import commands
-from .facts import INACTIVE, ClusterFacts, parse_nodes, read_engine, read_facts
+from .facts import ClusterFacts, parse_nodes, read_facts
 from .plan import PHASES, Options, plan_phases
 
 
@@ -116,13 +116,6 @@ def run_role_change(transport: Transport, action: Action, argv, managers: Sequen
 ALREADY_IN_SWARM = "already part of a swarm"
 
 
-def init_still_due(transport: Transport, vm: VM) -> bool:
-    """Classify the first manager again right before `swarm init`: another run (from this
-    machine without the cluster lock, or from another machine) may have initialised it
-    since the facts were read.  Not inactive now: no init; the converge re-plans."""
-    return read_engine(transport, vm).state == INACTIVE
-
-
 def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, actions: Sequence[Action],
                outcome: Outcome) -> bool:
     """Run one phase's actions: the chain of each target VM in order, targets in parallel.
@@ -141,14 +134,16 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
             argv = _argv(action, config, facts, tokens)
             if argv is None:
                 continue  # unresolved: the final read reports it as pending
-            if action.kind == "init" and i == 0 and not init_still_due(transport, action.target):
-                replan.append(action.target)
-                return
+            if action.kind == "init" and i == 0:
+                # Classified again as it runs: another run (from this machine without the
+                # cluster lock, or from another machine) may have initialised it since the
+                # facts were read.  Not in "no swarm" now: no init; read and plan again.
+                argv = commands.only_if_inactive(argv)
             if action.kind in ("init", "join"):
                 try:
                     transport.run(action.where, argv, mutating=True)
                 except RemoteCommandFailed as exc:
-                    if ALREADY_IN_SWARM not in exc.stderr:
+                    if ALREADY_IN_SWARM not in exc.stderr and commands.NOT_INACTIVE not in exc.stderr:
                         raise
                     # Another run initialised or joined it in between: read and plan again
                     # (the final read says whether it is in our swarm).

@@ -54,6 +54,22 @@ def facts() -> list[str]:
     return ["sh", "-c", FACTS_SCRIPT]
 
 
+# `swarm init` only if the node is still in no swarm, checked and run in one round trip:
+# another run (from this machine without the cluster lock, or from another machine) may
+# have initialised it since the facts were read.  Exits 3 with NOT_INACTIVE otherwise.
+NOT_INACTIVE = "phoenix: not run: the node is in a swarm now"
+ONLY_IF_INACTIVE = Script(
+    "state=$(docker info --format '{{.Swarm.LocalNodeState}}') || exit $?; "
+    f'if [ "$state" != inactive ]; then echo "{NOT_INACTIVE} ($state)" >&2; exit 3; fi; '
+    'exec "$@"',
+    "only if the node is in no swarm:")
+
+
+def only_if_inactive(argv: Sequence[Arg]) -> list[Arg]:
+    """`argv` (a `swarm init`), run only while the engine is in no swarm."""
+    return ["sh", "-c", ONLY_IF_INACTIVE, "phoenix", *argv]
+
+
 def join_token(role: str) -> list[str]:
     if role not in ("manager", "worker"):
         raise ValueError(f"role must be manager or worker, not {role!r}")

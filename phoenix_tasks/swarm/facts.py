@@ -191,10 +191,6 @@ def read_vm(transport: Transport, vm: VM) -> tuple[EngineFacts, dict[str, NodeFa
     return parse_facts(vm, res.stdout)
 
 
-def read_engine(transport: Transport, vm: VM) -> EngineFacts:
-    return read_vm(transport, vm)[0]
-
-
 def control_candidates(config: Config, engines: Mapping[int, EngineFacts]) -> list[VM]:
     """VMs whose engine is a swarm manager, configured managers first (config order)."""
     ordered = list(config.managers) + [vm for vm in config.swarm_vms if vm.swarm_role != "manager"]

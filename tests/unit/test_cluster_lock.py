@@ -94,39 +94,58 @@ class Sequenced:
         return Result(command=command, stdout=stdout, stderr=stderr, exited=exited)
 
 
-def _init_phase(tmp_path, portainer_answers):
+def _init_phase(tmp_path, answer):
+    """The init phase of a fresh 3-VM swarm; `answer`: (stdout, exit, stderr) of the
+    manager's init, which runs only while the node is in no swarm (one command)."""
     config = lab_config(tmp_path)
     f = facts(config, infos(FRESH))
     init = [a for a in plan_phases(config, f, Options(), ["init"]).actions if a.kind == "init"]
     ran = []
-    answers = {vm.name: {shell_command(commands.facts()): [(json.dumps(recorded("info_inactive.json")), 0, "")]}
-               for vm in config.swarm_vms}
-    answers["portainer"].update(portainer_answers(init[0].argv))
+    guarded = shell_command(commands.only_if_inactive(init[0].argv))
+    answers = {vm.name: {} for vm in config.swarm_vms}
+    answers["portainer"][guarded] = [answer]
     t = Transport(config.hypervisor.vm_access, connect=lambda vm, access: Sequenced(answers[vm.name], ran))
     outcome = Outcome(Plan())
     replan = _run_phase(t, config, f, init, outcome)
-    return replan, outcome, ran
+    return replan, outcome, ran, guarded
 
 
 def test_init_is_not_run_when_the_manager_joined_a_swarm_meanwhile(tmp_path):
-    replan, outcome, ran = _init_phase(tmp_path, lambda init_argv: {
-        shell_command(commands.facts()): [(json.dumps(recorded("info_manager.json")), 0, "")]})
+    replan, outcome, ran, guarded = _init_phase(tmp_path, ("", 3, f"{commands.NOT_INACTIVE} (active)"))
     assert replan and not outcome.applied and not outcome.failed
-    assert not [c for c in ran if "swarm init" in c]
+    assert ran == [guarded]  # the check and the init are one command: nothing else ran
     assert "portainer (vmid 1001): not initialised: it is in a swarm now" in outcome.plan.warnings[0]
 
 
 def test_init_that_finds_the_node_in_a_swarm_replans_instead_of_failing(tmp_path):
-    replan, outcome, ran = _init_phase(tmp_path, lambda init_argv: {
-        shell_command(init_argv): [("", 1, "Error response from daemon: This node is already part of a swarm. "
-                                           "Use \"docker swarm leave\" to leave this swarm and join another one.")]})
+    replan, outcome, ran, guarded = _init_phase(tmp_path, (
+        "", 1, "Error response from daemon: This node is already part of a swarm. "
+               "Use \"docker swarm leave\" to leave this swarm and join another one."))
     assert replan and not outcome.applied and not outcome.failed
-    assert [c for c in ran if "swarm init" in c]
+    assert ran == [guarded]
 
 
 def test_init_runs_when_still_due(tmp_path):
-    replan, outcome, ran = _init_phase(tmp_path, lambda init_argv: {shell_command(init_argv): [("", 0, "")]})
-    assert not replan and [a.kind for a in outcome.applied] == ["init"]
+    replan, outcome, ran, guarded = _init_phase(tmp_path, ("", 0, ""))
+    assert not replan and [a.kind for a in outcome.applied] == ["init"] and ran == [guarded]
+
+
+def test_the_guard_runs_the_init_only_in_no_swarm(tmp_path):
+    """The guard script itself, run by a real sh with a stand-in `docker` on PATH."""
+    import stat
+    import subprocess
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text('#!/bin/sh\nif [ "$1" = info ]; then echo "$STATE"; exit 0; fi\necho "ran: $*"\n')
+    docker.chmod(docker.stat().st_mode | stat.S_IEXEC)
+    argv = commands.only_if_inactive(["docker", "swarm", "init", "--advertise-addr", "198.18.90.11"])
+    for state, code, out, err in (("inactive", 0, "ran: swarm init --advertise-addr 198.18.90.11", ""),
+                                  ("active", 3, "", f"{commands.NOT_INACTIVE} (active)"),
+                                  ("pending", 3, "", f"{commands.NOT_INACTIVE} (pending)")):
+        res = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
+                             env={"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE": state})
+        assert (res.returncode, res.stdout.strip(), res.stderr.strip()) == (code, out, err), state
 
 
 def test_join_that_finds_the_node_in_a_swarm_replans_instead_of_failing(tmp_path):
