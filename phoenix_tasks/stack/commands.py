@@ -73,9 +73,10 @@ PROGRESS_SCRIPT = (
     # A task swarm prunes between the listing and the inspect is "not found": the
     # others are still printed, and the next read is whole again.
     'if [ -n "$tids" ]; then docker inspect --type task $tids 2>/dev/null || true; else echo "[]"; fi; '
-    # Each node's ID and hostname: a failed task's error names the VM it failed on.
+    # Each node's ID, status, availability and hostname: a failed task's error names the
+    # VM it failed on, and a global service waits only for nodes still ready and active.
     f"echo '{SEPARATOR}'; "
-    "docker node ls --format '{{.ID}} {{.Hostname}}' 2>/dev/null || true"
+    "docker node ls --format '{{.ID}} {{.Status}} {{.Availability}} {{.Hostname}}' 2>/dev/null || true"
 )
 
 

@@ -10,7 +10,7 @@ service that still differs from the rendered document is pending, an error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from ..errors import PhoenixError
 from ..model import VM, Config
@@ -143,7 +143,7 @@ def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run:
             outcome.failed.append((rendered.namespace, str(exc)))
             return outcome
         outcome.applied.append(action)
-    eligible = {name: len(pre.candidates.get(name, [])) for name, d in desired.items() if d.mode == "global"}
+    eligible = {name: tuple(pre.candidates.get(name, [])) for name, d in desired.items() if d.mode == "global"}
     _wait_and_read(transport, config, manager, rendered, desired, outcome, timeout_s=timeout_s,
                    stable_s=stable_s, report=report, started=view.now, eligible=eligible)
     return outcome
@@ -151,7 +151,7 @@ def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run:
 
 def _wait_and_read(transport: Transport, config: Config, manager: VM, rendered: Rendered,
                    desired: Mapping[str, Desired], outcome: DeployOutcome, *, timeout_s: float, stable_s: float,
-                   report, started: int | None, eligible: Mapping[str, int]) -> None:
+                   report, started: int | None, eligible: Mapping[str, Sequence[str]]) -> None:
     """Wait until every service converged or one failed (their logs kept), then read
     the services again: one that still differs from the document is pending."""
     polls = []

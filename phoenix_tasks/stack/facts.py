@@ -199,6 +199,9 @@ class Progress:
     tasks: tuple[TaskFacts, ...]
     now: int | None = None  # the manager's clock at the read, ns
     node_names: Mapping[str, str] = field(default_factory=dict)  # node ID -> hostname (empty: not read)
+    # Hostname -> how many nodes of that name are ready and active now (None: not read).
+    # A node that left (a rejoin) stays "ready" for some seconds, then "down".
+    ready_hosts: Mapping[str, int] | None = None
 
 
 def parse_progress(stdout: str) -> Progress:
@@ -206,9 +209,25 @@ def parse_progress(stdout: str) -> Progress:
     services, _, tasks = rest.partition(commands.SEPARATOR)
     tasks, _, nodes = tasks.partition(commands.SEPARATOR)
     now = clock.strip()
-    node_names = dict(line.split(None, 1) for line in nodes.splitlines() if len(line.split(None, 1)) == 2)
+    node_names, ready_hosts = parse_node_rows(nodes)
     return Progress(parse_services(services), tuple(parse_tasks(tasks)),
-                    int(now) if now.isascii() and now.isdigit() else None, node_names)
+                    int(now) if now.isascii() and now.isdigit() else None, node_names, ready_hosts)
+
+
+def parse_node_rows(text: str) -> tuple[dict[str, str], dict[str, int] | None]:
+    """`ID STATUS AVAILABILITY HOSTNAME` rows: (node ID -> hostname, hostname -> nodes
+    ready and active), the second None when no row was read."""
+    names: dict[str, str] = {}
+    ready: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) != 4:
+            continue
+        node_id, status, availability, hostname = parts
+        names[node_id] = hostname
+        if status.lower() == "ready" and availability.lower() == "active":
+            ready[hostname] = ready.get(hostname, 0) + 1
+    return names, (ready if names else None)
 
 
 def _json_lines(text: str) -> list[dict]:

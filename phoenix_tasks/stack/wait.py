@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from .diff import Desired
 from .facts import Progress, ServiceFacts, TaskFacts
@@ -139,16 +139,30 @@ def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: in
     return Verdict(name, PENDING, progress, detail)
 
 
-def judge_all(progress: Progress, desired: Mapping[str, Desired], eligible: Mapping[str, int] | None = None,
+def eligible_now(hosts: Sequence[str], ready_hosts: Mapping[str, int] | None) -> int:
+    """How many tasks a global service must run: its candidate nodes (hostnames, as the
+    pre-flight found them ready and active) that are still ready and active at this read.
+    A node that left, or one that went down or was drained during the wait, gets no task:
+    waiting for it would wait until the timeout."""
+    if ready_hosts is None:
+        return len(hosts)
+    wanted: dict[str, int] = {}
+    for h in hosts:
+        wanted[h] = wanted.get(h, 0) + 1
+    return sum(min(n, ready_hosts.get(h, 0)) for h, n in wanted.items())
+
+
+def judge_all(progress: Progress, desired: Mapping[str, Desired], eligible: Mapping[str, Sequence[str]] | None = None,
               started: int | None = None, stable_s: float = STABLE_S) -> dict[str, Verdict]:
     eligible = eligible or {}
-    return {name: judge(progress.services.get(name), want, progress.tasks, eligible.get(name),
+    return {name: judge(progress.services.get(name), want, progress.tasks,
+                        eligible_now(eligible[name], progress.ready_hosts) if name in eligible else None,
                         now=progress.now, started=started, stable_s=stable_s, node_names=progress.node_names)
             for name, want in desired.items()}
 
 
 def wait(read: Callable[[], Progress], desired: Mapping[str, Desired], *, timeout_s: float,
-         eligible: Mapping[str, int] | None = None, started: int | None = None,
+         eligible: Mapping[str, Sequence[str]] | None = None, started: int | None = None,
          interval_s: float = 1.0, stable_s: float = STABLE_S,
          report: Callable[[Mapping[str, Verdict]], None] = lambda verdicts: None,
          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,

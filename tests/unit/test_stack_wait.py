@@ -65,8 +65,10 @@ def test_a_failed_tasks_error_names_the_node_it_failed_on_when_the_read_has_the_
     # the error must say which); a read without that section names no node.
     text = (DATA / "progress_fail_failed.txt").read_text()
     failed = next(t for t in parse_progress(text).tasks if t.state == "failed")
-    p = parse_progress(text.rstrip("\n") + f"\n--- phoenix ---\n{failed.node_id} drphoenix\nabc123 other\n")
+    p = parse_progress(text.rstrip("\n") + f"\n--- phoenix ---\n{failed.node_id} Ready Active drphoenix\n"
+                                              "abc123 Down Active other\n")
     assert p.node_names == {failed.node_id: "drphoenix", "abc123": "other"}
+    assert p.ready_hosts == {"drphoenix": 1}
     v = verdict(p, FAIL)
     assert v.state == FAILED
     assert f"task {failed.id[:12]} on node drphoenix failed (exit code 3): task: non-zero exit (3)" in v.detail
@@ -168,3 +170,24 @@ def test_every_recorded_read_parses_to_known_task_states(name):
     known = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running",
              "complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
     assert {t.state for t in read(name).tasks} <= known
+
+
+def test_a_global_service_waits_only_for_candidates_still_ready_and_active():
+    """A worker that rejoined leaves its old node "ready" for some seconds (same hostname):
+    the pre-flight counted it; once it is down, the service must not wait for it."""
+    from phoenix_tasks.stack.wait import eligible_now
+    hosts = ("cpuworker", "cpuworker", "drphoenix", "portainer")  # the old node and the new one
+    assert eligible_now(hosts, None) == 4  # no node rows read: as the pre-flight found them
+    assert eligible_now(hosts, {"cpuworker": 2, "drphoenix": 1, "portainer": 1}) == 4
+    assert eligible_now(hosts, {"cpuworker": 1, "drphoenix": 1, "portainer": 1}) == 3  # the old one went down
+    assert eligible_now(hosts, {"cpuworker": 1, "portainer": 1}) == 2  # drphoenix drained or down meanwhile
+    assert eligible_now(("a",), {"a": 3}) == 1  # never more than the pre-flight's candidates
+
+
+def test_node_rows_ready_counts_ready_and_active_nodes_per_hostname():
+    from phoenix_tasks.stack.facts import parse_node_rows
+    names, ready = parse_node_rows("n1 Ready Active cpuworker\nn2 Down Active cpuworker\n"
+                                   "n3 Ready Drain drphoenix\nn4 Ready Active portainer\nbad row\n")
+    assert names == {"n1": "cpuworker", "n2": "cpuworker", "n3": "drphoenix", "n4": "portainer"}
+    assert ready == {"cpuworker": 1, "portainer": 1}
+    assert parse_node_rows("") == ({}, None)
