@@ -25,7 +25,11 @@ from phoenix_tasks.model import VM
 from phoenix_tasks.plan import LOCAL, Action
 
 ENGINE_API_VERSION = "1.41"  # docker 20.10; newer engines still speak it
-READY_TIMEOUT_S = 90.0
+# Until a started VM's dockerd and sshd answer.  The wait ends as soon as both do; the
+# bound matters only on a crowded machine: 20 lab VMs started at once on 2 cores once
+# left one dockerd at "Starting up" for over 90 s (the 20-VM lab test, in CI), and it
+# came up later in the same run.
+READY_TIMEOUT_S = 180.0
 
 
 class VMNotReady(PhoenixError):
