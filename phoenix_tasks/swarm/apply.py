@@ -75,9 +75,12 @@ def wait_until_reachable(transport: Transport, control: VM, promoted: Mapping[st
         sleep(0.5)
 
 
-# Raft answers a membership change it could not commit in time with these; the change
-# may still land.  Sent again (promote and demote are idempotent), after a pause.
-RAFT_BUSY = ("DeadlineExceeded", "context deadline exceeded", "code = Unavailable")
+# Raft answers a membership change it could not commit in time with these, or, right
+# after a leader was demoted, with "raft: failed to process the request: node lost
+# leader status" / "no elected cluster leader" (an election under way); the change may
+# still land.  Sent again (promote and demote are idempotent), after a pause.
+RAFT_BUSY = ("DeadlineExceeded", "context deadline exceeded", "code = Unavailable",
+             "raft: failed to process the request", "no elected cluster leader", "lost leader")
 ROLE_RETRIES = (2.0, 4.0, 8.0)
 
 

@@ -208,15 +208,15 @@ def test_a_busy_raft_answer_is_retried_and_a_change_that_landed_is_not_sent_agai
     busy = "Error response from daemon: rpc error: code = DeadlineExceeded desc = context deadline exceeded"
 
     class Busy(Scripted):
-        def __init__(self, answers, fails):
+        def __init__(self, answers, fails, message=busy):
             super().__init__(answers)
-            self.fails = fails
+            self.fails, self.message = fails, message
 
         def run(self, host, argv, *, mutating, check=True, **kw):
             if mutating and self.fails:
                 self.fails -= 1
                 self.ran.append((host.name, tuple(argv), mutating))
-                raise RemoteCommandFailed(host, " ".join(map(str, argv)), 1, busy)
+                raise RemoteCommandFailed(host, " ".join(map(str, argv)), 1, self.message)
             return super().run(host, argv, mutating=mutating, check=check)
     inspect = tuple(commands.inspect_nodes())
     # busy twice, the role not changed in between: sent three times in all
@@ -230,6 +230,12 @@ def test_a_busy_raft_answer_is_retried_and_a_change_that_landed_is_not_sent_agai
     t = Busy({("portainer", inspect): [json.dumps(nodes(demoted))]}, fails=1)
     run_role_change(t, demote, demote.argv, [f.control], sleep=lambda s: None)
     assert [a for _, a, m in t.ran if m] == [demote.argv]
+    # an election under way (a leader was just demoted) is busy too
+    lost = ("Error response from daemon: rpc error: code = Unknown desc = raft: failed to process the request: "
+            "node lost leader status")
+    t = Busy({("portainer", inspect): [json.dumps(nodes())]}, fails=1, message=lost)
+    run_role_change(t, promote, promote.argv, [f.control], sleep=lambda s: None)
+    assert [a for _, a, m in t.ran if m] == [promote.argv] * 2
     # any other failure is final
     t = Busy({}, fails=0)
     t.run = lambda host, argv, **kw: (_ for _ in ()).throw(RemoteCommandFailed(host, "x", 1, "no such node"))
