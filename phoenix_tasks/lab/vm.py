@@ -114,6 +114,13 @@ def dockerd_pid(names: VMNames) -> int | None:
     return procs.lab_pid(names.dockerd_pidfile, str(names.dockerd_pidfile))
 
 
+def dockerd_died(names: VMNames) -> bool:
+    """dockerd wrote its whole pid file, and that process is gone.  A pid file being
+    written (empty for a moment, seen on a crowded machine) is not a death."""
+    pid = procs.read_pidfile(names.dockerd_pidfile)
+    return pid is not None and not procs.is_running(pid)
+
+
 def sshd_pid(names: VMNames) -> int | None:
     return procs.lab_pid(names.sshd_pidfile, str(names.sshd_config))
 
@@ -295,8 +302,9 @@ def wait_ready(names: VMNames, vm: VM, ssh_port: int, timeout_s: float = READY_T
                             and ssh_answers(vm.address, ssh_port, timeout=0.5))
         if engine_ok and ssh_ok:
             return
-        if not engine_ok and dockerd_pid(names) is None and names.dockerd_pidfile.exists():
-            break  # dockerd wrote its pid file and died
+        if not engine_ok and dockerd_died(names):
+            log = names.dockerd_log
+            raise VMNotReady(f"{vm}: dockerd exited while starting; see {log}: {system.last_line(log)}")
         time.sleep(0.1)
     down = [what for what, ok in (("dockerd", engine_ok), ("sshd", ssh_ok)) if not ok]
     log = names.dockerd_log if not engine_ok else names.sshd_log
