@@ -16,7 +16,6 @@ needs.  Printing is the caller's (`Reporter`).
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,10 +24,9 @@ from .errors import PhoenixError
 from .model import VM, Config
 from .plan import Outcome, Plan
 from .providers import VMProvider
-from .stack import digests
-from .stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy, read_stack
+from .stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy
 from .stack.facts import StackRead
-from .stack.guarded import Guard, Renderer, guarded_deploy
+from .stack.guarded import Guard, Renderer, guarded_deploy, read_and_resolve
 from .stack.render import Rendered
 from .swarm.apply import converge
 from .swarm import maintenance
@@ -144,12 +142,10 @@ def read_plan(config: Config, transport: Transport, provider: VMProvider, render
     if facts is None or facts.control is None:
         plan.notes["portainer"] = f"deploy {rendered.namespace} ({len(rendered.services)} services) once the swarm exists"
         return plan
-    # The images' digests and Portainer's services are read at once (two channels on the
-    # control manager): neither needs the other.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        stack = pool.submit(read_stack, transport, config, rendered.namespace, facts.control)
-        plan.rendered, warnings = digests.render_by_digest(transport, facts.control, renderer, rendered)
-        plan.portainer_read = stack.result()
+    # The images' digests and Portainer's services, read at once on the control manager.
+    manager, read, plan.rendered, warnings = read_and_resolve(transport, config, renderer, rendered, True,
+                                                              manager=facts.control)
+    plan.portainer_read = (manager, read)
     rendered = plan.rendered
     plan.warnings += warnings
     plan.portainer = deploy(transport, config, rendered, dry_run=True, first_read=plan.portainer_read)

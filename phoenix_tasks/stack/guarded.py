@@ -74,28 +74,29 @@ def referenced_objects(document: Mapping) -> tuple[str, ...]:
 
 
 def read_and_resolve(transport: Transport, config: Config, renderer: Renderer, first: Rendered,
-                     resolve: bool) -> tuple[VM, StackRead, Rendered, list[str]]:
+                     resolve: bool, manager: VM | None = None) -> tuple[VM, StackRead, Rendered, list[str]]:
     """(the manager, the namespace's services, the document by digest, warnings).  The
-    stack read and the digests' resolution run at once (two channels) on the first
-    configured manager; should another manager answer the read (the first one is down
-    or not a manager), the digests are resolved again there."""
-    if not resolve or not config.managers:
-        manager, read = read_stack(transport, config, first.namespace)
-        return manager, read, first, []
-    guess = config.managers[0]
+    stack read and the digests' resolution run at once (two channels) on `manager`, or,
+    when the caller knows none, on the first configured manager; should another manager
+    answer the read (the first one is down or not a manager), the digests are resolved
+    again there."""
+    if not resolve or (manager is None and not config.managers):
+        found, read = read_stack(transport, config, first.namespace, manager)
+        return found, read, first, []
+    guess = manager or config.managers[0]
     with ThreadPoolExecutor(max_workers=1) as pool:
         resolving = pool.submit(digests_mod.render_by_digest, transport, guess, renderer, first)
-        manager, read = read_stack(transport, config, first.namespace)
+        found, read = read_stack(transport, config, first.namespace, manager)
         try:
             resolved, error = resolving.result(), None
         except PhoenixError as exc:
             resolved, error = None, exc
-    if manager.vmid != guess.vmid:
-        resolved, error = digests_mod.render_by_digest(transport, manager, renderer, first), None
+    if found.vmid != guess.vmid:
+        resolved, error = digests_mod.render_by_digest(transport, found, renderer, first), None
     if error is not None:
         raise error
     rendered, warnings = resolved
-    return manager, read, rendered, list(warnings)
+    return found, read, rendered, list(warnings)
 
 
 def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, guard: Guard, dry_run: bool,
