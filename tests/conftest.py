@@ -84,6 +84,52 @@ def make_lab_config(out: Path, nodes: int, subnet: str, bridge: str, stacks_dir:
     return load_config(out / "etc", stacks_dir)
 
 
+def lab_with_password(out: Path, nodes: int, subnet: str, bridge: str, password: str,
+                      stacks_dir: Path | None = None):
+    """make_lab_config's lab (config in out/etc) and Portainer's admin password in
+    out/pw: (config, the password file)."""
+    config = make_lab_config(out, nodes, subnet, bridge, stacks_dir)
+    pw = out / "pw"
+    pw.write_text(password + "\n")
+    return config, pw
+
+
+def task_env(config_dir: Path, password: Path | None = None, *, stacks_dir: Path | None = None,
+             runtime_dir: Path | None = None) -> dict[str, str]:
+    """The environment of a task run as a user runs it, in a child process: the config
+    dir, Portainer's password file, the stacks dir, and XDG_RUNTIME_DIR/TMPDIR (another
+    control machine: a cluster lock file of its own).  Output unbuffered, so a test can
+    follow it while the task runs."""
+    env = {"PHOENIX_CONFIG_DIR": str(config_dir), "PYTHONUNBUFFERED": "1",
+           "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+    if password is not None:
+        env["PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE"] = str(password)
+    if stacks_dir is not None:
+        env["PHOENIX_STACKS_DIR"] = str(stacks_dir)
+    if runtime_dir is not None:
+        env["XDG_RUNTIME_DIR"] = env["TMPDIR"] = str(runtime_dir)
+    return env
+
+
+def task_argv(name: str, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "invoke", "--search-root", str(REPO), name, *flags]
+
+
+def run_task(env: dict[str, str], name: str, *flags: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(task_argv(name, *flags), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def start_task(env: dict[str, str], name: str, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen(task_argv(name, *flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def running_tasks(manager, service: str) -> list[dict]:
+    """A service's tasks that run now (docker SDK, on a manager's own socket)."""
+    return [t for t in manager.services.get(service).tasks(filters={"desired-state": "running"})
+            if t["Status"]["State"] == "running"]
+
+
 @contextlib.contextmanager
 def module_lab(out: Path, subnet: str, bridge: str, nodes: int = 3, stacks_dir: Path | None = None):
     """A lab of its own for one test module (its own subnet and bridge), held under the

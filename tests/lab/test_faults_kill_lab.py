@@ -20,13 +20,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import docker
 import pytest
 
-from conftest import REPO, bridge_lock, clear_stale_lab, lab_skip_reason
+from conftest import (REPO, bridge_lock, clear_stale_lab, lab_skip_reason, lab_with_password, run_task, start_task,
+                      task_env)
 
 pytestmark = pytest.mark.lab
 
@@ -39,25 +39,7 @@ COMMAND_TIMEOUT_S = 10  # the hung-engine scenario's command deadline (default 6
 
 
 def env_for(config_dir, password, stacks_dir=None, runtime_dir=None):
-    env = {"PHOENIX_CONFIG_DIR": str(config_dir), "PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE": str(password),
-           "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "PYTHONUNBUFFERED": "1"}
-    if stacks_dir is not None:
-        env["PHOENIX_STACKS_DIR"] = str(stacks_dir)
-    if runtime_dir is not None:  # another control machine: its own cluster lock file
-        env["XDG_RUNTIME_DIR"] = env["TMPDIR"] = str(runtime_dir)
-    return env
-
-
-def argv(name, *flags):
-    return [sys.executable, "-m", "invoke", "--search-root", str(REPO), name, *flags]
-
-
-def start(env, name, *flags):
-    return subprocess.Popen(argv(name, *flags), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def task(env, name, *flags, timeout=900):
-    return subprocess.run(argv(name, *flags), capture_output=True, text=True, timeout=timeout, env=env)
+    return task_env(config_dir, password, stacks_dir=stacks_dir, runtime_dir=runtime_dir)
 
 
 def flat(res):
@@ -161,14 +143,9 @@ def test_sync_all_killed_mid_join_then_a_hung_worker_engine(tmp_path):
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    from phoenix_tasks.config import load_config
     from phoenix_tasks.lab import control, vm as lab_vm
-    from phoenix_tasks.lab.configgen import write_lab_config
-    etc = tmp_path / "etc"
-    write_lab_config(etc, 3, subnet=SUBNET, bridge=BRIDGE, state_dir=str(tmp_path / "state"))
-    config = load_config(etc)
-    password = tmp_path / "pw"
-    password.write_text(PASSWORD + "\n")
+    config, password = lab_with_password(tmp_path, 3, SUBNET, BRIDGE, PASSWORD)
+    etc = config.config_dir
     env = env_for(etc, password)
     names = control.names_for(config)
     with bridge_lock(BRIDGE):
@@ -179,7 +156,7 @@ def test_sync_all_killed_mid_join_then_a_hung_worker_engine(tmp_path):
             assert {swarm_state(c) for c in clients.values()} == {"inactive"}
 
             # 1. sync-all killed (SIGKILL, by its pid) as soon as a worker's engine is joining.
-            victim = start(env, "sync-all")
+            victim = start_task(env, "sync-all")
             try:
                 wait_for("a worker's engine joining", lambda: victim.poll() is not None or any(
                     swarm_state(clients[n]) in ("pending", "active") for n in ("drphoenix", "cpuworker")),
@@ -196,7 +173,7 @@ def test_sync_all_killed_mid_join_then_a_hung_worker_engine(tmp_path):
             assert info["LocalNodeState"] == "active" and info["ControlAvailable"], info
             cluster = info["Cluster"]["ID"]
 
-            again = task(env, "sync-all")
+            again = run_task(env, "sync-all")
             assert again.returncode == 0, again.stdout + again.stderr
             assert "sync-all: converged" in again.stdout
             text = flat(again)
@@ -212,7 +189,7 @@ def test_sync_all_killed_mid_join_then_a_hung_worker_engine(tmp_path):
             assert pid
             os.kill(pid, signal.SIGSTOP)
             try:
-                status = task(env, "swarm.status", timeout=300)
+                status = run_task(env, "swarm.status", timeout=300)
                 assert status.returncode == 1, status.stdout + status.stderr
                 text = flat(status)
                 assert "cpuworker (vmid 1003): unreachable:" in text, text
@@ -226,7 +203,7 @@ def test_sync_all_killed_mid_join_then_a_hung_worker_engine(tmp_path):
                 spec = dict(worker.attrs["Spec"])
                 spec["Labels"] = {k: v for k, v in spec["Labels"].items() if k != "zone"}
                 worker.update(spec)  # drift on a healthy worker: swarm.label must put it back
-                label = task(env, "swarm.label", timeout=300)
+                label = run_task(env, "swarm.label", timeout=300)
                 assert label.returncode == 1, label.stdout + label.stderr
                 text = flat(label)
                 assert "cpuworker (vmid 1003): unreachable:" in text, text
@@ -243,7 +220,7 @@ def test_sync_all_killed_mid_join_then_a_hung_worker_engine(tmp_path):
             assert {n.id: dict(n.attrs["Spec"].get("Labels") or {}) for n in manager.nodes.list()} == labels
             wait_for("cpuworker's engine answers again", lambda: swarm_state(clients["cpuworker"]) == "active",
                      deadline_s=120, every=0.5)
-            back = task(env, "sync-all")
+            back = run_task(env, "sync-all")
             assert back.returncode == 0, back.stdout + back.stderr
             assert "sync-all: converged" in back.stdout
             assert assert_one_cluster_every_node_labelled(config, clients)[0] == cluster
@@ -262,16 +239,13 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
         pytest.skip(reason)
     from phoenix_tasks.config import load_config
     from phoenix_tasks.lab import control, vm as lab_vm
-    from phoenix_tasks.lab.configgen import write_lab_config
     from phoenix_tasks.stack import ledger
-    etc = tmp_path / "etc"
-    write_lab_config(etc, 3, subnet=SUBNET, bridge=BRIDGE, state_dir=str(tmp_path / "state"))
-    set_hypervisor(etc, "swarm", lock_ttl_s=LOCK_TTL_S)
     stacks = tmp_path / "stacks"
     shutil.copytree(REPO / "stacks", stacks)
-    config = load_config(etc, stacks)
-    password = tmp_path / "pw"
-    password.write_text(PASSWORD + "\n")
+    _, password = lab_with_password(tmp_path, 3, SUBNET, BRIDGE, PASSWORD, stacks)
+    etc = tmp_path / "etc"
+    set_hypervisor(etc, "swarm", lock_ttl_s=LOCK_TTL_S)
+    config = load_config(etc, stacks)  # as edited
     names = control.names_for(config)
     # drphoenix (gpu=true: the inference service runs there) gets a small data root.
     full_root = names.vm(1002).data_root
@@ -292,7 +266,7 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
             machines = [tmp_path / "machine-a", tmp_path / "machine-b"]
             for m in machines:
                 m.mkdir()
-            runs = [start(env_for(etc, password, stacks, m), "sync-all") for m in machines]
+            runs = [start_task(env_for(etc, password, stacks, m), "sync-all") for m in machines]
             done = [(p, *p.communicate(timeout=900)) for p in runs]
             for p, out, err in done:
                 text = " ".join((out + err).split())
@@ -307,12 +281,12 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
             manager = clients["portainer"]
             cluster, labels = assert_one_cluster_every_node_labelled(config, clients)
             env = env_for(etc, password, stacks)
-            third = task(env, "sync-all")
+            third = run_task(env, "sync-all")
             assert third.returncode == 0, third.stdout + third.stderr
             assert "sync-all: converged (no changes)" in third.stdout
 
             # A running app stack beside Portainer.
-            first = task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--timeout", "120")
+            first = run_task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--timeout", "120")
             assert first.returncode == 0, first.stdout + first.stderr
             portainer_before = services_snapshot(manager, "prod_")
             portainer_ledger = ledger_of(manager, "prod_portainer_service")
@@ -320,7 +294,7 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
 
             # 2. swarm.deploy killed with SIGKILL once its ledger entry exists (lock taken).
             (stacks / APP / "config" / "api_settings.yaml").write_text("# changed\nrequest_timeout_s: 70\n")
-            victim = start(env, "swarm.deploy", "--stack", APP, "--env", "dev1")
+            victim = start_task(env, "swarm.deploy", "--stack", APP, "--env", "dev1")
             try:
                 wait_for("the killed deploy's ledger entry", lambda: victim.poll() is not None or any(
                     c.name == ledger.entry_name(NS, 2) for c in manager.configs.list()), deadline_s=300, every=0.05)
@@ -331,14 +305,14 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
             assert victim.returncode == -signal.SIGKILL
             assert ledger_of(manager, NS) == [(1, "converged"), (2, "incomplete")]
             # The lock it held blocks the next deploy, clearly, and names the killed run.
-            blocked = task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--lock-wait", "0")
+            blocked = run_task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--lock-wait", "0")
             assert blocked.returncode == 1, blocked.stdout + blocked.stderr
             text = flat(blocked)
             assert f"{NS} is locked by" in text and f"(swarm.deploy --stack {APP} --env dev1" in text, text
             assert "--force-unlock" in text and "Traceback" not in text
             assert ledger_of(manager, NS) == [(1, "converged"), (2, "incomplete")]
             # Waiting longer than the TTL: the lock is taken over and the deploy converges.
-            later = task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--lock-wait", str(LOCK_TTL_S * 4),
+            later = run_task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--lock-wait", str(LOCK_TTL_S * 4),
                          "--timeout", "120")
             assert later.returncode == 0, later.stdout + later.stderr
             text = flat(later)
@@ -358,7 +332,7 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
             doc["environments"]["dev1"] = {"variables": {"MODEL_NAME": "phi-3-medium"}}
             manifest.write_text(json.dumps(doc))
             try:
-                full = task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--timeout", "90")
+                full = run_task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--timeout", "90")
             finally:
                 filler.unlink()
             full_text = flat(full)
@@ -376,7 +350,7 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
             # Space freed.  Swarm paused the update (failure_action pause) and starts no task
             # for it by itself: the next deploy of the same stack resumes it (one forced
             # rollout of the same spec, under the lock, with a ledger record) and converges.
-            same = task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--timeout", "180")
+            same = run_task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--timeout", "180")
             assert same.returncode == 0, same.stdout + same.stderr
             text = flat(same)
             assert f"{NS}: no changes" in text and "not every service runs its desired replicas" in text, text

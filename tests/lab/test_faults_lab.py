@@ -9,14 +9,12 @@ own socket:
   node ready per the manager), not among the "other nodes"."""
 
 import json
-import os
-import subprocess
-import sys
 
 import docker
 import pytest
 
-from conftest import REPO, bridge_lock, clear_stale_lab, lab_skip_reason
+from conftest import (bridge_lock, clear_stale_lab, lab_skip_reason, lab_with_password, run_task, running_tasks,
+                      start_task, task_env)
 
 pytestmark = pytest.mark.lab
 
@@ -24,43 +22,22 @@ BRIDGE, SUBNET = "phxtest18", "198.18.73.0/24"
 PASSWORD = "faults-lab-password-7d21"
 
 
-def env_for(config_dir, password):
-    return {"PHOENIX_CONFIG_DIR": str(config_dir), "PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE": str(password),
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-
-
-def argv(name, *flags):
-    return [sys.executable, "-m", "invoke", "--search-root", str(REPO), name, *flags]
-
-
 def task(config_dir, password, name, *flags):
-    return subprocess.run(argv(name, *flags), capture_output=True, text=True, timeout=900,
-                          env=env_for(config_dir, password))
-
-
-def running_tasks(manager, service):
-    return [t for t in manager.services.get(service).tasks(filters={"desired-state": "running"})
-            if t["Status"]["State"] == "running"]
+    return run_task(task_env(config_dir, password), name, *flags)
 
 
 def test_two_sync_all_at_once_then_the_manager_unreachable(tmp_path):
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    from phoenix_tasks.config import load_config
     from phoenix_tasks.lab import control, vm as lab_vm
-    from phoenix_tasks.lab.configgen import write_lab_config
-    etc = tmp_path / "etc"
-    write_lab_config(etc, 3, subnet=SUBNET, bridge=BRIDGE, state_dir=str(tmp_path / "state"))
-    config = load_config(etc)
-    password = tmp_path / "pw"
-    password.write_text(PASSWORD + "\n")
+    config, password = lab_with_password(tmp_path, 3, SUBNET, BRIDGE, PASSWORD)
+    etc = config.config_dir
     with bridge_lock(BRIDGE):
         clear_stale_lab(BRIDGE)
         try:
             # Two sync-all at once, on a lab that does not exist yet.
-            runs = [subprocess.Popen(argv("sync-all"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=env_for(etc, password)) for _ in range(2)]
+            runs = [start_task(task_env(etc, password), "sync-all") for _ in range(2)]
             done = [(p.returncode, *p.communicate(timeout=900)) for p in runs]
             done = [(p.returncode, out, err) for p, (_, out, err) in zip(runs, done)]
             for code, out, err in done:

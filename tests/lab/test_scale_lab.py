@@ -4,15 +4,12 @@ than OpenSSH's MaxSessions (10) allows at once; the transport bounds them per ho
 Verified through the docker SDK on every VM's own socket (20 nodes, their roles and
 labels); a second run says "no changes" and runs no mutating command."""
 
-import os
-import subprocess
-import sys
 import time
 
 import docker
 import pytest
 
-from conftest import REPO, bridge_lock, clear_stale_lab, lab_skip_reason, make_lab_config
+from conftest import bridge_lock, clear_stale_lab, lab_skip_reason, lab_with_password, run_task, task_env
 
 pytestmark = pytest.mark.lab
 
@@ -25,11 +22,8 @@ CHANNEL_REFUSED = ("Secsh channel open FAILED", "ChannelException", "Connect fai
 
 
 def sync_all(config_dir, password, *flags):
-    env = {"PHOENIX_CONFIG_DIR": str(config_dir), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-           "PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE": str(password)}
     started = time.monotonic()
-    res = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "sync-all", *flags],
-                         capture_output=True, text=True, timeout=1500, env=env)
+    res = run_task(task_env(config_dir, password), "sync-all", *flags, timeout=1500)
     print(f"sync-all {' '.join(flags)}: exit {res.returncode} in {time.monotonic() - started:.1f} s")
     return res
 
@@ -39,10 +33,8 @@ def test_a_cold_sync_all_of_20_vms_converges_in_one_run(tmp_path):
     if reason:
         pytest.skip(reason)
     from phoenix_tasks.lab import control
-    config = make_lab_config(tmp_path, NODES, SUBNET, BRIDGE)
-    etc = tmp_path / "etc"
-    password = tmp_path / "pw"
-    password.write_text(PASSWORD + "\n")
+    config, password = lab_with_password(tmp_path, NODES, SUBNET, BRIDGE, PASSWORD)
+    etc = config.config_dir
     with bridge_lock(BRIDGE):
         clear_stale_lab(BRIDGE)
         try:

@@ -13,13 +13,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import docker
 import pytest
 
-from conftest import REPO, bridge_lock, clear_stale_lab, lab_skip_reason
+from conftest import bridge_lock, clear_stale_lab, lab_skip_reason, lab_with_password, run_task, running_tasks, task_env
 
 pytestmark = pytest.mark.lab
 
@@ -31,11 +30,7 @@ MUTATING = ("docker swarm init", "docker swarm join", "docker node update", "doc
 
 
 def task(config_dir, name, *flags, password=None):
-    env = {"PHOENIX_CONFIG_DIR": str(config_dir), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-    if password:
-        env["PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE"] = str(password)
-    return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), name, *flags],
-                          capture_output=True, text=True, timeout=900, env=env)
+    return run_task(task_env(config_dir, password), name, *flags)
 
 
 def sync_all(config_dir, *flags, password=None):
@@ -46,23 +41,13 @@ def node_of(client):
     return client.info()["Swarm"]["NodeID"]
 
 
-def running_tasks(manager, service):
-    return [t for t in manager.services.get(service).tasks(filters={"desired-state": "running"})
-            if t["Status"]["State"] == "running"]
-
-
 def test_sync_all_from_nothing_to_a_dashboard(tmp_path):
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    from phoenix_tasks.config import load_config
     from phoenix_tasks.lab import control
-    from phoenix_tasks.lab.configgen import write_lab_config
-    etc = tmp_path / "etc"
-    write_lab_config(etc, 3, subnet=SUBNET, bridge=BRIDGE, state_dir=str(tmp_path / "state"))
-    config = load_config(etc)
-    password = tmp_path / "pw"
-    password.write_text(PASSWORD + "\n")
+    config, password = lab_with_password(tmp_path, 3, SUBNET, BRIDGE, PASSWORD)
+    etc = config.config_dir
     with bridge_lock(BRIDGE):
         clear_stale_lab(BRIDGE)
         netns_before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

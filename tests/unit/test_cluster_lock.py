@@ -2,7 +2,6 @@
 `swarm init`: two runs at once never init twice, never advise a leave."""
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from phoenix_tasks.swarm.apply import _run_phase
 from phoenix_tasks.swarm.plan import Options, plan_phases
 from phoenix_tasks.transport import Transport, shell_command
 
-from swarm_recorded import CONVERGED, FRESH, facts, infos, lab_config, recorded
+from swarm_recorded import CONVERGED, FRESH, facts, infos, lab_config
 
 
 def test_lock_path_is_per_config_dir_under_the_runtime_dir(tmp_path):
