@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -76,6 +77,48 @@ def deploy(config, env: str = "dev1"):
     return time.perf_counter() - t0, result.outcome, t
 
 
+def measure(config_dir: Path, stacks: Path, rounds: int, changed: int,
+            each_round: Callable[[object], None] = lambda config: None) -> dict:
+    """On a converged lab: a first deploy, then `rounds` of (floor, unchanged deploy,
+    `each_round`) interleaved, then `changed` deploys with LOG_LEVEL toggled, Phoenix's
+    wait timed inside them.  Seconds, every round; the unchanged deploy's command count."""
+    config = load_config(config_dir, stacks)
+    _, first, _ = deploy(config)
+    assert first.ok, first.failed
+    floor, unchanged, commands = [], [], 0
+    for _ in range(rounds):
+        floor.append(floor_fabric(config))
+        elapsed, outcome, t = deploy(config)
+        assert outcome.ok and not outcome.changes and len(t.log) == 2 and not t.mutating_commands, outcome
+        unchanged.append(elapsed)
+        commands = len(t.log)
+        each_round(config)
+    waited: list[float] = []
+    real_wait = deploy_module.wait
+
+    def timed_wait(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return real_wait(*a, **kw)
+        finally:
+            waited.append(time.perf_counter() - t0)
+
+    deploy_module.wait = timed_wait
+    totals = []
+    manifest = stacks / APP / "phoenix.json"
+    try:
+        for i in range(changed):
+            doc = json.loads(manifest.read_text())
+            doc["environments"]["dev1"] = {"variables": {"LOG_LEVEL": ("info", "warning")[i % 2]}}
+            manifest.write_text(json.dumps(doc))
+            elapsed, outcome, _ = deploy(load_config(config_dir, stacks))
+            assert outcome.ok and outcome.changes, outcome.failed
+            totals.append(elapsed)
+    finally:
+        deploy_module.wait = real_wait
+    return {"floor": floor, "unchanged": unchanged, "commands": commands, "changed": totals, "waited": waited}
+
+
 def bench(rounds: int, changed: int, subnet: str, bridge: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="phx-bench-") as tmp:
         stacks = Path(tmp) / "stacks"
@@ -86,39 +129,11 @@ def bench(rounds: int, changed: int, subnet: str, bridge: str) -> dict:
             control.up(config)
             with Transport(config.hypervisor.vm_access) as t:
                 assert converge(t, config, Options()).ok
-            _, first, _ = deploy(config)
-            assert first.ok, first.failed
-            fl, ss, un = [], [], []
-            for _ in range(rounds):
-                fl.append(floor_fabric(config))
-                elapsed, outcome, t = deploy(config)
-                assert outcome.ok and not outcome.changes and len(t.log) == 2 and not t.mutating_commands
-                un.append(elapsed)
-                ss.append(floor_ssh(config))
-            waited: list[float] = []
-            real_wait = deploy_module.wait
-
-            def timed_wait(*a, **kw):
-                t0 = time.perf_counter()
-                try:
-                    return real_wait(*a, **kw)
-                finally:
-                    waited.append(time.perf_counter() - t0)
-
-            deploy_module.wait = timed_wait
-            totals = []
-            manifest = stacks / APP / "phoenix.json"
-            for i in range(changed):
-                doc = json.loads(manifest.read_text())
-                doc["environments"]["dev1"] = {"variables": {"LOG_LEVEL": ("info", "warning")[i % 2]}}
-                manifest.write_text(json.dumps(doc))
-                config = load_config(Path(tmp) / "etc", stacks)
-                elapsed, outcome, _ = deploy(config)
-                assert outcome.ok and outcome.changes, outcome.failed
-                totals.append(elapsed)
-            deploy_module.wait = real_wait
-            return {"floor": statistics.median(fl), "ssh": statistics.median(ss), "unchanged": statistics.median(un),
-                    "changed": statistics.median(totals), "waited": statistics.median(waited)}
+            ssh: list[float] = []
+            r = measure(Path(tmp) / "etc", stacks, rounds, changed, each_round=lambda c: ssh.append(floor_ssh(c)))
+            return {"floor": statistics.median(r["floor"]), "ssh": statistics.median(ssh),
+                    "unchanged": statistics.median(r["unchanged"]), "changed": statistics.median(r["changed"]),
+                    "waited": statistics.median(r["waited"])}
         finally:
             control.down(config.hypervisor.lab.state_dir, config.hypervisor.lab.bridge)
 

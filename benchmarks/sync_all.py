@@ -82,20 +82,6 @@ assert all(not isinstance(r, Exception) for r in results.values()), results
 """
 
 
-# --- the transport's own records (tolerates `log`/`records`, property or method) ---
-
-def records(t: Transport) -> list:
-    found = getattr(t, "records", None)
-    if found is None:
-        found = t.log
-    return list(found() if callable(found) else found)
-
-
-def mutating(t: Transport) -> list:
-    found = t.mutating_commands
-    return list(found() if callable(found) else found)
-
-
 # --- measurements ---
 
 def floor(config) -> float:
@@ -114,12 +100,8 @@ def floor_proc(etc: Path) -> float:
 
 
 def swarm_converged(config) -> tuple[float, Counter, int]:
-    t0 = time.perf_counter()
-    with Transport(config.hypervisor.vm_access) as t:
-        outcome = converge(t, config, Options(label_policy=config.hypervisor.swarm.label_policy))
-    elapsed = time.perf_counter() - t0
-    assert outcome.ok and outcome.plan.empty, "the lab's swarm is not converged"
-    return elapsed, Counter(r.vm for r in records(t)), len(mutating(t))
+    import swarm_converged as converged_bench  # benchmarks/swarm_converged.py: the same run, not a copy
+    return converged_bench.phoenix_converged(config)
 
 
 def cold_swarm_phoenix(config) -> tuple[float, Counter]:
@@ -130,7 +112,7 @@ def cold_swarm_phoenix(config) -> tuple[float, Counter]:
         outcome = converge(t, config, Options(label_policy=config.hypervisor.swarm.label_policy))
     elapsed = time.perf_counter() - t0
     assert outcome.ok and not outcome.pending and outcome.applied, (outcome.failed, outcome.pending)
-    return elapsed, Counter(r.vm for r in records(t))
+    return elapsed, Counter(r.vm for r in t.log)
 
 
 JOIN_THEN_ID = 'docker swarm join --token "$1" --advertise-addr "$2" -- "$3" >/dev/null && docker info --format "{{.Swarm.NodeID}}"'
@@ -249,46 +231,14 @@ def echoed_commands(stderr: str) -> tuple[Counter, int, dict]:
 
 
 def deploy_bench(config_dir: Path, stacks: Path, rounds: int, changed: int) -> dict:
-    import stack_deploy  # benchmarks/stack_deploy.py: its floor and deploy, not copies
-    from phoenix_tasks.stack import deploy as deploy_module
+    import stack_deploy  # benchmarks/stack_deploy.py: the same measurement, not a copy
 
-    config = load_config(config_dir, stacks)
-    _, first, _ = stack_deploy.deploy(config)
-    assert first.ok, first.failed
-    fl, un = [], []
-    for _ in range(rounds):
-        fl.append(stack_deploy.floor_fabric(config))
-        elapsed, outcome, t = stack_deploy.deploy(config)
-        assert outcome.ok and not outcome.changes and not mutating(t), outcome
-        un.append(elapsed)
-        un_cmds = len(records(t))
-    waited: list[float] = []
-    real_wait = deploy_module.wait
-
-    def timed_wait(*a, **kw):
-        t0 = time.perf_counter()
-        try:
-            return real_wait(*a, **kw)
-        finally:
-            waited.append(time.perf_counter() - t0)
-
-    deploy_module.wait = timed_wait
-    totals = []
-    manifest = stacks / stack_deploy.APP / "phoenix.json"
-    try:
-        for i in range(changed):
-            doc = json.loads(manifest.read_text())
-            doc["environments"]["dev1"] = {"variables": {"LOG_LEVEL": ("info", "warning")[i % 2]}}
-            manifest.write_text(json.dumps(doc))
-            elapsed, outcome, _ = stack_deploy.deploy(load_config(config_dir, stacks))
-            assert outcome.ok and outcome.changes, outcome.failed
-            totals.append(elapsed)
-    finally:
-        deploy_module.wait = real_wait
-    return {"floor_manager_ms": ms(statistics.median(fl)), "unchanged_ms": ms(statistics.median(un)),
-            "unchanged_ratio": statistics.median(un) / statistics.median(fl), "unchanged_commands": un_cmds,
-            "changed_ms": ms(statistics.median(totals)) if totals else None,
-            "changed_waiting_ms": ms(statistics.median(waited)) if waited else None,
+    r = stack_deploy.measure(config_dir, stacks, rounds, changed)
+    floor, unchanged = statistics.median(r["floor"]), statistics.median(r["unchanged"])
+    return {"floor_manager_ms": ms(floor), "unchanged_ms": ms(unchanged), "unchanged_ratio": unchanged / floor,
+            "unchanged_commands": r["commands"],
+            "changed_ms": ms(statistics.median(r["changed"])) if r["changed"] else None,
+            "changed_waiting_ms": ms(statistics.median(r["waited"])) if r["waited"] else None,
             "rounds": rounds, "changed_rounds": changed}
 
 
