@@ -226,12 +226,16 @@ def converge(
     outcome = Outcome(plan, dry_run=dry_run, blocked=list(plan.blocked), facts=facts)
     if dry_run or plan.empty:
         return outcome
-    stale: list[VM] | None = None  # VMs changed since `facts` was read (None: nothing)
+    # VMs changed since `facts` was read (None: nothing).  Only those and the control
+    # manager (its node list) are read again; the other engines' facts stand (a manager
+    # joining changes a worker's RemoteManagers, which the plan reads only when no node
+    # list is).
+    stale: list[VM] | None = None
     for phase in PHASES:
         if phase not in phases:
             continue
         if stale is not None:
-            facts = _read_again(transport, config, facts, stale)
+            facts = read_facts(transport, config, previous=facts, reread=stale)
             stale = None
         step = plan_phases(config, facts, opts, [phase])
         failed = {vm.vmid for vm, _ in outcome.failed}
@@ -242,7 +246,7 @@ def converge(
             if len(outcome.applied) > before or replan or len(outcome.failed) > failed_before:
                 stale = _changed(outcome, before, todo, replan)
     # Nothing ran (every action unresolved or skipped): the facts the plan came from stand.
-    final = _read_again(transport, config, facts, stale) if stale is not None else facts
+    final = read_facts(transport, config, previous=facts, reread=stale) if stale is not None else facts
     outcome.facts = final
     after = plan_phases(config, final, opts, phases)
     failed = {vm.vmid for vm, _ in outcome.failed}
@@ -250,9 +254,3 @@ def converge(
     outcome.blocked = [b for b in after.blocked if b.subject.vmid not in failed]
     return outcome
 
-
-def _read_again(transport: Transport, config: Config, facts: ClusterFacts, changed: Sequence[VM]) -> ClusterFacts:
-    """Read the changed VMs and the control manager (its node list) again; the other
-    engines' facts stand (nothing this run did changed them; a manager joining changes
-    a worker's RemoteManagers, which the plan reads only when no node list is)."""
-    return read_facts(transport, config, previous=facts, reread=changed)
