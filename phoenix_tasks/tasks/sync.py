@@ -17,7 +17,7 @@ from . import common
 from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
 from .converge import options
 from .stacks import seconds_or_exit
-from .vm import APPLY_DRIFT_HELP
+from .vm import APPLY_DRIFT_HELP, SSH_TIMEOUT_HELP, ssh_timeout_or_exit
 
 
 @task(auto_shortflags=False, help={
@@ -26,14 +26,16 @@ from .vm import APPLY_DRIFT_HELP
     "apply_drift": APPLY_DRIFT_HELP,
     "prune": "also drain, demote (quorum checked) and remove swarm nodes no configured VM claims "
              "(without it they are only named)",
+    "ssh_timeout": SSH_TIMEOUT_HELP,
     "lock_wait": "seconds to wait for the cluster lock while another sync-all/swarm.init/swarm.join of this "
                  "config runs on this machine (default 300)"})
 def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, apply_drift=False, prune=False,
-             lock_wait=None):
+             lock_wait=None, ssh_timeout=None):
     """Create the VMs, initialise the swarm, join and label the nodes, deploy Portainer, check it answers."""
     started = time.monotonic()
     config = load_config_or_exit()
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
+    ssh_timeout_s = ssh_timeout_or_exit(ssh_timeout)
     opts = dataclasses.replace(options(config, None, force_rejoin), prune=prune)
     with user_errors():  # everything that can be refused is refused before any connection
         password = portainer.read_password(config, os.environ)
@@ -55,7 +57,7 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, 
             out.print("dry run: nothing was changed")
             return
         result = sync.apply(config, transport, provider, renderer, port, opts, plan, reporter,
-                            deploy_timeout_s=timeout_s)
+                            deploy_timeout_s=timeout_s, ssh_timeout_s=ssh_timeout_s)
     result.elapsed_s = time.monotonic() - started
     show_sync_summary(out, config, result, password)
     if not result.ok:

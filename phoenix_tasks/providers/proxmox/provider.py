@@ -154,9 +154,16 @@ class ProxmoxProvider(VMProvider):
                                                                vmids=frozenset(vm.vmid for vm in wanted)))
             outcome.pending = list(again.actions)
             outcome.still_down = [vm for vm in wanted if not self._running(vm)]
+            classes = classify(self.config, self.facts, self.key)
+            for vm in outcome.still_down:
+                c = classes[vm.vmid]
+                outcome.why_down[vm.vmid] = c.detail or (
+                    "does not exist when read again" if c.kind == MISSING else
+                    f"its live status (GET .../{vm.vmid}/status/current) says {c.guest.status}")
         return outcome
 
     def _running(self, vm: VM) -> bool:
+        """Read live (status/current and the config), never from /cluster/resources."""
         g = self.facts.guest(vm.vmid) if self.facts else None
         return g is not None and g.running and g.name == vm.name
 
