@@ -318,6 +318,7 @@ class ProxmoxApiSimulator:
         self._tasks: dict[str, SimTask] = {}
         self._flock: dict[int, str] = {}  # vmid -> UPID of the running task holding its config lock
         self._fail_next: dict[str, list[str]] = {}
+        self._broken: list[tuple[str, re.Pattern, int, str]] = []
         self._delays: dict[str, int] = {}
         self._pids = itertools.count(0x000A1B2C)
         self.sent: list[Sent] = []
@@ -404,6 +405,12 @@ class ProxmoxApiSimulator:
             t = self._new_task(g.node, kind, vmid, vmid=vmid, user=user, tokenid=None, external=True,
                                polls=polls, apply=clear, undo=clear)
             return t.upid
+
+    def break_endpoint(self, method: str, path: str, status: int = 500, reason: str = "internal error") -> None:
+        """From now on, `method` on a path that fully matches the regex `path` answers
+        HTTP `status` with `reason` (e.g. a node whose task list cannot be read)."""
+        with self._lock:
+            self._broken.append((method, re.compile(path), status, reason))
 
     def refresh_resources(self) -> None:
         """pvestatd's next report now: /cluster/resources catches up with every guest."""
@@ -895,6 +902,9 @@ class ProxmoxApiSimulator:
                 raise SimError(401, "No ticket")
             if authorization != f"PVEAPIToken={self._token}":
                 raise SimError(401, "authentication failure")
+            for b_method, b_path, b_status, b_reason in self._broken:
+                if b_method == method and b_path.fullmatch(path):
+                    raise SimError(b_status, b_reason)
             for route_method, pattern, name in self.ROUTES:
                 m = pattern.fullmatch(path)
                 if m and route_method == method:
