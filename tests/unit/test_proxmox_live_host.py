@@ -83,6 +83,35 @@ def starts(sim) -> list[str]:
     return [c.path for c in sim.mutating_calls() if c.path.endswith("/status/start")]
 
 
+# -- the simulator's model -------------------------------------------------------------------
+
+def test_the_cluster_view_is_a_snapshot_refreshed_every_n_seconds_the_rest_is_live(cert, key):
+    now = [100.0]
+    with ProxmoxApiSimulator(cert=cert, resources_lag_s=10, clock=lambda: now[0]) as sim:
+        _, provider = provider_for(sim, key)
+        get = provider.request
+        clone = get(api.clone("phoenix", 9000, 1002, "drphoenix"))
+        while get(api.task_status("phoenix", clone))["status"] == "running":
+            pass
+        assert view(provider)[1002] == {"id": "qemu/1002", "type": "qemu", "vmid": 1002, "node": "phoenix",
+                                        "status": "unknown"}
+        live = get(api.vm_status("phoenix", 1002))
+        assert (live["status"], live["name"], live["qmpstatus"]) == ("stopped", "drphoenix", "stopped")
+        assert [(v["vmid"], v["name"]) for v in get(api.ApiCall("GET", "/nodes/phoenix/qemu"))] == [
+            (1002, "drphoenix"), (9000, "ubuntu-2404-cloud-template")]
+        now[0] += 9.9
+        assert view(provider)[1002]["status"] == "unknown"  # not yet
+        now[0] += 0.1
+        assert (view(provider)[1002]["status"], view(provider)[1002]["name"]) == ("stopped", "drphoenix")
+        start = get(api.start("phoenix", 1002))
+        while get(api.task_status("phoenix", start))["status"] == "running":
+            pass
+        assert get(api.vm_status("phoenix", 1002))["status"] == "running"
+        assert view(provider)[1002]["status"] == "stopped"  # the view lags
+        sim.refresh_resources()
+        assert view(provider)[1002]["status"] == "running"
+
+
 # -- create, confirm, rerun inside the lag ------------------------------------------------
 
 def test_create_then_confirm_from_live_reads_and_a_rerun_inside_the_lag_sends_nothing(cert, key):
@@ -224,6 +253,19 @@ def test_a_task_list_error_while_applying_names_the_vm_and_the_step(cert, key):
             "wait for its lock (backup): listing the active tasks (GET /nodes/phoenix/tasks vmid=1002 "
             "source=active): HTTP 500: unable to read the task index")
         assert not starts(sim)
+
+
+def test_a_task_status_error_names_the_vm_the_step_and_the_task(cert, key):
+    with lagging(cert, guests=[SimGuest.recorded("qemu_config_1001_portainer.json", 1001)]) as sim:
+        config, provider = provider_for(sim, key)
+        plan = provider.plan([v for v in config.vms if v.vmid == 1001])
+        assert [a.kind for a in plan.actions] == ["start"]
+        sim.break_endpoint("GET", r"/nodes/phoenix/tasks/[^/]+/status", 596, "Connection timed out")
+        outcome = provider.apply(plan, report=lambda line: None)
+        [(vm, message)] = outcome.failed
+        assert vm.vmid == 1001 and message == (
+            "start: reading the status of its task qmstart 1001 (GET /nodes/phoenix/tasks/UPID/status): "
+            "HTTP 596: Connection timed out")
 
 
 # -- pending changes, apart from drift -------------------------------------------------------

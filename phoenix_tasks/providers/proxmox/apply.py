@@ -104,8 +104,8 @@ class Applier:
             try:
                 return self.request(call)
             except PhoenixError as exc:  # not the call's refusal: reading its task failed
-                raise TaskReadFailed(f"reading its task's status ({call.method} /nodes/{node}/tasks/"
-                                     f"{task_label(upid)}/status): {exc}") from None
+                raise TaskReadFailed(f"reading the status of its task {task_label(upid)} "
+                                     f"(GET /nodes/{node}/tasks/UPID/status): {exc}") from None
         return wait_task(read, timeout_s=timeout_s, interval_s=self.timing.poll_interval_s,
                          clock=self.clock, sleep=self.sleep)
 
