@@ -1,6 +1,9 @@
 """Recorded Proxmox API answers (tests/data/proxmox) served by path, for the pure
 provider tests: a fake `request` that knows only the recorded paths (an unrecorded
-read is an error) and refuses anything but GET."""
+read is an error) and refuses anything but GET.  The live reads of a configured VM
+(`status/current`, `pending`) a test does not record are those of a settled host,
+made from the recorded config and cluster view (`settled`); the lagging host's are
+recorded files (test_proxmox_live_host.py)."""
 
 from __future__ import annotations
 
