@@ -39,9 +39,9 @@ def wait_for_ssh(transport: Transport, vms: list[VM], timeout_s: float = SSH_WAI
     sshd comes up late; an address that answers as another host is not this VM).
     Says every 30 s who is still awaited.  Returns the VMs that never answered as
     themselves, with their last error.  Bounded: no attempt's command outlives the
-    wait (each SSH connect is bounded by vm_access.connect_timeout_s; `vm create`
-    lowers that to the wait, see tasks/vm.py), so the wait ends about `timeout_s`
-    after it began."""
+    wait (each SSH connect is bounded by vm_access.connect_timeout_s, which `vm
+    create` and `sync-all` lower to `--ssh-timeout` when it is longer: tasks/vm.py),
+    so the wait ends about `timeout_s` after it began."""
     start = clock()
     end = start + timeout_s
     waiting = {vm.name: vm for vm in vms}

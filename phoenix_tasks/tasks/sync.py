@@ -17,7 +17,7 @@ from . import common
 from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
 from .converge import options
 from .stacks import seconds_or_exit
-from .vm import APPLY_DRIFT_HELP, SSH_TIMEOUT_HELP, ssh_timeout_or_exit
+from .vm import APPLY_DRIFT_HELP, SSH_TIMEOUT_HELP, ssh_timeout_or_exit, ssh_wait_access
 
 
 @task(auto_shortflags=False, help={
@@ -50,7 +50,7 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, 
     # One converging run per cluster from this machine, held from the first read to the end.
     with user_errors(), unless_dry_run(dry_run, config.config_dir, "sync-all", wait_s=lock_wait_s,
                                        note=lambda line: err.print(line, markup=False, highlight=False)), \
-            provider, common.transport_for(config, verbose) as transport:
+            provider, common.transport_for(ssh_wait_access(config, ssh_timeout_s), verbose) as transport:
         plan = sync.read_plan(config, transport, provider, renderer, opts, apply_drift=apply_drift)
         show_sync_plan(out, plan, verbose=verbose)
         if dry_run:

@@ -33,7 +33,7 @@ def vm_or_exit(config: Config, vmid, *, flag: str = "--vmid") -> VM:
 
 
 SSH_TIMEOUT_HELP = (f"seconds to wait for a started VM to answer over SSH as itself (default {SSH_WAIT_S:.0f}); "
-                    "progress every 30 s")
+                    "progress every 30 s; no SSH connect waits longer than this")
 
 
 def ssh_timeout_or_exit(value) -> float:
@@ -43,7 +43,8 @@ def ssh_timeout_or_exit(value) -> float:
 
 def ssh_wait_access(config: Config, timeout_s: float) -> Config:
     """The config whose VM access connects within the SSH wait: an attempt's connect
-    never outlasts `--ssh-timeout` (a VM that never answers ends near it)."""
+    never outlasts `--ssh-timeout` (a VM that never answers ends near it).  Only the
+    connect timeout changes, and only when the wait is the shorter."""
     access = config.hypervisor.vm_access
     if access.connect_timeout_s <= timeout_s:
         return config

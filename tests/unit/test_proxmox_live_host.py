@@ -361,3 +361,12 @@ def test_ssh_timeout_ends_a_vm_whose_ssh_never_answers_with_a_message_about_ssh(
     # It waited the 5 s, and ended near them (the bound is generous: a loaded machine
     # is slow to start Python, never 300 s slow).
     assert 5 <= result["after_start"] < 120
+
+
+def test_the_ssh_wait_lowers_a_longer_connect_timeout_and_nothing_else():
+    from phoenix_tasks.tasks.vm import ssh_wait_access
+    config = etc_config()
+    assert config.hypervisor.vm_access.connect_timeout_s == 10
+    short = ssh_wait_access(config, 5)
+    assert short.hypervisor.vm_access == dataclasses.replace(config.hypervisor.vm_access, connect_timeout_s=5)
+    assert short.vms == config.vms and ssh_wait_access(config, 300) is config
