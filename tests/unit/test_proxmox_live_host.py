@@ -268,6 +268,21 @@ def test_a_task_status_error_names_the_vm_the_step_and_the_task(cert, key):
             "HTTP 596: Connection timed out")
 
 
+def test_a_vm_still_down_after_apply_says_why_from_its_live_status(cert, key):
+    with lagging(cert, guests=[SimGuest.recorded("qemu_config_1002_drphoenix.json", 1002)]) as sim:
+        config, provider = provider_for(sim, key)
+        config = dataclasses.replace(config, vms=tuple(dataclasses.replace(v, cores=12) if v.vmid == 1002 else v
+                                                       for v in config.vms))
+        provider = ProxmoxProvider(config, client=provider.client, timing=FAST)
+        plan = provider.plan([v for v in config.vms if v.vmid == 1002], apply_drift=True)
+        plan.actions = [a for a in plan.actions if a.kind == "hardware"]  # changed, not started
+        assert plan.actions
+        outcome = provider.apply(plan, report=lambda line: None)
+        assert [v.vmid for v in outcome.still_down] == [1002] and not outcome.failed
+        assert outcome.down_reason(outcome.still_down[0]) == (
+            "its live status (GET .../1002/status/current) says stopped")
+
+
 # -- pending changes, apart from drift -------------------------------------------------------
 
 def test_pending_changes_are_read_and_shown_apart_from_drift():
