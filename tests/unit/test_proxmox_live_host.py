@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from phoenix_tasks.providers.proxmox import api
-from phoenix_tasks.providers.proxmox.apply import Timing
+from phoenix_tasks.providers.proxmox.apply import Applier, Timing
 from phoenix_tasks.providers.proxmox.classify import MISSING, NOT_REPORTED, RUNNING, STOPPED, WRONG_NAME, classify
 from phoenix_tasks.providers.proxmox.facts import Guest, PendingChange, ProxmoxFacts, parse_pending
 from phoenix_tasks.providers.proxmox.http import Client
@@ -207,6 +207,38 @@ def test_the_task_list_has_the_real_shapes(cert, key):
                 pass
         archive = provider.request(api.ApiCall("GET", "/nodes/phoenix/tasks", (("vmid", "9000"),)))
         assert [(t["upid"], t["status"]) for t in archive] == [(second, "OK"), (first, "OK")]  # newest first
+
+
+def test_the_lock_wait_reads_the_recorded_task_list_and_skips_a_task_that_ended():
+    config = etc_config()
+    drphoenix = next(v for v in config.vms if v.vmid == 1002)
+    listed = data("tasks_active_9000.json")
+    ended, running = listed
+    assert (ended["status"], running["status"]) == ("OK", "RUNNING")  # oldest first
+    sent = []
+
+    def request(call):
+        sent.append(str(call))
+        if call.path == "/nodes/phoenix/tasks":
+            return listed if call.param_map["vmid"] == "9000" else []
+        raise AssertionError(f"unrecorded read: {call}")
+    holders = Applier(request, config, timing=FAST)._lock_holders(drphoenix, "phoenix", "clone")
+    assert holders == [running["upid"]]
+    assert sent == ["GET /nodes/phoenix/tasks vmid=1002 source=active", "GET /nodes/phoenix/tasks vmid=9000 source=active"]
+
+
+def test_the_simulators_task_list_answers_with_the_recorded_keys(cert, key):
+    with lagging(cert) as sim:
+        _, provider = provider_for(sim, key)
+        upid = clone_in_flight(sim, provider)
+        [active] = provider.request(api.active_tasks("phoenix", 9000))
+        assert set(active) == set(data("tasks_active_9000.json")[1])
+        while provider.request(api.task_status("phoenix", upid))["status"] == "running":
+            pass
+        [archived] = provider.request(api.ApiCall("GET", "/nodes/phoenix/tasks", (("vmid", "9000"),)))
+        assert set(archived) == set(data("tasks_archive_1001.json")[0])
+        assert set(provider.request(api.vm_status("phoenix", 9000))) <= set(data("status_current_1001_running.json")) | {
+            "template"}
 
 
 def test_a_vm_locked_by_its_clone_waits_for_the_clone_listed_under_the_template(cert, key):
