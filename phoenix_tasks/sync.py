@@ -155,7 +155,7 @@ def read_plan(config: Config, transport: Transport, provider: VMProvider, render
 
 def apply(config: Config, transport: Transport, provider: VMProvider, renderer: Renderer, port: int,
           opts: Options, plan: SyncPlan, reporter: Reporter, *,
-          deploy_timeout_s: float = DEFAULT_TIMEOUT_S) -> SyncResult:
+          deploy_timeout_s: float = DEFAULT_TIMEOUT_S, ssh_timeout_s: float = SSH_WAIT_S) -> SyncResult:
     result = SyncResult(plan, dry_run=False)
     rendered = plan.rendered
 
@@ -166,7 +166,7 @@ def apply(config: Config, transport: Transport, provider: VMProvider, renderer: 
         for vm, message in result.vms.failed:
             reporter.line(f"failed: {vm}: {message}", "red")
         for vm in result.vms.still_down:
-            reporter.line(f"still down after apply: {vm}", "red")
+            reporter.line(f"still down after apply: {vm}: {result.vms.down_reason(vm)}", "red")
         for a in result.vms.pending:
             reporter.line(f"still pending after apply: {a.subject}: {a.kind} {a.summary}", "red")
     else:
@@ -181,9 +181,9 @@ def apply(config: Config, transport: Transport, provider: VMProvider, renderer: 
     if created:
         failed = {vm.vmid for vm, _ in result.vms.failed} if result.vms else set()
         up = [vm for vm in config.swarm_vms if vm.vmid not in failed]
-        result.ssh_failed = wait_for_ssh(transport, up, report=reporter.line)
+        result.ssh_failed = wait_for_ssh(transport, up, timeout_s=ssh_timeout_s, report=reporter.line)
         for name, message in result.ssh_failed.items():
-            reporter.line(f"failed: {name}: no SSH after {SSH_WAIT_S:.0f} s: {message}", "red")
+            reporter.line(f"failed: {name}: no SSH after {ssh_timeout_s:g} s: {message}", "red")
         if not result.ssh_failed:
             reporter.line(f"ssh: every swarm VM answers ({len(up)})")
     else:

@@ -38,15 +38,21 @@ def wait_for_ssh(transport: Transport, vms: list[VM], timeout_s: float = SSH_WAI
     """Until each VM answers over SSH with its own hostname (a new VM boots and its
     sshd comes up late; an address that answers as another host is not this VM).
     Says every 30 s who is still awaited.  Returns the VMs that never answered as
-    themselves, with their last error."""
+    themselves, with their last error.  Bounded: no attempt's command outlives the
+    wait (each SSH connect is bounded by vm_access.connect_timeout_s, which `vm
+    create` and `sync-all` lower to `--ssh-timeout` when it is longer: tasks/vm.py),
+    so the wait ends about `timeout_s` after it began."""
     start = clock()
     end = start + timeout_s
     waiting = {vm.name: vm for vm in vms}
     errors: dict[str, str] = {}
     said = start
+    access = getattr(transport, "access", None)
+    command_s = float(getattr(access, "command_timeout_s", timeout_s) or timeout_s)
     while waiting:
+        attempt_s = max(1.0, min(command_s, end - clock()))
         results = transport.each(list(waiting.values()),
-                                 lambda vm: transport.run(vm, ["hostname"], mutating=False))
+                                 lambda vm: transport.run(vm, ["hostname"], mutating=False, timeout=attempt_s))
         for name, result in results.items():
             if isinstance(result, PhoenixError):
                 errors[name] = str(result)
@@ -63,5 +69,5 @@ def wait_for_ssh(transport: Transport, vms: list[VM], timeout_s: float = SSH_WAI
         if report is not None and now - said >= 30:
             said = now
             report(f"ssh: waiting for {', '.join(sorted(waiting))} ({now - start:.0f} s of {timeout_s:.0f})")
-        sleep(2.0)
-    return {name: errors[name] for name in waiting}
+        sleep(max(0.0, min(2.0, end - clock())))
+    return {name: errors.get(name, "no answer") for name in waiting}

@@ -42,11 +42,28 @@ a client:
 - sshkeys must be URL-encoded (400 "invalid urlencoded string" otherwise), each key
   passes `ssh-keygen -l` as Proxmox checks it (500 "SSH public key validation
   error"), and is stored as sent; tags are stored sorted, lower-case, unique, ';'.
-- `tasks?source=active` lists running tasks only, with status "RUNNING" (Proxmox's
-  spelling for an active task; a task that just ended is not listed here).
-Not simulated: pending changes of a running VM (a change is applied to the config),
-HA, pools, linked clones onto another storage, DELETE (Phoenix never deletes),
-anything else: HTTP 501 "not simulated: METHOD PATH".
+- The live host's two speeds (docs/proxmox.md, "What a live host does differently"):
+  `/cluster/resources` lists every guest of the cluster's VM list at once (vmid, node),
+  but its name, status, template and sizes come from a snapshot of the guests'
+  status, refreshed at most every `resources_lag_s` seconds (default 10, as pvestatd;
+  0: always fresh; `refresh_resources()` forces one; `clock=` for tests that hold
+  time still), as pve-manager PVE/API2/Cluster.pm builds it with
+  PVE::API2Tools::extract_vm_stats: a guest not reported yet is listed with status
+  "unknown" and no name; `lock` and `tags` are read from the config, live.  Live,
+  with qemu-server's shapes: `status/current` and `GET /nodes/{node}/qemu`
+  (PVE::QemuServer::vmstatus), the config, `pending`, and the task list.
+- `GET .../config` answers with pending changes applied (`current=1`: without);
+  `GET .../pending` lists each key's `value` and `pending`/`delete` (qemu-server
+  PVE/API2/Qemu.pm vm_pending).  On a running VM, cores/sockets without cpu hotplug
+  and memory without memory hotplug wait in [PENDING]; everything else Phoenix sets
+  (cloud-init, tags: "fast plug") applies at once.  A start applies what is pending.
+- `GET /nodes/{node}/tasks` (pve-manager PVE/API2/Tasks.pm node_tasks): `source=active`
+  lists running tasks oldest first with status "RUNNING"; the archive (default) lists
+  ended tasks newest first with their end status; `vmid` matches the task's id (a
+  clone's is its source vmid); `typefilter`, `start`, `limit`.
+Not simulated: HA, pools, linked clones onto another storage, DELETE (Phoenix never
+deletes), a task that ended but is not archived yet, anything else: HTTP 501 "not
+simulated: METHOD PATH".
 
 Also here: `lab_start_hook(lab_config)`, an `on_start` hook that checks what a real
 cloud-init would need to make the VM reachable as the lab config says, then brings
@@ -117,6 +134,7 @@ class SimGuest:
     config: dict = field(default_factory=dict)
     node: str = "phoenix"
     status: str = "stopped"
+    pending: dict = field(default_factory=dict)  # key -> value for the next boot (None: a pending delete)
 
     @property
     def name(self) -> str:
@@ -271,7 +289,8 @@ class ProxmoxApiSimulator:
 
     def __init__(self, token: str = DEFAULT_TOKEN, *, nodes=("phoenix",), guests=(), polls: int = 2,
                  on_start: StartHook | None = None, storages: Mapping[str, bool] | None = None,
-                 seed_template: bool = True, cert: tuple[Path, Path] | None = None, hook_wait_s: float = 1.0):
+                 seed_template: bool = True, cert: tuple[Path, Path] | None = None, hook_wait_s: float = 1.0,
+                 resources_lag_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
         m = TOKEN.fullmatch(token)
         if not m:
             raise ValueError("token must be USER@REALM!TOKENID=SECRET")
@@ -289,10 +308,17 @@ class ProxmoxApiSimulator:
         for g in seeds:
             if g.node not in self.nodes:
                 raise ValueError(f"guest {g.vmid} is on node {g.node!r}, not one of {self.nodes}")
-            self._guests[g.vmid] = SimGuest(g.vmid, copy.deepcopy(g.config), g.node, g.status)
+            self._guests[g.vmid] = SimGuest(g.vmid, copy.deepcopy(g.config), g.node, g.status,
+                                            copy.deepcopy(g.pending))
+        self.resources_lag_s = resources_lag_s
+        self._clock = clock
+        self._rrd: dict[int, dict] = {}  # vmid -> the status pvestatd last reported (see _resources)
+        self._rrd_at = float("-inf")
+        self._refresh_rrd()
         self._tasks: dict[str, SimTask] = {}
         self._flock: dict[int, str] = {}  # vmid -> UPID of the running task holding its config lock
         self._fail_next: dict[str, list[str]] = {}
+        self._broken: list[tuple[str, re.Pattern, int, str]] = []
         self._delays: dict[str, int] = {}
         self._pids = itertools.count(0x000A1B2C)
         self.sent: list[Sent] = []
@@ -338,7 +364,8 @@ class ProxmoxApiSimulator:
         """A copy of the guest as it is now (None: no such vmid)."""
         with self._lock:
             g = self._guests.get(vmid)
-            return None if g is None else SimGuest(g.vmid, copy.deepcopy(g.config), g.node, g.status)
+            return None if g is None else SimGuest(g.vmid, copy.deepcopy(g.config), g.node, g.status,
+                                                   copy.deepcopy(g.pending))
 
     def task(self, upid: str) -> dict:
         with self._lock:
@@ -378,6 +405,17 @@ class ProxmoxApiSimulator:
             t = self._new_task(g.node, kind, vmid, vmid=vmid, user=user, tokenid=None, external=True,
                                polls=polls, apply=clear, undo=clear)
             return t.upid
+
+    def break_endpoint(self, method: str, path: str, status: int = 500, reason: str = "internal error") -> None:
+        """From now on, `method` on a path that fully matches the regex `path` answers
+        HTTP `status` with `reason` (e.g. a node whose task list cannot be read)."""
+        with self._lock:
+            self._broken.append((method, re.compile(path), status, reason))
+
+    def refresh_resources(self) -> None:
+        """pvestatd's next report now: /cluster/resources catches up with every guest."""
+        with self._lock:
+            self._refresh_rrd()
 
     def mutating_calls(self) -> list[Sent]:
         with self._lock:
@@ -475,27 +513,106 @@ class ProxmoxApiSimulator:
             self._end(t, t.hook_error or "OK")
 
     # -- endpoints --------------------------------------------------------------------
+    def _stats(self, g: SimGuest) -> dict:
+        """What pvestatd reports of a guest (its RRD status entry): name, status,
+        template and the sizes, from the config as it is at that moment."""
+        cfg = g.config
+        disk = next((_props(cfg[k]) for k in sorted(cfg) if DISK.fullmatch(k)
+                     and not _is_cdrom(_props(cfg[k])) and not _is_cloudinit(_props(cfg[k]))), {})
+        running = g.status == "running"
+        return {"name": g.name, "status": g.status, "template": int(g.template),
+                "maxcpu": int(cfg.get("cores", 1)) * int(cfg.get("sockets", 1)),
+                "maxmem": _memory_mib(cfg.get("memory", 512)) * 1024 ** 2,
+                "maxdisk": _size_bytes(disk["size"]) if "size" in disk else 0,
+                "cpu": 0.01 if running else 0, "mem": 0, "disk": 0, "uptime": 60 if running else 0,
+                "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0}
+
+    def _refresh_rrd(self) -> None:
+        self._rrd = {vmid: self._stats(g) for vmid, g in self._guests.items()}
+        self._rrd_at = self._clock()
+
     def _resources(self, params: dict) -> list[dict]:
+        """pve-manager PVE/API2/Cluster.pm: one entry per guest of the cluster's VM list
+        (live: which vmid, which node), its fields from PVE::API2Tools::extract_vm_stats
+        over the status pvestatd last reported (here: a snapshot refreshed at most every
+        `resources_lag_s` seconds; a guest it has not reported yet has status "unknown"
+        and no name), and `lock` and `tags` read from the config (live)."""
         if params.get("type") != "vm":
             raise SimError(501, "not simulated: GET /cluster/resources without type=vm")
+        if self._clock() - self._rrd_at >= self.resources_lag_s:
+            self._refresh_rrd()
         out = []
         for g in sorted(self._guests.values(), key=lambda g: g.vmid):
-            cfg = g.config
-            disk = next((_props(cfg[k]) for k in sorted(cfg) if DISK.fullmatch(k)
-                         and not _is_cdrom(_props(cfg[k])) and not _is_cloudinit(_props(cfg[k]))), {})
-            running = g.status == "running"
-            r = {"id": f"qemu/{g.vmid}", "type": "qemu", "vmid": g.vmid, "name": g.name, "node": g.node,
-                 "status": g.status, "template": int(g.template),
-                 "maxcpu": int(cfg.get("cores", 1)) * int(cfg.get("sockets", 1)),
-                 "maxmem": _memory_mib(cfg.get("memory", 512)) * 1024 ** 2,
-                 "maxdisk": _size_bytes(disk["size"]) if "size" in disk else 0,
-                 "cpu": 0.01 if running else 0, "mem": 0, "disk": 0, "uptime": 60 if running else 0,
-                 "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0}
+            r = {"id": f"qemu/{g.vmid}", "type": "qemu", "vmid": g.vmid, "node": g.node, "status": "unknown"}
+            stats = self._rrd.get(g.vmid)
+            if stats is not None:
+                r.update(stats)
             if g.tags:
                 r["tags"] = g.tags
             if g.lock:
                 r["lock"] = g.lock
             out.append(r)
+        return out
+
+    def _vmstatus(self, g: SimGuest) -> dict:
+        """qemu-server PVE::QemuServer::vmstatus for one guest (live): what
+        `status/current` and the per-node list answer."""
+        cfg = g.config
+        running = g.status == "running"
+        disk = next((_props(cfg[k]) for k in sorted(cfg) if DISK.fullmatch(k)
+                     and not _is_cdrom(_props(cfg[k])) and not _is_cloudinit(_props(cfg[k]))), {})
+        d = {"vmid": g.vmid, "status": g.status, "name": cfg.get("name") or f"VM {g.vmid}",
+             "cpus": int(cfg.get("cores", 1)) * int(cfg.get("sockets", 1)),
+             "maxmem": _memory_mib(cfg.get("memory", 512)) * 1024 ** 2,
+             "maxdisk": _size_bytes(disk["size"]) if "size" in disk else 0, "disk": 0,
+             "uptime": 60 if running else 0, "cpu": 0.01 if running else 0, "mem": 0, "memhost": 0,
+             "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0,
+             "qmpstatus": g.status}
+        if running:
+            d["pid"] = 4000 + g.vmid % 10000
+        if g.template:
+            d["template"] = 1
+        if g.lock:
+            d["lock"] = g.lock
+        if "tags" in cfg:
+            d["tags"] = cfg["tags"]
+        return d
+
+    def _status_current(self, node: str, vmid: int) -> dict:
+        return {**self._vmstatus(self._need(node, vmid)), "ha": {"managed": 0}}
+
+    def _node_vms(self, node: str) -> list[dict]:
+        self._check_node(node)
+        return [self._vmstatus(g) for g in sorted(self._guests.values(), key=lambda g: g.vmid) if g.node == node]
+
+    def _get_config(self, node: str, vmid: int, params: dict) -> dict:
+        """The config with its pending changes applied, unless `current=1` (qemu-server
+        PVE/API2/Qemu.pm, vm_config)."""
+        g = self._need(node, vmid)
+        cfg = copy.deepcopy(g.config)
+        if params.get("current") not in ("1", "true"):
+            for k, v in g.pending.items():
+                if v is None:
+                    cfg.pop(k, None)
+                else:
+                    cfg[k] = v
+        return cfg
+
+    def _pending(self, node: str, vmid: int) -> list[dict]:
+        """qemu-server vm_pending (PVE::GuestHelpers::config_with_pending_array): each
+        key with `value`, and `pending` / `delete` for what waits for the next boot."""
+        g = self._need(node, vmid)
+        out = []
+        for key in sorted(set(g.config) | set(g.pending)):
+            item = {"key": key}
+            if key in g.config:
+                item["value"] = g.config[key]
+            if key in g.pending:
+                if g.pending[key] is None:
+                    item["delete"] = 1
+                else:
+                    item["pending"] = g.pending[key]
+            out.append(item)
         return out
 
     def _clone(self, node: str, vmid: int, params: dict) -> str:
@@ -599,11 +716,25 @@ class ProxmoxApiSimulator:
             change["tags"] = _unique_tags(change["tags"])
 
         def apply():
+            # A running VM takes at once what it can (qemu-server
+            # vmconfig_hotplug_pending: cloud-init settings, tags, name are "fast plug";
+            # cores with cpu hotplug, memory with memory hotplug); the rest waits in
+            # [PENDING] for its next boot.
+            hotplug = set(re.split(r"[;, ]+", str(g.config.get("hotplug", "network,disk,usb"))))
             for k, v in change.items():
-                if v == "" and k == "tags":
+                later = g.status == "running" and (
+                    (k in ("cores", "sockets") and "cpu" not in hotplug)
+                    or (k == "memory" and "memory" not in hotplug))
+                if later:
+                    if str(g.config.get(k)) == str(v):
+                        g.pending.pop(k, None)
+                    else:
+                        g.pending[k] = v
+                elif v == "" and k == "tags":
                     g.config.pop(k, None)
                 else:
                     g.config[k] = v
+                    g.pending.pop(k, None)
             self._write(g)
 
         # The worker checks the lock again once it holds the config lock.
@@ -684,6 +815,13 @@ class ProxmoxApiSimulator:
             return None
 
         def apply():
+            for k, v in g.pending.items():  # a start applies what waited for it
+                if v is None:
+                    g.config.pop(k, None)
+                else:
+                    g.config[k] = v
+            g.pending.clear()
+            self._write(g)
             g.status = "running"
 
         hook = None
@@ -710,21 +848,41 @@ class ProxmoxApiSimulator:
                 self._due(t)
         return t
 
-    def _active_tasks(self, node: str, params: dict) -> list[dict]:
+    def _node_tasks(self, node: str, params: dict) -> list[dict]:
+        """pve-manager PVE/API2/Tasks.pm (node_tasks): `source=active` lists the running
+        tasks in the order they started (oldest first), status "RUNNING"; the archive
+        (the default) lists ended tasks newest first (the index read backwards), each
+        with its end status; `all`: both.  `vmid` matches the task's id (a clone's id is
+        its SOURCE vmid); `typefilter`, `start` and `limit` (default 50) as there."""
         self._check_node(node)
-        if params.get("source") != "active":
-            raise SimError(501, f"not simulated: GET /nodes/{node}/tasks without source=active")
-        vmid = params.get("vmid")
-        out = []
-        for t in reversed(list(self._tasks.values())):
-            if t.node == node and t.status == "running" and (not vmid or t.id == vmid):
-                out.append({**{k: v for k, v in t.answer().items() if k != "exitstatus"}, "status": "RUNNING"})
-        return out
+        source = params.get("source", "archive")
+        if source not in ("archive", "active", "all"):
+            raise bad_params(source=f"value '{source}' does not have a value in the enumeration "
+                                    "'archive, active, all'")
+        vmid, kind = params.get("vmid"), params.get("typefilter")
+        try:
+            start, limit = int(params.get("start", 0)), int(params.get("limit", 50))
+        except ValueError:
+            raise bad_params(limit="type check ('integer') failed") from None
+        mine = [t for t in self._tasks.values() if t.node == node and (not vmid or t.id == vmid)
+                and (not kind or t.type == kind)]
+        listed = []
+        if source in ("active", "all"):
+            listed += [{**{k: v for k, v in t.answer().items() if k != "exitstatus"}, "status": "RUNNING"}
+                       for t in mine if t.status == "running"]
+        if source != "active":
+            ended = sorted((t for t in mine if t.status != "running"), key=lambda t: t.pid, reverse=True)
+            listed += [{**{k: v for k, v in t.answer().items() if k != "exitstatus"},
+                        "status": t.exitstatus, "endtime": t.starttime} for t in ended]
+        return listed[start:start + limit]
 
     # -- HTTP -------------------------------------------------------------------------
     ROUTES = [
         ("GET", re.compile(r"/cluster/resources"), "resources"),
         ("GET", re.compile(r"/nodes/([^/]+)/qemu/(\d+)/config"), "get_config"),
+        ("GET", re.compile(r"/nodes/([^/]+)/qemu/(\d+)/status/current"), "status_current"),
+        ("GET", re.compile(r"/nodes/([^/]+)/qemu/(\d+)/pending"), "pending"),
+        ("GET", re.compile(r"/nodes/([^/]+)/qemu"), "node_vms"),
         ("POST", re.compile(r"/nodes/([^/]+)/qemu/(\d+)/config"), "set_config"),
         ("POST", re.compile(r"/nodes/([^/]+)/qemu/(\d+)/clone"), "clone"),
         ("PUT", re.compile(r"/nodes/([^/]+)/qemu/(\d+)/resize"), "resize"),
@@ -744,6 +902,9 @@ class ProxmoxApiSimulator:
                 raise SimError(401, "No ticket")
             if authorization != f"PVEAPIToken={self._token}":
                 raise SimError(401, "authentication failure")
+            for b_method, b_path, b_status, b_reason in self._broken:
+                if b_method == method and b_path.fullmatch(path):
+                    raise SimError(b_status, b_reason)
             for route_method, pattern, name in self.ROUTES:
                 m = pattern.fullmatch(path)
                 if m and route_method == method:
@@ -758,7 +919,13 @@ class ProxmoxApiSimulator:
             if name == "resources":
                 return self._resources(params)
             if name == "get_config":
-                return copy.deepcopy(self._need(*args).config)
+                return self._get_config(*args, params)
+            if name == "status_current":
+                return self._status_current(*args)
+            if name == "pending":
+                return self._pending(*args)
+            if name == "node_vms":
+                return self._node_vms(args[0])
             if name == "set_config":
                 return self._set_config(*args, params)
             if name == "clone":
@@ -771,7 +938,7 @@ class ProxmoxApiSimulator:
             if name == "start":
                 return self._start(*args)
             if name == "tasks":
-                return self._active_tasks(args[0], params)
+                return self._node_tasks(args[0], params)
             t = self._task_status(*args)
             if t.status != "running" or t.hook_thread is None:
                 return t.answer()

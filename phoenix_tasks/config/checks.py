@@ -104,6 +104,10 @@ def check_hypervisor(raw: Raw, problems: list[Problem]) -> None:
     if px and px.get("ca_file") and px.get("verify_tls") is False:
         problems.append(Problem(f, "/proxmox/ca_file", "ca_file is set but verify_tls is false: the CA file would be ignored "
                                 "(remove one of the two)"))
+    if px and px.get("ca_file") and px.get("verify_tls") is not False:
+        why = ca_file_problem(_config_path(px["ca_file"], raw.config_dir))
+        if why:
+            problems.append(Problem(f, "/proxmox/ca_file", why))
     if px and px.get("api") == "ssh" and px.get("ssh_user", "root") != "root":
         problems.append(Problem(f, "/proxmox/ssh_user", f"api is 'ssh', and pvesh runs only as root: ssh_user "
                                 f"'{px['ssh_user']}' cannot run it (use root, or api 'https' with a token)"))
@@ -132,6 +136,33 @@ def check_hypervisor(raw: Raw, problems: list[Problem]) -> None:
             problems.append(Problem(raw.vm_file, where, f"{ip.ip} is the lab bridge's own address (/lab/gateway)"))
     if hv["provider"] == "proxmox" and px:
         _check_manager_spread(raw, px["node"], problems)
+
+
+def _config_path(value: str, config_dir: Path) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else config_dir / p  # as config/build.py resolves it
+
+
+def ca_file_problem(path: Path) -> str | None:
+    """Why `proxmox.ca_file` cannot be the API's trust anchor (None: it can): it must be a
+    readable regular file holding at least one PEM certificate.  Read here, before any
+    connection, so a run never starts to fail at its first API call."""
+    import ssl  # noqa: PLC0415 - only for a config that names a CA file
+    from .safe_read import Unreadable, read_bytes  # noqa: PLC0415
+    try:
+        data = read_bytes(path)
+    except Unreadable as exc:
+        return f"ca_file {path}: {exc}"
+    text = data.decode("ascii", "replace")
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        return (f"ca_file {path} holds no PEM certificate (no '-----BEGIN CERTIFICATE-----'): give the CA that "
+                "signed the API's certificate, e.g. a copy of /etc/pve/pve-root-ca.pem")
+    try:
+        ssl.create_default_context().load_verify_locations(cadata=text)
+    except (ssl.SSLError, ValueError) as exc:
+        reason = " ".join(str(getattr(exc, "reason", None) or exc).split())
+        return f"ca_file {path} is not a valid PEM certificate ({reason})"
+    return None
 
 
 def _check_manager_spread(raw: Raw, default_node: str, problems: list[Problem]) -> None:

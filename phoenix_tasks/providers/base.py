@@ -49,6 +49,10 @@ class VMsOutcome:
     blocked: list[Blocked] = field(default_factory=list)  # what the plan could not do
     pending: list[Action] = field(default_factory=list)  # still planned when read again
     started: list[VM] = field(default_factory=list)  # VMs this run booted: SSH comes up late
+    why_down: dict[int, str] = field(default_factory=dict)  # vmid -> why a still_down VM is not up
+
+    def down_reason(self, vm: VM) -> str:
+        return self.why_down.get(vm.vmid, "not running when read again")
 
     @property
     def ok(self) -> bool:

@@ -17,7 +17,7 @@ from . import common
 from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
 from .converge import options
 from .stacks import seconds_or_exit
-from .vm import APPLY_DRIFT_HELP
+from .vm import APPLY_DRIFT_HELP, SSH_TIMEOUT_HELP, ssh_timeout_or_exit, ssh_wait_access
 
 
 @task(auto_shortflags=False, help={
@@ -26,14 +26,16 @@ from .vm import APPLY_DRIFT_HELP
     "apply_drift": APPLY_DRIFT_HELP,
     "prune": "also drain, demote (quorum checked) and remove swarm nodes no configured VM claims "
              "(without it they are only named)",
+    "ssh_timeout": SSH_TIMEOUT_HELP,
     "lock_wait": "seconds to wait for the cluster lock while another sync-all/swarm.init/swarm.join of this "
                  "config runs on this machine (default 300)"})
 def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, apply_drift=False, prune=False,
-             lock_wait=None):
+             lock_wait=None, ssh_timeout=None):
     """Create the VMs, initialise the swarm, join and label the nodes, deploy Portainer, check it answers."""
     started = time.monotonic()
     config = load_config_or_exit()
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
+    ssh_timeout_s = ssh_timeout_or_exit(ssh_timeout)
     opts = dataclasses.replace(options(config, None, force_rejoin), prune=prune)
     with user_errors():  # everything that can be refused is refused before any connection
         password = portainer.read_password(config, os.environ)
@@ -48,14 +50,14 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, 
     # One converging run per cluster from this machine, held from the first read to the end.
     with user_errors(), unless_dry_run(dry_run, config.config_dir, "sync-all", wait_s=lock_wait_s,
                                        note=lambda line: err.print(line, markup=False, highlight=False)), \
-            provider, common.transport_for(config, verbose) as transport:
+            provider, common.transport_for(ssh_wait_access(config, ssh_timeout_s), verbose) as transport:
         plan = sync.read_plan(config, transport, provider, renderer, opts, apply_drift=apply_drift)
         show_sync_plan(out, plan, verbose=verbose)
         if dry_run:
             out.print("dry run: nothing was changed")
             return
         result = sync.apply(config, transport, provider, renderer, port, opts, plan, reporter,
-                            deploy_timeout_s=timeout_s)
+                            deploy_timeout_s=timeout_s, ssh_timeout_s=ssh_timeout_s)
     result.elapsed_s = time.monotonic() - started
     show_sync_summary(out, config, result, password)
     if not result.ok:

@@ -6,6 +6,7 @@ a VM it started, the same wait until SSH answers as that VM.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from invoke import Collection, task
@@ -31,13 +32,35 @@ def vm_or_exit(config: Config, vmid, *, flag: str = "--vmid") -> VM:
     return next(vm for vm in config.vms if vm.vmid == int(vmid))
 
 
+SSH_TIMEOUT_HELP = (f"seconds to wait for a started VM to answer over SSH as itself (default {SSH_WAIT_S:.0f}); "
+                    "progress every 30 s; no SSH connect waits longer than this")
+
+
+def ssh_timeout_or_exit(value) -> float:
+    from .stacks import seconds_or_exit  # noqa: PLC0415 - the shared check of a seconds flag
+    return seconds_or_exit(value, SSH_WAIT_S, flag="--ssh-timeout")
+
+
+def ssh_wait_access(config: Config, timeout_s: float) -> Config:
+    """The config whose VM access connects within the SSH wait: an attempt's connect
+    never outlasts `--ssh-timeout` (a VM that never answers ends near it).  Only the
+    connect timeout changes, and only when the wait is the shorter."""
+    access = config.hypervisor.vm_access
+    if access.connect_timeout_s <= timeout_s:
+        return config
+    hv = dataclasses.replace(config.hypervisor, vm_access=dataclasses.replace(access, connect_timeout_s=timeout_s))
+    return dataclasses.replace(config, hypervisor=hv)
+
+
 @task(auto_shortflags=False, help={
     "vmid": "the VM to create (its vmid in the VM config)",
     "apply_drift": APPLY_DRIFT_HELP,
+    "ssh_timeout": SSH_TIMEOUT_HELP,
     "dry_run": MUTATING_HELP["dry_run"], "verbose": "also print each API call or command"})
-def create(c, vmid=None, apply_drift=False, dry_run=False, verbose=False):
+def create(c, vmid=None, apply_drift=False, dry_run=False, verbose=False, ssh_timeout=None):
     """Create one VM (Proxmox: clone, cores/memory, disk, cloud-init, start) and wait until SSH answers."""
     config = load_config_or_exit()
+    ssh_timeout_s = ssh_timeout_or_exit(ssh_timeout)
     vm = vm_or_exit(config, vmid)
     if vm.is_template:
         raise Exit(f"--vmid {vm.vmid}: {vm} is a template: Phoenix checks templates, never creates or starts "
@@ -53,17 +76,21 @@ def create(c, vmid=None, apply_drift=False, dry_run=False, verbose=False):
         err.print(f"failed: {v}: {message}", style="red", markup=False, highlight=False)
     for b in outcome.blocked:
         err.print(f"blocked: {b.subject}: {b.reason}", style="red", markup=False, highlight=False)
+    for v in outcome.still_down:
+        err.print(f"still down after apply: {v}: {outcome.down_reason(v)}", style="red", markup=False,
+                  highlight=False)
     for a in outcome.pending:
         err.print(f"still pending after apply: {a.subject}: {a.kind} {a.summary}", style="red", markup=False,
                   highlight=False)
     if not outcome.ok:
         raise Exit(code=1)
     if outcome.started:
-        out.print(f"ssh: waiting until {vm} answers as itself (up to {SSH_WAIT_S:.0f} s)", markup=False)
-        with user_errors(), common.transport_for(config, verbose) as transport:
-            failed = wait_for_ssh(transport, [vm], report=lambda line: out.print(line, markup=False))
+        out.print(f"ssh: waiting until {vm} answers as itself (up to {ssh_timeout_s:g} s)", markup=False)
+        with user_errors(), common.transport_for(ssh_wait_access(config, ssh_timeout_s), verbose) as transport:
+            failed = wait_for_ssh(transport, [vm], timeout_s=ssh_timeout_s,
+                                  report=lambda line: out.print(line, markup=False))
         if failed:
-            err.print(f"failed: {vm}: no SSH after {SSH_WAIT_S:.0f} s: {failed[vm.name]}", style="red",
+            err.print(f"failed: {vm}: no SSH after {ssh_timeout_s:g} s: {failed[vm.name]}", style="red",
                       markup=False, highlight=False)
             raise Exit(code=1)
         out.print(f"ssh: {vm} answers", markup=False)

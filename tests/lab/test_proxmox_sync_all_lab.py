@@ -81,7 +81,9 @@ def test_sync_all_creates_the_vms_through_the_api_and_a_second_run_changes_nothi
     template.config["scsi0"] = template.config["scsi0"].replace("size=16G", "size=4G")
     password = tmp_path / "pw"
     password.write_text(PASSWORD + "\n")
-    with ProxmoxApiSimulator(on_start=hook, guests=[template], seed_template=False) as sim:
+    # The cluster view lags as on a live host (10 s, as pvestatd): Phoenix confirms
+    # each VM from live reads, so nothing below may depend on it catching up.
+    with ProxmoxApiSimulator(on_start=hook, guests=[template], seed_template=False, resources_lag_s=10) as sim:
         etc = proxmox_config_dir(lab, tmp_path / "etc", sim)
 
         dry = inv(etc, "sync-all", "--dry-run", password=password)

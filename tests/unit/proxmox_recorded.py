@@ -1,11 +1,15 @@
 """Recorded Proxmox API answers (tests/data/proxmox) served by path, for the pure
 provider tests: a fake `request` that knows only the recorded paths (an unrecorded
-read is an error) and refuses anything but GET."""
+read is an error) and refuses anything but GET.  The live reads of a configured VM
+(`status/current`, `pending`) a test does not record are those of a settled host,
+made from the recorded config and cluster view (`settled`); the lagging host's are
+recorded files (test_proxmox_live_host.py)."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 from phoenix_tasks.config import load_config
@@ -55,13 +59,37 @@ def without(vmid: int):
     return lambda resources: [r for r in resources if r["vmid"] != vmid]
 
 
+def settled(answers: dict, path: str):
+    """A settled host's live answer that `answers` does not hold: `status/current` as
+    the cluster view's entry says (pvestatd has caught up), shaped like
+    status_current_1001_running.json; `pending` with nothing pending (each config key
+    with its value, as qemu-server lists it).  None: not a live read."""
+    m = re.fullmatch(r"/nodes/([^/]+)/qemu/(\d+)/(status/current|pending)", path)
+    cfg = answers.get(f"/nodes/{m.group(1)}/qemu/{m.group(2)}/config") if m else None
+    if cfg is None:
+        return None
+    if m.group(3) == "pending":
+        return [{"key": k, "value": v} for k, v in sorted(cfg.items())]
+    entry = next((r for r in answers["/cluster/resources"] if r.get("vmid") == int(m.group(2))), {})
+    out = {**data("status_current_1001_running.json"), "vmid": int(m.group(2)),
+           "name": cfg.get("name", f"VM {m.group(2)}"), "status": entry.get("status", "stopped")}
+    if out["status"] != "running":
+        out.update(pid=None, uptime=0, qmpstatus="stopped")
+        out = {k: v for k, v in out.items() if v is not None}
+    return out
+
+
 def read(config, answers: dict, log: list | None = None):
-    """read_facts over the recorded answers; every call made is appended to `log`."""
+    """read_facts over the recorded answers (live reads not given: `settled`); every
+    call made is appended to `log`."""
     def request(call):
         assert call.method == "GET", call
         if log is not None:
             log.append(call)
         if call.path not in answers:
-            raise AssertionError(f"unrecorded read: {call}")
+            live = settled(answers, call.path)
+            if live is None:
+                raise AssertionError(f"unrecorded read: {call}")
+            return live
         return copy.deepcopy(answers[call.path])
     return pxfacts.read_facts(request, config)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from phoenix_tasks.config import load_config, validate
+from proxmox_sim import make_cert
 from test_config_corpus import REPO, base_tree
 
 VM_FILE = "etc/phoenix_vm_configs.json"
@@ -44,6 +45,8 @@ def test_defaults_when_the_settings_are_absent():
 
 def test_settings_are_built_ca_file_relative_to_the_config_dir(tmp_path):
     root = base_tree(tmp_path / "tree")
+    cert, _ = make_cert(tmp_path / "cert")
+    (root / "etc" / "pve-root-ca.pem").write_bytes(cert.read_bytes())  # validate checks it holds a certificate
     _edit(root, HV_FILE, lambda d: d["proxmox"].update(ca_file="pve-root-ca.pem", clone_storage="fast-zfs",
                                                        max_parallel_clones=2, api_port=18006))
     _edit(root, VM_FILE, lambda d: d["vms"][2].update(proxmox_node="pve2"))
@@ -112,3 +115,16 @@ def test_the_lab_provider_is_not_warned_about_proxmox_nodes(tmp_path):
     root = base_tree(tmp_path / "tree", "etc/lab")
     config, problems = validate(root / "etc", root / "stacks")
     assert not [p for p in problems if "Proxmox node" in p.message]
+
+
+def test_a_ca_file_that_holds_a_certificate_is_valid_a_missing_one_is_not(tmp_path):
+    # The refusals by message are corpus cases (proxmox_ca_file_missing, ..._not_a_certificate,
+    # ..._broken_pem); here the same check passes a real certificate.
+    root = base_tree(tmp_path / "tree")
+    _edit(root, HV_FILE, lambda d: d["proxmox"].update(ca_file="pve-root-ca.pem"))
+    config, problems = validate(root / "etc", root / "stacks")
+    assert config is None and [p.pointer for p in problems if p.severity != "warning"] == ["/proxmox/ca_file"]
+    cert, _ = make_cert(tmp_path / "cert")
+    (root / "etc" / "pve-root-ca.pem").write_bytes(cert.read_bytes())
+    config, problems = validate(root / "etc", root / "stacks")
+    assert config is not None and config.hypervisor.proxmox.ca_file == root / "etc" / "pve-root-ca.pem"

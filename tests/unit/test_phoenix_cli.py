@@ -93,6 +93,8 @@ def test_unknown_verb_prints_usage_and_exits_2(args, complaint, stub):
     (["lab", "up"], ["lab.up"]),
     (["lab", "config", "--nodes", "3", "--out", "/tmp/x"], ["lab.config", "--nodes", "3", "--out", "/tmp/x"]),
     (["sync", "all", "--timeout", "60"], ["sync-all", "--timeout", "60"]),
+    (["sync", "all", "--ssh-timeout", "5", "-v"], ["sync-all", "--verbose", "--ssh-timeout", "5"]),
+    (["vm", "create", "1001", "--ssh-timeout", "5"], ["vm.create", "--vmid", "1001", "--ssh-timeout", "5"]),
     (["portainer", "deploy"], ["portainer.deploy"]),
     (["--dry-run", "portainer", "deploy", "-v"], ["portainer.deploy", "--dry-run", "--verbose"]),
     (["portainer", "status", "--json"], ["portainer.status", "--json"]),

@@ -160,7 +160,7 @@ def test_a_vm_locked_by_its_clone_waits_for_the_clone_task_then_goes_on(config):
     locked = ApiError(500, "VM is locked (clone)")
     hardware = plan.actions[1].call
     pve = Scripted(refuse={(hardware.method, hardware.path): [locked]},
-                   active={("phoenix", 9000): [{"upid": foreign, "type": "qmclone", "status": "running"}]},
+                   active={("phoenix", 9000): [{"upid": foreign, "type": "qmclone", "id": "9000", "status": "RUNNING"}]},
                    tasks={foreign: [status(foreign, None), status(foreign, "OK")]})
     clock, lines = Clock(), []
     [result] = applier(config, pve, clock, lines).apply(plan)
@@ -171,7 +171,7 @@ def test_a_vm_locked_by_its_clone_waits_for_the_clone_task_then_goes_on(config):
                                  "GET /nodes/phoenix/tasks vmid=9000 source=active",
                                  f"GET /nodes/phoenix/tasks/{foreign}/status", f"GET /nodes/phoenix/tasks/{foreign}/status"]
     assert sent[i + 5] == str(hardware)  # sent again once the clone ended
-    assert "drphoenix (vmid 1002): locked (clone): waiting for task qmclone to end" in lines
+    assert "drphoenix (vmid 1002): locked (clone): waiting for task qmclone 9000 to end" in lines
 
 
 def test_a_failed_start_task_fails_that_vm_by_name_and_the_other_converges(config):

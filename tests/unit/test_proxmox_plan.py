@@ -62,9 +62,13 @@ def test_config_parsed_memory_string_or_int_disk_and_cloud_init():
 def test_only_configured_vms_are_read(config):
     log = []
     read(config, responses(), log)
-    assert [str(c) for c in log] == [
-        "GET /cluster/resources type=vm", "GET /nodes/phoenix/qemu/9000/config",
-        "GET /nodes/phoenix/qemu/1001/config", "GET /nodes/phoenix/qemu/1002/config"]  # never 4242
+    assert [str(c) for c in log] == [  # never 4242; each configured VM live: config, status, pending
+        "GET /cluster/resources type=vm",
+        "GET /nodes/phoenix/qemu/9000/config", "GET /nodes/phoenix/qemu/9000/status/current",
+        "GET /nodes/phoenix/qemu/1001/config", "GET /nodes/phoenix/qemu/1001/status/current",
+        "GET /nodes/phoenix/qemu/1001/pending",
+        "GET /nodes/phoenix/qemu/1002/config", "GET /nodes/phoenix/qemu/1002/status/current",
+        "GET /nodes/phoenix/qemu/1002/pending"]
 
 
 # -- classification and plan ----------------------------------------------------------
@@ -138,7 +142,9 @@ def test_missing_template_blocks_the_clone(config):
 
 
 def test_wrong_name_is_refused_and_untouched(config):
-    answers = responses(resources=lambda r: guest(r, 1002).update(name="someone-else"))
+    # The name is read from the VM's config (live), not from the cluster view.
+    answers = responses(resources=lambda r: guest(r, 1002).update(name="someone-else"),
+                        drphoenix=lambda d: d.update(name="someone-else"))
     assert kinds(config, answers)["drphoenix"] == WRONG_NAME
     plan = plan_vms(config, read(config, answers), OPTS)
     assert plan.empty

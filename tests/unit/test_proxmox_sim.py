@@ -42,7 +42,10 @@ def public_key(tmp_path_factory):
 
 @pytest.fixture
 def serve(cert):
+    """A simulator; /cluster/resources always fresh unless the test sets a lag (the
+    lag's own tests are in test_proxmox_live_host.py)."""
     def make(**kw):
+        kw.setdefault("resources_lag_s", 0)
         return ProxmoxApiSimulator(cert=cert, **kw)
     return make
 

@@ -135,6 +135,26 @@ def test_a_fully_qualified_hostname_is_the_vm(vms, clock):
     assert wait_for_ssh(t, [vms.portainer], timeout_s=10, sleep=clock.sleep, clock=clock.monotonic) == {}
 
 
+def test_no_attempt_outlives_the_wait(vms, clock):
+    # Each attempt's command deadline is the time left (at least 1 s), never longer than
+    # vm_access.command_timeout_s: --ssh-timeout S ends about S after the wait began.
+    t = Booting({"drphoenix": None})
+    t.access = type("Access", (), {"command_timeout_s": 30.0})()
+    deadlines = []
+    run = t.run
+
+    def recording(host, argv, *, mutating, check=True, timeout=None, **kw):
+        deadlines.append(timeout)
+        clock.now += 1.5  # each attempt takes a while
+        return run(host, argv, mutating=mutating, check=check, **kw)
+    t.run = recording
+    failed = wait_for_ssh(t, [vms.drphoenix], timeout_s=5, sleep=clock.sleep, clock=clock.monotonic)
+    assert set(failed) == {"drphoenix"} and "cannot reach" in failed["drphoenix"]
+    assert deadlines[0] == 5 and all(1 <= d <= 5 for d in deadlines) and deadlines == sorted(deadlines, reverse=True)
+    assert clock.now - 1000.0 <= 5 + 1.5  # ended within the wait plus one attempt's own time
+    assert all(0 <= s <= 2.0 for s in clock.sleeps)
+
+
 def test_a_tiny_timeout_ends_after_one_round(vms):
     # The real clock: with no time to wait, one round decides.
     t = Booting({"portainer": 0, "drphoenix": None, "cpuworker": 1})

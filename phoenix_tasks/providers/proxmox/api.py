@@ -74,7 +74,21 @@ def cluster_vms() -> ApiCall:
 
 
 def vm_config(node: str, vmid: int) -> ApiCall:
+    """The VM's config with its pending changes applied (qemu-server's default): name,
+    template, lock and tags as they are now, never seconds old."""
     return ApiCall("GET", f"{_qemu(node, vmid)}/config")
+
+
+def vm_status(node: str, vmid: int) -> ApiCall:
+    """The VM's power state now (qemu-server `vmstatus`: a running QEMU process is
+    "running"), unlike /cluster/resources' copy, which pvestatd refreshes every ~10 s."""
+    return ApiCall("GET", f"{_qemu(node, vmid)}/status/current")
+
+
+def vm_pending(node: str, vmid: int) -> ApiCall:
+    """Each config key with its current value and, if one waits for the next boot, its
+    pending value (or a pending delete)."""
+    return ApiCall("GET", f"{_qemu(node, vmid)}/pending")
 
 
 def task_status(node: str, upid: str) -> ApiCall:
@@ -85,7 +99,9 @@ def task_status(node: str, upid: str) -> ApiCall:
 
 
 def active_tasks(node: str, vmid: int) -> ApiCall:
-    """The tasks running on a VM (e.g. the clone that holds its lock): their UPIDs."""
+    """The node's active tasks whose id is `vmid` (e.g. the clone that holds its lock;
+    a clone's id is its SOURCE vmid), oldest first; a running one has status "RUNNING",
+    one that ended moments ago and is not archived yet has its exit status."""
     return ApiCall("GET", f"/nodes/{_node(node)}/tasks", (("vmid", str(_vmid(vmid))), ("source", "active")))
 
 

@@ -41,6 +41,16 @@ class SafetyRefused(PhoenixError):
     """A plan that would touch what Phoenix never touches."""
 
 
+class TaskReadFailed(PhoenixError):
+    """Reading a task's status failed (not the call that made the task)."""
+
+
+def task_label(upid: str) -> str:
+    """A task for people: its type and id ("qmclone 9000"), from its UPID."""
+    parts = upid.split(":")
+    return f"{parts[5]} {parts[6]}" if len(parts) > 6 else upid
+
+
 class StepFailed(PhoenixError):
     def __init__(self, vm: VM, step: str, why: str):
         super().__init__(f"{vm}: {step}: {why}")
@@ -88,8 +98,16 @@ class Applier:
 
     def _wait(self, upid: str, timeout_s: float) -> TaskResult:
         node = api.upid_node(upid)
-        return wait_task(lambda: self.request(api.task_status(node, upid)), timeout_s=timeout_s,
-                         interval_s=self.timing.poll_interval_s, clock=self.clock, sleep=self.sleep)
+        call = api.task_status(node, upid)
+
+        def read() -> Any:
+            try:
+                return self.request(call)
+            except PhoenixError as exc:  # not the call's refusal: reading its task failed
+                raise TaskReadFailed(f"reading the status of its task {task_label(upid)} "
+                                     f"(GET /nodes/{node}/tasks/UPID/status): {exc}") from None
+        return wait_task(read, timeout_s=timeout_s, interval_s=self.timing.poll_interval_s,
+                         clock=self.clock, sleep=self.sleep)
 
     def _send(self, call: api.ApiCall, timeout_s: float) -> TaskResult:
         answer = self.request(call)
@@ -100,27 +118,45 @@ class Applier:
     def _lock_holders(self, vm: VM, node: str, lock: str) -> list[str]:
         """The running tasks that may hold `vm`'s lock: its own, and for a clone lock
         the clone tasks of its template (a clone task is the template's, by id)."""
-        upids = [t["upid"] for t in (self.request(api.active_tasks(node, vm.vmid)) or []) if t.get("upid")]
+        step = f"wait for its lock ({lock})"
+
+        def active(nd: str, vmid: int) -> list[dict]:
+            call = api.active_tasks(nd, vmid)
+            try:
+                answer = self.request(call)
+            except PhoenixError as exc:
+                raise StepFailed(vm, step, f"listing the active tasks ({call}): {exc}") from None
+            # Listed oldest first; one with a status other than RUNNING ended moments ago
+            # and is not archived yet: it holds nothing.
+            return [t for t in (answer or []) if isinstance(t, dict) and t.get("upid")
+                    and str(t.get("status", "RUNNING")).upper() == "RUNNING"]
+
+        upids = [t["upid"] for t in active(node, vm.vmid)]
         template = None
         if lock == "clone" and vm.clone_from_vmid is not None:
             template = next((t for t in self.config.vms if t.vmid == vm.clone_from_vmid), None)
-        if template is not None:
+        if template is not None:  # a clone task's id is its SOURCE vmid: listed under the template
             t_node = self.config.hypervisor.proxmox.node_for(template)
             for nd in dict.fromkeys((t_node, node)):
-                upids += [t["upid"] for t in (self.request(api.active_tasks(nd, template.vmid)) or [])
-                          if t.get("upid") and t.get("type") == "qmclone"]
+                upids += [t["upid"] for t in active(nd, template.vmid) if t.get("type") == "qmclone"]
         return list(dict.fromkeys(upids))
 
     def wait_for_lock(self, vm: VM, node: str, lock: str) -> None:
+        """Wait for the tasks that may hold `vm`'s lock; any failure is a StepFailed
+        naming the VM and this step."""
         holders = self._lock_holders(vm, node, lock)
         if not holders:  # the lock outlives its task for a moment, or a task we cannot see
             self.sleep(self.timing.poll_interval_s)
             return
         for upid in holders:
-            self.report(f"{vm}: locked ({lock}): waiting for task {upid.split(':')[5]} to end")
-            result = self._wait(upid, self.timing.lock_wait_timeout_s)
+            self.report(f"{vm}: locked ({lock}): waiting for task {task_label(upid)} to end")
+            try:
+                result = self._wait(upid, self.timing.lock_wait_timeout_s)
+            except PhoenixError as exc:
+                raise StepFailed(vm, f"wait for its lock ({lock})", str(exc)) from None
             if result.timed_out:
-                raise StepFailed(vm, f"locked ({lock})", f"the task holding the lock is {result.exitstatus}")
+                raise StepFailed(vm, f"wait for its lock ({lock})",
+                                 f"the task holding the lock ({task_label(upid)}) is {result.exitstatus}")
 
     def run_action(self, vm: VM, a: Action) -> TaskResult:
         call: api.ApiCall = a.call
@@ -157,6 +193,9 @@ class Applier:
                 result = self.run_action(vm, a)
             except StepFailed as exc:
                 out.failed = exc
+                break
+            except TaskReadFailed as exc:
+                out.failed = StepFailed(vm, a.kind, str(exc))
                 break
             except ApiError as exc:
                 out.failed = StepFailed(vm, a.kind, f"{a.call.method} {a.call.path} refused: {exc}")

@@ -4,15 +4,19 @@ Kinds: missing, stopped, running, drifted (exists, differs from the config: runn
 or stopped, see `Classified.running`), wrong-name (the vmid is another VM: refused),
 template (a Proxmox template: never started; what a configured template should be),
 not-template (configured as a template, an ordinary VM on Proxmox), locked (a task
-holds it, e.g. its clone).  Pure: tested from recorded API answers.
+holds it, e.g. its clone), not-reported (listed by the cluster view with status
+"unknown" and no name, and not read live: never "missing", never "another VM").  The
+facts of a configured VM come from live reads (facts.py), so its name and power state
+are never seconds old.  What Proxmox holds for the next boot (GET .../pending) is kept
+apart from drift (`Classified.pending`).  Pure: tested from recorded API answers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ...model import VM, Config
-from .facts import CloudInit, Guest, ProxmoxFacts, QemuConfig
+from .facts import CloudInit, Guest, PendingChange, ProxmoxFacts, QemuConfig
 
 MISSING = "missing"
 STOPPED = "stopped"
@@ -22,6 +26,7 @@ WRONG_NAME = "wrong-name"
 TEMPLATE = "template"
 NOT_TEMPLATE = "not-template"
 LOCKED = "locked"
+NOT_REPORTED = "not-reported"  # listed by the cluster view, its name/status not known yet (never read live)
 
 # When a change reaches the running guest.
 LIVE = "live"
@@ -50,6 +55,9 @@ class Classified:
     config: QemuConfig | None = None
     drift: tuple[Drift, ...] = ()
     detail: str = ""
+    # What Proxmox holds for the VM's next boot (GET .../pending): not drift (the config
+    # Phoenix compares already has it), shown apart; a reboot of the VM applies it.
+    pending: tuple[PendingChange, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -126,10 +134,21 @@ def drift_of(config: Config, vm: VM, have: QemuConfig, running: bool, public_key
 
 
 def classify_vm(config: Config, vm: VM, facts: ProxmoxFacts, public_key: str) -> Classified:
+    c = _classify_vm(config, vm, facts, public_key)
+    pending = facts.pending.get(vm.vmid, ())
+    if pending and c.kind not in (MISSING, WRONG_NAME):
+        c = replace(c, pending=pending)
+    return c
+
+
+def _classify_vm(config: Config, vm: VM, facts: ProxmoxFacts, public_key: str) -> Classified:
     g = facts.guest(vm.vmid)
     if g is None:
         return Classified(vm, MISSING)
     cfg = facts.configs.get(vm.vmid)
+    if cfg is None and not g.reported:
+        return Classified(vm, NOT_REPORTED, g, detail=f"vmid {vm.vmid} is listed on node {g.node}, but not reported "
+                          "yet (status unknown, no name): read again in a few seconds")
     if g.name != vm.name:
         return Classified(vm, WRONG_NAME, g, cfg, detail=f"vmid {vm.vmid} on node {g.node} is named {g.name!r}, "
                           f"not {vm.name!r}: it is not this VM; Phoenix will not touch it (free the vmid or "

@@ -1,10 +1,17 @@
 """Facts: what Proxmox says about the configured VMs, parsed from API answers.
 
-Two reads: the cluster-wide guest list (`GET /cluster/resources?type=vm`: which vmid
-exists, on which node, with which name, running or not, template or not, locked or
-not), then each *configured* VM's config (cores, memory, boot disk, cloud-init,
-tags).  A vmid the config does not list is never read beyond the list.  Parsers are
-pure functions of the API's `data` (recorded in tests/data/proxmox).
+The cluster-wide guest list (`GET /cluster/resources?type=vm`) says which vmid exists
+and on which node: that part is live (the cluster's VM list).  Its name, status and
+template fields are NOT: they come from the status data pvestatd refreshes about
+every 10 s (pve-manager PVE/API2/Cluster.pm, PVE::API2Tools::extract_vm_stats), so a
+fresh clone is listed with status "unknown" and no name, and a VM just started still
+says "stopped" (docs/proxmox.md, "What a live host does differently").  So each
+*configured* VM that exists is then read from live endpoints: its config (name,
+template, lock, tags, cores, memory, boot disk, cloud-init), its `status/current`
+(running or not), and, for a VM, its pending changes (what waits for its next boot).
+A vmid the config does not list is never read beyond the list.  Parsers are pure
+functions of the API's `data` (recorded in tests/data/proxmox).  A read that fails
+is one line naming the VM and the step (`ReadFailed`).
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote
 
-from ...model import Config
+from ...errors import PhoenixError
+from ...model import VM, Config
 from . import api
+from .task_wait import ApiError
 
 DISK_KEYS = re.compile(r"(scsi|virtio|sata|ide|efidisk|tpmstate)\d+")
 UNIT_GIB = {"K": 1 / (1024 * 1024), "M": 1 / 1024, "G": 1, "T": 1024}
@@ -36,6 +45,12 @@ class Guest:
     @property
     def running(self) -> bool:
         return self.status == "running"
+
+    @property
+    def reported(self) -> bool:
+        """False for an entry pvestatd has not reported yet (a fresh clone: status
+        "unknown", no name): it exists, nothing more is known from the list."""
+        return self.status != "unknown" and bool(self.name)
 
 
 @dataclass(frozen=True)
@@ -70,9 +85,23 @@ class QemuConfig:
 
 
 @dataclass(frozen=True)
+class PendingChange:
+    """One key of GET .../pending that waits for the VM's next boot."""
+
+    key: str
+    value: str | None  # what the running VM has
+    pending: str | None  # what it gets at its next boot (None: a pending delete)
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.value if self.value is not None else '(unset)'} -> " + (
+            self.pending if self.pending is not None else "(deleted)")
+
+
+@dataclass(frozen=True)
 class ProxmoxFacts:
-    guests: Mapping[int, Guest]  # every QEMU VM of the cluster, by vmid
+    guests: Mapping[int, Guest]  # every QEMU VM of the cluster, by vmid (configured ones: live)
     configs: Mapping[int, QemuConfig]  # the configured VMs that exist, by vmid
+    pending: Mapping[int, tuple[PendingChange, ...]] = field(default_factory=dict)  # configured VMs' pending
 
     def guest(self, vmid: int) -> Guest | None:
         return self.guests.get(vmid)
@@ -163,19 +192,72 @@ def parse_config(data: Mapping[str, Any]) -> QemuConfig:
     )
 
 
+def parse_status(data: Mapping[str, Any]) -> str:
+    """`data` of GET /nodes/{node}/qemu/{vmid}/status/current: "running" or "stopped"."""
+    return str((data or {}).get("status") or "unknown")
+
+
+# Keys of the pending list that are not a setting of the VM.
+NOT_PENDING = frozenset({"digest"})
+
+
+def parse_pending(data: list[Mapping[str, Any]] | None) -> tuple[PendingChange, ...]:
+    """`data` of GET /nodes/{node}/qemu/{vmid}/pending: each key with `value` (current)
+    and, when a change waits for the next boot, `pending` or `delete` (1 or 2)."""
+    out = []
+    for item in data or []:
+        key = str(item.get("key", ""))
+        if not key or key in NOT_PENDING:
+            continue
+        value = None if item.get("value") is None else str(item["value"])
+        if item.get("delete"):
+            out.append(PendingChange(key, value, None))
+        elif "pending" in item and str(item["pending"]) != value:
+            out.append(PendingChange(key, value, str(item["pending"])))
+    return tuple(out)
+
+
 # -- reading --------------------------------------------------------------------------
 
 Request = Callable[[api.ApiCall], Any]  # sends one GET, returns the answer's `data`
 
 
+class ReadFailed(PhoenixError):
+    """A read of the facts failed: one line naming the VM (if any) and the step."""
+
+    def __init__(self, vm: VM | None, step: str, call: api.ApiCall, why: str):
+        super().__init__(f"{vm}: {step} ({call.method} {call.path}): {why}" if vm is not None
+                         else f"Proxmox: {step} ({call.method} {call.path}): {why}")
+        self.vm, self.step, self.why = vm, step, why
+
+
+def _get(request: Request, call: api.ApiCall, step: str, vm: VM | None = None) -> Any:
+    try:
+        return request(call)
+    except PhoenixError as exc:
+        # An API host that cannot be reached before any VM is read says so alone.
+        if isinstance(exc, ReadFailed) or (vm is None and not isinstance(exc, ApiError)):
+            raise
+        raise ReadFailed(vm, step, call, str(exc)) from None
+
+
 def read_facts(request: Request, config: Config) -> ProxmoxFacts:
-    """The guest list, then the config of each configured VM (templates included) that
-    exists.  `request` is the transport (proxmoxer in production, recorded data in
-    tests); only GETs go through it here."""
-    guests = parse_guests(request(api.cluster_vms()))
-    configs = {}
+    """The guest list (which vmid exists, on which node), then for each configured VM
+    (templates included) that exists, live: its config, its `status/current`, and (not
+    a template) its pending changes.  The configured VMs' `Guest` entries are made from
+    those live answers, never from the list's possibly stale name/status/template.
+    `request` is the transport; only GETs go through it here."""
+    guests = parse_guests(_get(request, api.cluster_vms(), "read the cluster's guest list"))
+    configs, pending = {}, {}
     for vm in config.vms:
         g = guests.get(vm.vmid)
-        if g is not None:
-            configs[vm.vmid] = parse_config(request(api.vm_config(g.node, vm.vmid)))
-    return ProxmoxFacts(guests, configs)
+        if g is None:
+            continue
+        cfg = parse_config(_get(request, api.vm_config(g.node, vm.vmid), "read its config", vm))
+        status = parse_status(_get(request, api.vm_status(g.node, vm.vmid), "read its status", vm))
+        configs[vm.vmid] = cfg
+        guests[vm.vmid] = Guest(vm.vmid, cfg.name, g.node, status, cfg.template, cfg.lock or g.lock, cfg.tags)
+        if not cfg.template and not vm.is_template:
+            pending[vm.vmid] = parse_pending(_get(request, api.vm_pending(g.node, vm.vmid),
+                                                  "read its pending changes", vm))
+    return ProxmoxFacts(guests, configs, pending)

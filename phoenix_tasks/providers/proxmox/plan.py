@@ -17,7 +17,7 @@ from ...model import VM, Config, Host
 from ...plan import Action, Blocked, Plan
 from . import api
 from .classify import (
-    DRIFTED, LIVE, LOCKED, MISSING, NEVER, NEXT_BOOT, NOT_TEMPLATE, STOPPED, TEMPLATE, WRONG_NAME,
+    DRIFTED, LIVE, LOCKED, MISSING, NEVER, NEXT_BOOT, NOT_REPORTED, NOT_TEMPLATE, STOPPED, TEMPLATE, WRONG_NAME,
     Classified, classify, drift_of, wanted_cloud_init,
 )
 from .facts import CloudInit, ProxmoxFacts, QemuConfig
@@ -137,13 +137,16 @@ def plan_vms(config: Config, facts: ProxmoxFacts, opts: Options) -> Plan:
         if not opts.wants(vm):
             continue
         c = classes[vm.vmid]
+        if c.pending:
+            plan.warnings.append(f"{vm}: pending until its next reboot (Proxmox holds it; not drift): "
+                                 + "; ".join(str(p) for p in c.pending))
         if vm.is_template:
             if c.kind in (WRONG_NAME, NOT_TEMPLATE):
                 plan.blocked.append(Blocked(vm, c.detail))
             continue  # a template is never cloned into, configured, or started
         if c.kind == MISSING:
             _plan_missing(config, vm, classes, opts, plan)
-        elif c.kind in (WRONG_NAME, TEMPLATE, LOCKED):
+        elif c.kind in (WRONG_NAME, TEMPLATE, LOCKED, NOT_REPORTED):
             plan.blocked.append(Blocked(vm, c.detail))
         elif c.kind == STOPPED:
             plan.actions.append(_start(config, vm, c.guest.node))

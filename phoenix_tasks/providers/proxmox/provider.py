@@ -1,6 +1,7 @@
 """The Proxmox provider: facts -> plan -> apply -> facts again, over the Proxmox VE API.
 
-`plan(vms)` reads the cluster-wide guest list and each configured VM's config, waits
+`plan(vms)` reads the cluster-wide guest list, then each configured VM live (config,
+`status/current`, pending changes: never the list's seconds-old name or status), waits
 for a VM that a running task holds locked (its clone) and reads it again, then plans
 (`plan.plan_vms`).  `apply(plan)` sends the calls (`apply.Applier`) and plans again:
 what is still planned then is reported as pending.  The single-VM verbs (`create`,
@@ -20,12 +21,12 @@ from typing import Any, Callable, Iterable, Mapping
 
 from phoenix_tasks.errors import PhoenixError
 from phoenix_tasks.model import VM, Config
-from phoenix_tasks.plan import Plan
+from phoenix_tasks.plan import Blocked, Plan
 from phoenix_tasks.providers.base import Report, VMProvider, VMsOutcome, VMStatus, plan_targets
 
 from . import api
-from .apply import Applier, Timing
-from .classify import DRIFTED, LOCKED, MISSING, TEMPLATE, WRONG_NAME, classify
+from .apply import Applier, StepFailed, Timing
+from .classify import DRIFTED, LOCKED, MISSING, NOT_REPORTED, TEMPLATE, WRONG_NAME, classify
 from .facts import ProxmoxFacts, read_facts
 from .plan import Options, plan_vms
 
@@ -79,6 +80,7 @@ class ProxmoxProvider(VMProvider):
         self._applier_kw = kw
         self.facts: ProxmoxFacts | None = None  # the last read
         self._last = Options(self.key)  # the last plan's options (apply plans again with them)
+        self._lock_failures: dict[int, str] = {}  # vmid -> why waiting for its lock failed (last plan)
 
     def __repr__(self) -> str:
         return f"ProxmoxProvider({self.client!r})"
@@ -104,13 +106,18 @@ class ProxmoxProvider(VMProvider):
         still running, e.g. from a run that was stopped), then read again."""
         facts = self.read()
         applier = None
+        self._lock_failures = {}
         for _ in range(3):
-            locked = [(vm, c) for vm in vms if (c := classify(self.config, facts, self.key)[vm.vmid]).kind == LOCKED]
+            locked = [(vm, c) for vm in vms if (c := classify(self.config, facts, self.key)[vm.vmid]).kind == LOCKED
+                      and vm.vmid not in self._lock_failures]
             if not locked:
                 break
             applier = applier or self._applier(report)
             for vm, c in locked:
-                applier.wait_for_lock(vm, c.guest.node, c.guest.lock or (c.config.lock if c.config else "") or "")
+                try:
+                    applier.wait_for_lock(vm, c.guest.node, c.guest.lock or (c.config.lock if c.config else "") or "")
+                except StepFailed as exc:  # that VM stays blocked, by name and step; the others go on
+                    self._lock_failures[vm.vmid] = f"{exc.step}: {exc.why}"
             facts = self.read()
         return facts
 
@@ -121,7 +128,12 @@ class ProxmoxProvider(VMProvider):
         facts = self._settled(vms, report)
         opts = Options(self.key, apply_drift=apply_drift, vmids=frozenset(vm.vmid for vm in vms))
         self._last = opts
-        return plan_vms(self.config, facts, opts)
+        plan = plan_vms(self.config, facts, opts)
+        for i, b in enumerate(plan.blocked):
+            why = self._lock_failures.get(getattr(b.subject, "vmid", None))
+            if why:
+                plan.blocked[i] = Blocked(b.subject, f"{b.reason}; {why}")
+        return plan
 
     def apply(self, plan: Plan, *, report: Report) -> VMsOutcome:
         outcome = VMsOutcome(plan=plan_targets(plan), blocked=list(plan.blocked))
@@ -142,9 +154,16 @@ class ProxmoxProvider(VMProvider):
                                                                vmids=frozenset(vm.vmid for vm in wanted)))
             outcome.pending = list(again.actions)
             outcome.still_down = [vm for vm in wanted if not self._running(vm)]
+            classes = classify(self.config, self.facts, self.key)
+            for vm in outcome.still_down:
+                c = classes[vm.vmid]
+                outcome.why_down[vm.vmid] = c.detail or (
+                    "does not exist when read again" if c.kind == MISSING else
+                    f"its live status (GET .../{vm.vmid}/status/current) says {c.guest.status}")
         return outcome
 
     def _running(self, vm: VM) -> bool:
+        """Read live (status/current and the config), never from /cluster/resources."""
         g = self.facts.guest(vm.vmid) if self.facts else None
         return g is not None and g.running and g.name == vm.name
 
@@ -168,8 +187,12 @@ class ProxmoxProvider(VMProvider):
                     parts.append("template")
                 if c.kind == LOCKED:
                     parts.append(c.detail)
+                if c.kind == NOT_REPORTED:
+                    parts.append(c.detail)
                 if c.kind == DRIFTED:
                     parts.append("drift: " + "; ".join(str(d) for d in c.drift))
+                if c.pending:
+                    parts.append("pending until its next reboot: " + "; ".join(str(p) for p in c.pending))
                 detail = ", ".join(parts)
             out.append(VMStatus(vm, exists=ours, running=ours and g.running and not g.template,
                                 parts=(("template", bool(g and g.template)), ("locked", c.kind == LOCKED)),
