@@ -42,9 +42,12 @@ def print_problems(problems) -> None:
         err.print(p.render(), style=style, markup=False)
 
 
-def load_config_or_exit(config_dir=None) -> Config:
-    """The validated config; on any error, print every problem and exit 1 (no connection made)."""
-    config, problems = validate(config_dir)
+def load_config_or_exit(config_dir=None, uses=None) -> Config:
+    """The validated config; on any error, print every problem and exit 1 (no connection made).
+
+    `uses`: the stacks the command works on; errors in other stacks are then warnings
+    (None: every stack counts, for commands that deploy them all)."""
+    config, problems = validate(config_dir, uses=uses)
     print_problems([p for p in problems if p.severity == "warning"] if config else problems)
     if config is None:
         n = len(errors(problems))

@@ -87,7 +87,7 @@ def rendered_or_exit(config: Config, stack: str | None, env: str | None) -> Rend
 @task(name="render", auto_shortflags=False, help={"stack": STACK_HELP, "env": ENV_HELP})
 def render_(c, stack=None, env=None):
     """Print the compose document a deploy of STACK as ENV sends (no connection)."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     rendered = rendered_or_exit(config, stack, env)
     for w in rendered.warnings:
         err.print(f"warning: {w}", style="yellow", markup=False)
@@ -99,7 +99,7 @@ def render_(c, stack=None, env=None):
 @task(auto_shortflags=False, help={"stack": STACK_HELP, "env": ENV_HELP, "verbose": MUTATING_HELP["verbose"]})
 def diff(c, stack=None, env=None, verbose=False):
     """Show every field that a deploy of STACK as ENV would change, service by service."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     rendered = rendered_or_exit(config, stack, env)
     with user_errors(), common.transport_for(config, verbose) as transport:
         manager, read = read_stack(transport, config, rendered.namespace)
@@ -146,7 +146,7 @@ def show_guarded(result: Guarded, verbose: bool) -> None:
 def deploy(c, stack=None, env=None, dry_run=False, verbose=False, timeout=None, no_resolve=False,
            lock_wait=None, force_unlock=False):
     """Deploy STACK as environment ENV (<env>_<stack>): lock, digests, plan, deploy, wait, ledger."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     renderer = renderer_or_exit(config, stack, env)
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
     first = renderer({})
@@ -168,7 +168,7 @@ def deploy(c, stack=None, env=None, dry_run=False, verbose=False, timeout=None, 
 def rm(c, stack=None, env=None, dry_run=False, verbose=False, volumes=False, timeout=None, lock_wait=None,
        force_unlock=False):
     """Remove environment ENV of STACK (<env>_<stack>) and wait until it is gone; volumes are kept."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     timeout_s = seconds_or_exit(timeout, RM_TIMEOUT_S)
@@ -192,7 +192,7 @@ def rm(c, stack=None, env=None, dry_run=False, verbose=False, volumes=False, tim
 def rollback(c, stack=None, env=None, to=None, dry_run=False, verbose=False, timeout=None, lock_wait=None,
              force_unlock=False):
     """Redeploy an earlier ledger record of ENV exactly (document, config versions, digests)."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
@@ -225,7 +225,7 @@ def rollback(c, stack=None, env=None, to=None, dry_run=False, verbose=False, tim
                                    "verbose": MUTATING_HELP["verbose"]})
 def history(c, stack=None, env=None, json=False, verbose=False):
     """The ledger of ENV: every deploy, rm and rollback, who, when, hash, digests, result."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     with user_errors(), common.transport_for(config, verbose) as transport:
@@ -244,7 +244,7 @@ def history(c, stack=None, env=None, json=False, verbose=False):
     "reason": "why, shown to whoever finds the environment locked"})
 def lock_(c, stack=None, env=None, ttl=None, reason=None, verbose=False):
     """Lock ENV of STACK for people: deploys, rm and rollbacks wait or fail until it is unlocked or expires."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     ttl_s = int(seconds_or_exit(ttl, 3600, flag="--ttl"))
@@ -260,7 +260,7 @@ def lock_(c, stack=None, env=None, ttl=None, reason=None, verbose=False):
                                    "force": "remove the lock whoever holds it (say so to them)"})
 def unlock(c, stack=None, env=None, force=False, verbose=False):
     """Remove ENV's lock (--force: whoever holds it); without --force, only show who holds it."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     with user_errors(), common.transport_for(config, verbose) as transport:
@@ -282,7 +282,7 @@ def unlock(c, stack=None, env=None, force=False, verbose=False):
                                    "verbose": MUTATING_HELP["verbose"]})
 def envs(c, json=False, verbose=False):
     """List the environments on the swarm: stacks, services (running/desired), deployed hash."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[])
     with user_errors(), common.transport_for(config, verbose) as transport:
         environments = read_environments(transport, config)
     if json:
