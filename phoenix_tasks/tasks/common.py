@@ -56,6 +56,15 @@ def load_config_or_exit(config_dir=None, uses=None) -> Config:
     return config
 
 
+def read_portainer_password(config: Config):
+    """Portainer's admin password (portainer.read_password), its warnings printed."""
+    from .. import portainer
+    password = portainer.read_password(config)
+    for warning in password.warnings if password else ():
+        err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
+    return password
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a PhoenixError into one line on stderr and a non-zero exit."""
@@ -73,4 +82,4 @@ def user_errors() -> Iterator[None]:
 
 
 __all__ = ["MUTATING_HELP", "VMID_HELP", "err", "load_config", "load_config_or_exit", "out", "print_problems",
-           "transport_for", "user_errors"]
+           "read_portainer_password", "transport_for", "user_errors"]

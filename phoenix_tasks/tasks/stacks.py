@@ -6,7 +6,6 @@ and exit 1 with nothing contacted."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -14,6 +13,7 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from .. import portainer
+from ..cluster_text import MAX_TEXT, control_characters
 from ..model import Config
 from ..stack import naming
 from ..stack.deploy import DEFAULT_TIMEOUT_S
@@ -64,7 +64,7 @@ def renderer_or_exit(config: Config, stack: str | None, env: str | None):
         # Portainer's own environment is rendered as portainer.deploy renders it (pinned
         # images, its node, the admin password secret): one document, whichever task.
         with user_errors():
-            password = portainer.read_password(config, os.environ)
+            password = common.read_portainer_password(config)
 
         def renderer(digests):
             return portainer.render_portainer(config, password, digests)
@@ -188,9 +188,10 @@ def rm(c, stack=None, env=None, dry_run=False, verbose=False, volumes=False, tim
 @task(auto_shortflags=False, help={
     "stack": STACK_HELP, "env": ENV_HELP, **{k: MUTATING_HELP[k] for k in ("dry_run", "verbose")},
     "to": "the ledger record (#N in swarm.history) to go back to; default: the converged deploy before the last one",
+    "force": "go back to a record that did not converge (failed, rolled back or incomplete) all the same",
     "timeout": f"seconds to wait for the services to converge (default {DEFAULT_TIMEOUT_S:.0f})", **GUARD_HELP})
 def rollback(c, stack=None, env=None, to=None, dry_run=False, verbose=False, timeout=None, lock_wait=None,
-             force_unlock=False):
+             force_unlock=False, force=False):
     """Redeploy an earlier ledger record of ENV exactly (document, config versions, digests)."""
     config = load_config_or_exit(uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
@@ -206,6 +207,12 @@ def rollback(c, stack=None, env=None, to=None, dry_run=False, verbose=False, tim
         manager, res = on_a_manager(transport, config, ledger.read_argv(namespace))
         _, entries = ledger.parse_read(res.stdout)
         target = rollback_target(entries, target_seq)
+        if target.result != ledger.CONVERGED and not force:
+            raise Exit(f"error: record #{target.seq} is a {target.kind} that did not converge ({target.result}"
+                       f"{': ' + target.reason if target.reason else ''}); going back to it would deploy what "
+                       "failed: run with --force to do it all the same (nothing was done)", code=1)
+        if target.result != ledger.CONVERGED:
+            note(f"warning: record #{target.seq} did not converge ({target.result}): going back to it (--force)")
         check_restorable(transport, manager, target)
         stored = stored_rendered(target)
         out.print(f"rollback {namespace} to record #{target.seq} (hash {target.hash}, deployed "
@@ -248,6 +255,12 @@ def lock_(c, stack=None, env=None, ttl=None, reason=None, verbose=False):
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     ttl_s = int(seconds_or_exit(ttl, 3600, flag="--ttl"))
+    if reason is not None:
+        bad = control_characters(reason)
+        if bad:
+            raise Exit(f"error: --reason holds control characters ({' '.join(bad)}): give one line of text", code=1)
+        if len(reason) > MAX_TEXT:
+            raise Exit(f"error: --reason is {len(reason)} characters; at most {MAX_TEXT}", code=1)
     what = f"swarm.lock{': ' + reason if reason else ''}"
     with user_errors(), common.transport_for(config, verbose) as transport:
         manager, _ = on_a_manager(transport, config, lock_mod.read_argv(namespace))
