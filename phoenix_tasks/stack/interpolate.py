@@ -46,12 +46,17 @@ def _closing(text: str, start: int) -> int:
     return -1
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """`text` quoted for a message, cut to `limit` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
 def interpolate_text(text: str, variables: Mapping[str, str], _depth: int = 0) -> str:
     """`text` with its variables replaced; a default, an alternative or an error message
     may itself hold variables (`${A:-${B}}`, `${A:-$B}`), interpolated only when used."""
     if _depth > MAX_NESTING:
-        raise InterpolationError(f"variables nested more than {MAX_NESTING} deep in {text!r}")
-    invalid = f"invalid variable reference in {text!r} (a literal $ is written $$)"
+        raise InterpolationError(f"variables nested more than {MAX_NESTING} deep in {_shown(text)}")
+    invalid = f"invalid variable reference in {_shown(text)} (a literal $ is written $$)"
     out: list[str] = []
     i = 0
     while i < len(text):

@@ -48,6 +48,12 @@ class Finding:
     severity: Literal["error", "warning"] = "error"
 
 
+def _q(value: Any, limit: int = 80) -> str:
+    """`value` quoted for a message, cut to `limit` characters (a value can be 1 MiB)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(str(value))} characters)"
+
+
 def _at(doc: Any, *keys: Any) -> Any:
     for k in keys:
         if isinstance(doc, dict):
@@ -81,7 +87,7 @@ def _range(found: list[Finding], path: tuple, value: Any, low: int, high: int, w
         return
     n = _whole(value)
     if n is None:
-        found.append(Finding(path, f"{what} {value!r} is not a whole number"))
+        found.append(Finding(path, f"{what} {_q(value)} is not a whole number"))
     elif not low <= n <= high:
         found.append(Finding(path, f"{what} {n} is out of range: {low} to {high}{limit}"))
 
@@ -142,7 +148,7 @@ def check_bounds(doc: Mapping, max_replicas: int, limit_source: str = "") -> lis
             if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
                                       or not 0 <= ratio <= 1):
                 found.append(Finding(s + ("deploy", section, "max_failure_ratio"),
-                                     f"max_failure_ratio {ratio!r} is out of range: 0 to 1"))
+                                     f"max_failure_ratio {_q(ratio)} is out of range: 0 to 1"))
         _range(found, s + ("deploy", "restart_policy", "max_attempts"), _at(deploy, "restart_policy", "max_attempts"),
                0, MAX_RESTART_ATTEMPTS, "max_attempts")
         _range(found, s + ("healthcheck", "retries"), _at(svc, "healthcheck", "retries"),
@@ -159,14 +165,14 @@ def check_bounds(doc: Mapping, max_replicas: int, limit_source: str = "") -> lis
                 except (TypeError, ValueError):
                     n = -1.0
                 if not 0 < n <= MAX_CPUS:
-                    found.append(Finding(where + ("cpus",), f"cpus {cpus!r} is out of range: more than 0, at most {MAX_CPUS}"))
+                    found.append(Finding(where + ("cpus",), f"cpus {_q(cpus)} is out of range: more than 0, at most {MAX_CPUS}"))
             memory = res.get("memory")
             if memory is not None:
                 n = _bytes(memory)
                 if n is None:
-                    found.append(Finding(where + ("memory",), f"memory {memory!r} is not a size (e.g. 512M, 2G)"))
+                    found.append(Finding(where + ("memory",), f"memory {_q(memory)} is not a size (e.g. 512M, 2G)"))
                 elif not MIN_MEMORY <= n <= MAX_MEMORY:
-                    found.append(Finding(where + ("memory",), f"memory {memory!r} is out of range: 6M to 4T"))
+                    found.append(Finding(where + ("memory",), f"memory {_q(memory)} is out of range: 6M to 4T"))
             _range(found, where + ("pids",), res.get("pids"), 1, MAX_PIDS, "pids")
         for i, port in enumerate(svc.get("ports") or []):
             if isinstance(port, dict):
@@ -202,11 +208,11 @@ def check_bounds(doc: Mapping, max_replicas: int, limit_source: str = "") -> lis
 
 def _ports_short(found: list[Finding], path: tuple, port: Any) -> None:
     if isinstance(port, bool):
-        found.append(Finding(path, f"port {port!r} is not a port"))
+        found.append(Finding(path, f"port {_q(port)} is not a port"))
         return
     numbers = _port_numbers(str(port)) if isinstance(port, (int, str)) else None
     if numbers is None:
-        found.append(Finding(path, f"{port!r} is not a port ([ip:][published:]target[/protocol])"))
+        found.append(Finding(path, f"{_q(port)} is not a port ([ip:][published:]target[/protocol])"))
         return
     for n in numbers:
         _range(found, path, n, 1, MAX_PORT, "port")
@@ -225,7 +231,7 @@ def check_unsupported(doc: Mapping) -> list[Finding]:
                                  "drops it): remove it, or grant what is needed with cap_add"))
         if svc.get("pid") is not None and svc.get("pid") != "":
             found.append(Finding(("services", name, "pid"),
-                                 f"pid: {svc['pid']!r} is not supported by swarm services (docker stack deploy "
+                                 f"pid: {_q(svc['pid'])} is not supported by swarm services (docker stack deploy "
                                  "drops it): remove it"))
     return found
 
@@ -246,10 +252,10 @@ REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::{_TAG})?(?:@{_DIGEST})?")
 def image_problem(image: Any) -> str | None:
     """Why `image` is not an image reference docker accepts, or None."""
     if not isinstance(image, str):
-        return f"image {image!r} is not a string"
+        return f"image {_q(image)} is not a string"
     m = REFERENCE.fullmatch(image)
     if not m:
-        return (f"image {image!r} is not a valid image reference ([registry/]name[:tag][@digest], "
+        return (f"image {_q(image)} is not a valid image reference ([registry/]name[:tag][@digest], "
                 "the name in lower case)")
     if len(m["name"]) > MAX_REFERENCE:
         return f"image name is {len(m['name'])} characters; docker allows {MAX_REFERENCE}"
@@ -314,11 +320,11 @@ def check_externals(doc: Mapping, env: str, stacks: Collection[str],
         if owner is None or owner == env:
             continue
         path = (section, key)
-        what = f"{'external ' if external else ''}{section[:-1]} {name!r}"
+        what = f"{'external ' if external else ''}{section[:-1]} {_q(name)}"
         if owner == "phoenix":
             found.append(Finding(path, f"{what} is one of Phoenix's own objects (ledger or lock): a stack cannot use it"))
         elif name in shares.get(section, ()):
-            found.append(Finding(path, f"shares {section[:-1]} {name!r} of environment {owner!r} "
+            found.append(Finding(path, f"shares {section[:-1]} {_q(name)} of environment {owner!r} "
                                        f"(listed in phoenix.json /shares/{section})", "warning"))
         else:
             found.append(Finding(path, f"{what} belongs to environment {owner!r}, not {env!r}: environments share "
