@@ -73,3 +73,16 @@ def test_rollback_to_a_failed_record_needs_force(wired):
     assert "run with --force" in message
     [t] = made
     assert t.mutating_commands == []
+
+
+def test_a_huge_replica_count_is_refused_before_any_connection(wired, stacks_dir, capsys):  # noqa: F811
+    """Issue 21, item 1: the deploy that made dockerd grow to 22 GB now stops at render."""
+    _, made = wired({})
+    compose = stacks_dir / "qdrant_service" / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("      replicas: 1\n", "      replicas: ${N:-99999999999999999}\n"))
+    code, _ = run(stack_tasks.deploy, stack="qdrant_service", env="dev9")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert ("docker-compose.yml: /services/qdrant/deploy/replicas: replicas 99999999999999999 is out of range: "
+            "0 to 100") in err
+    assert made == []
