@@ -310,11 +310,35 @@ def named_objects(doc: Mapping) -> Iterator[tuple[str, str, str, bool]]:
                 yield section, key, str(name), False
 
 
+VOLUMES_DIR = "/var/lib/docker/volumes/"
+
+
+def _bind_sources(doc: Mapping) -> Iterator[tuple[tuple, str]]:
+    """(path, volume name) of every bind mount into docker's volume directory: a way
+    round a volume's name (`/var/lib/docker/volumes/prod_app_data/_data:/data`)."""
+    for name, svc in _services(doc):
+        for i, mount in enumerate(svc.get("volumes") or []):
+            if isinstance(mount, dict):
+                source = mount.get("source") if mount.get("type") == "bind" else None
+            else:
+                source = str(mount).split(":", 1)[0] if ":" in str(mount) else None
+            if isinstance(source, str) and source.startswith(VOLUMES_DIR):
+                volume = source[len(VOLUMES_DIR):].split("/", 1)[0]
+                if volume:
+                    yield ("services", name, "volumes", i), volume
+
+
 def check_externals(doc: Mapping, env: str, stacks: Collection[str],
                     shares: Mapping[str, Collection[str]]) -> list[Finding]:
     """Errors for objects of another environment (or Phoenix's own); a warning (shown
     in the plan) for each one the stack's phoenix.json shares on purpose."""
     found = []
+    for path, volume in _bind_sources(doc):
+        owner = owner_env(volume, stacks)
+        if owner is not None and owner != env and volume not in shares.get("volumes", ()):
+            found.append(Finding(path, f"a bind mount of volume {_q(volume)}'s directory: it belongs to environment "
+                                       f"{owner!r}, not {env!r} (to share it on purpose, list it in phoenix.json "
+                                       "/shares/volumes)"))
     for section, key, name, external in named_objects(doc):
         owner = owner_env(name, stacks)
         if owner is None or owner == env:

@@ -146,3 +146,16 @@ def test_names_outside_every_namespace_pass(tmp_path):
            "networks": {"traefik_public": {"external": True}, "own": {"driver": "overlay"}},
            "volumes": {"data": {}, "legacy": {"external": {"name": "old_data"}}}}
     assert refusals.check_externals(doc, "dev1", ("app",), {}) == []
+
+
+def test_a_bind_mount_into_another_environments_volume_is_refused():
+    doc = {"services": {"web": service(volumes=[
+        "/var/lib/docker/volumes/prod_app_data/_data:/data:ro",
+        {"type": "bind", "source": "/var/lib/docker/volumes/prod_app_cache", "target": "/c"},
+        "/var/lib/docker/volumes:/all",  # Portainer's agent: the whole directory, no one volume
+        "/var/lib/docker/volumes/dev1_app_data/_data:/mine",
+        "data:/data"])}}
+    found = refusals.check_externals(doc, "dev1", ("app",), {})
+    assert [f.path for f in found] == [("services", "web", "volumes", 0), ("services", "web", "volumes", 1)]
+    assert "belongs to environment 'prod', not 'dev1'" in found[0].message
+    assert refusals.check_externals(doc, "dev1", ("app",), {"volumes": ("prod_app_data", "prod_app_cache")}) == []
