@@ -181,6 +181,15 @@ class Stack:
     environments: Mapping[str, Mapping[str, str]]
     # the parsed docker-compose.yml, exactly as yaml.safe_load returned it
     compose: Mapping[str, Any] = field(default_factory=dict)
+    # the most replicas a service may ask for: stacks.max_replicas of the hypervisor
+    # config, or the stack's own max_replicas in phoenix.json (stack/refusals.py)
+    max_replicas: int = 100
+    max_replicas_source: str = ""  # where that limit is set, for the refusal's message
+    # section (secrets, configs, networks, volumes) -> names of other environments'
+    # objects the stack uses on purpose (phoenix.json shares)
+    shares: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # every stack of the stacks directory: their namespaces are no stack's to reach into
+    known_stacks: tuple[str, ...] = ()
 
     @property
     def compose_file(self) -> Path:

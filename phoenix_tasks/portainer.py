@@ -21,6 +21,7 @@ admin password secret, plus "does the server answer?".
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -55,6 +56,7 @@ class PortainerError(PhoenixError):
 class Password:
     source: str  # where it came from, for people: never the value
     value: Secret
+    warnings: tuple[str, ...] = ()  # e.g. the file is readable by others
 
 
 def password_path(config: Config, environ: Mapping[str, str]) -> tuple[Path, str] | None:
@@ -92,7 +94,19 @@ def read_password(config: Config, environ: Mapping[str, str] = os.environ) -> Pa
     if len(text) < MIN_PASSWORD:
         raise PortainerError(f"Portainer admin password file {path} ({origin}): Portainer needs at least "
                              f"{MIN_PASSWORD} characters, the file holds {len(text)}")
-    return Password(f"file {path}", Secret(text))
+    return Password(f"file {path}", Secret(text), _mode_warnings(path, origin))
+
+
+def _mode_warnings(path: Path, origin: str) -> tuple[str, ...]:
+    """As ssh says of a private key: a password file others can read is a warning."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return ()
+    if mode & 0o077:
+        return (f"Portainer admin password file {path} ({origin}) can be read by others (mode {mode:04o}): "
+                f"chmod 600 {path}",)
+    return ()
 
 
 def stack_of(config: Config) -> Stack:

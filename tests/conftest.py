@@ -91,6 +91,7 @@ def lab_with_password(out: Path, nodes: int, subnet: str, bridge: str, password:
     config = make_lab_config(out, nodes, subnet, bridge, stacks_dir)
     pw = out / "pw"
     pw.write_text(password + "\n")
+    pw.chmod(0o600)  # as an operator keeps it: mode 0644 is a warning (issue 21)
     return config, pw
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+from .. import paths
 from ..model import (
     VM,
     Config,
@@ -22,6 +23,7 @@ from ..model import (
     SwarmSettings,
     VMAccess,
 )
+from ..stack.refusals import DEFAULT_MAX_REPLICAS
 from . import compose
 from .read import Raw
 
@@ -139,25 +141,38 @@ def _build_hypervisor(hv: dict, config_dir: Path) -> Hypervisor:
 
 
 def _build_stacks(raw: Raw) -> dict[str, Stack]:
-    stacks = {}
-    for name, manifest in raw.manifests.items():
-        doc = raw.composes[name]
-        wide = tuple(manifest.get("placement_constraints", []))
-        services = {}
-        for svc_name, svc in compose.services(doc).items():
-            own = tuple(manifest.get("services", {}).get(svc_name, {}).get("placement_constraints", []))
-            from_compose = tuple(text for _, text in compose.placement_constraints(svc))
-            merged = tuple(dict.fromkeys(wide + own + from_compose))
-            services[svc_name] = StackService(svc_name, merged)
-        envs = manifest.get("environments", {})
-        default = envs.get("default", {}).get("variables", {})
-        stacks[name] = Stack(
-            name=name,
-            directory=raw.stack_dirs[name],
-            description=manifest["description"],
-            placement_constraints=wide,
-            services=services,
-            environments={env: {**default, **spec["variables"]} for env, spec in envs.items()},
-            compose=doc,
-        )
-    return stacks
+    return {name: build_stack(raw, name) for name in raw.manifests}
+
+
+def build_stack(raw: Raw, name: str) -> Stack:
+    """One stack from its manifest and compose file (both passed their schema)."""
+    manifest = raw.manifests[name]
+    doc = raw.composes[name]
+    wide = tuple(manifest.get("placement_constraints", []))
+    services = {}
+    for svc_name, svc in compose.services(doc).items():
+        own = tuple(manifest.get("services", {}).get(svc_name, {}).get("placement_constraints", []))
+        from_compose = tuple(text for _, text in compose.placement_constraints(svc))
+        merged = tuple(dict.fromkeys(wide + own + from_compose))
+        services[svc_name] = StackService(svc_name, merged)
+    envs = manifest.get("environments", {})
+    default = envs.get("default", {}).get("variables", {})
+    if "max_replicas" in manifest:
+        max_replicas, source = manifest["max_replicas"], f" in {paths.STACK_MANIFEST_FILE}"
+    else:
+        max_replicas = ((raw.hypervisor or {}).get("stacks") or {}).get("max_replicas", DEFAULT_MAX_REPLICAS)
+        source = f" = stacks.max_replicas in {paths.HYPERVISOR_CONFIG_FILE}, raised by a stack's " \
+                 f"{paths.STACK_MANIFEST_FILE} max_replicas"
+    return Stack(
+        name=name,
+        directory=raw.stack_dirs[name],
+        description=manifest["description"],
+        placement_constraints=wide,
+        services=services,
+        environments={env: {**default, **spec["variables"]} for env, spec in envs.items()},
+        compose=doc,
+        max_replicas=max_replicas,
+        max_replicas_source=source,
+        shares={section: tuple(names) for section, names in manifest.get("shares", {}).items()},
+        known_stacks=tuple(sorted(set(raw.stack_dirs) | raw.incomplete_stacks)),
+    )

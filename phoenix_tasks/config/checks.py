@@ -15,10 +15,12 @@ from .. import paths
 from ..model import VM
 from ..stack.naming import MAX_SERVICE_NAME, max_env_length, service_name
 from . import compose
+from .collisions import check_stack_collisions
 from .build import build_vms
 from .constraints import Constraint, first_unsatisfiable, parse
 from .problems import Problem, pointer
 from .read import Raw
+from .render_checks import check_stack_renders
 from .swarm_options import check_swarm_options
 
 VM_FIELDS_FROM_DEFAULTS = ("cores", "memory_mb", "disk_size_gb")
@@ -30,6 +32,8 @@ def check_all(raw: Raw, problems: list[Problem]) -> None:
     check_swarm_options(raw, problems)
     check_stack_references(raw, problems)
     check_stacks(raw, problems)
+    check_stack_collisions(raw, problems)
+    check_stack_renders(raw, problems)
     check_docker_stacks(raw, problems)
     check_portainer(raw, problems)
     check_availability(raw, problems)

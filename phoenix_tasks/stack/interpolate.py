@@ -13,12 +13,9 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Mapping
 
-_TOKEN = re.compile(
-    r"\$(?:(?P<escaped>\$)"
-    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
-    r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<invalid>))"
-)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPS = (":-", ":?", ":+", "-", "?", "+")
+MAX_NESTING = 10  # ${A:-${B:-${C...}}}: deeper than this is refused, not recursed into
 
 
 class InterpolationError(ValueError):
@@ -29,33 +26,91 @@ class InterpolationError(ValueError):
         self.variable = variable
 
 
-def interpolate_text(text: str, variables: Mapping[str, str]) -> str:
-    def one(m: re.Match) -> str:
-        if m["escaped"]:
-            return "$"
-        if m["invalid"] is not None:
-            raise InterpolationError(f"invalid variable reference in {text!r} (a literal $ is written $$)")
-        name = m["braced"] or m["plain"]
-        op, arg = m["op"] or "", m["arg"] or ""
-        value = variables.get(name)
-        empty = not value
-        if op == ":-":
-            return arg if empty else value
-        if op == "-":
-            return arg if value is None else value
-        if op in (":?", "?"):
-            if value is None or (op == ":?" and empty):
-                raise InterpolationError(f"${{{name}}}: {arg or 'required'}", name)
-            return value
-        if op == ":+":
-            return "" if empty else arg
-        if op == "+":
-            return "" if value is None else arg
-        if value is None:
-            raise InterpolationError(f"no value for ${{{name}}}", name)
-        return value
+def _closing(text: str, start: int) -> int:
+    """The index of the `}` that closes a `${` whose body starts at `start`, counting
+    nested `${...}` (as Compose does for `${A:-${B}}`); -1 when there is none."""
+    depth, i = 0, start
+    while i < len(text):
+        if text.startswith("$$", i):
+            i += 2
+            continue
+        if text.startswith("${", i):
+            depth += 1
+            i += 2
+            continue
+        if text[i] == "}":
+            if depth == 0:
+                return i
+            depth -= 1
+        i += 1
+    return -1
 
-    return _TOKEN.sub(one, text)
+
+def _shown(text: str, limit: int = 80) -> str:
+    """`text` quoted for a message, cut to `limit` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+def interpolate_text(text: str, variables: Mapping[str, str], _depth: int = 0) -> str:
+    """`text` with its variables replaced; a default, an alternative or an error message
+    may itself hold variables (`${A:-${B}}`, `${A:-$B}`), interpolated only when used."""
+    if _depth > MAX_NESTING:
+        raise InterpolationError(f"variables nested more than {MAX_NESTING} deep in {_shown(text)}")
+    invalid = f"invalid variable reference in {_shown(text)} (a literal $ is written $$)"
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        j = text.find("$", i)
+        if j < 0:
+            out.append(text[i:])
+            break
+        out.append(text[i:j])
+        if text.startswith("$$", j):
+            out.append("$")
+            i = j + 2
+            continue
+        if text.startswith("${", j):
+            end = _closing(text, j + 2)
+            m = _NAME.match(text, j + 2)
+            if end < 0 or not m:
+                raise InterpolationError(invalid)
+            name, rest = m[0], text[m.end():end]
+            op = next((o for o in _OPS if rest.startswith(o)), "")
+            if rest and not op:
+                raise InterpolationError(invalid)
+            out.append(_substitute(name, op, rest[len(op):], variables, _depth))
+            i = end + 1
+            continue
+        m = _NAME.match(text, j + 1)
+        if not m:
+            raise InterpolationError(invalid)
+        out.append(_substitute(m[0], "", "", variables, _depth))
+        i = m.end()
+    return "".join(out)
+
+
+def _substitute(name: str, op: str, arg: str, variables: Mapping[str, str], depth: int) -> str:
+    value = variables.get(name)
+    empty = not value
+
+    def inner() -> str:
+        return interpolate_text(arg, variables, depth + 1)
+
+    if op == ":-":
+        return inner() if empty else value
+    if op == "-":
+        return inner() if value is None else value
+    if op in (":?", "?"):
+        if value is None or (op == ":?" and empty):
+            raise InterpolationError(f"${{{name}}}: {inner() if arg else 'required'}", name)
+        return value
+    if op == ":+":
+        return "" if empty else inner()
+    if op == "+":
+        return "" if value is None else inner()
+    if value is None:
+        raise InterpolationError(f"no value for ${{{name}}}", name)
+    return value
 
 
 def interpolate(doc: Any, variables: Mapping[str, str], path: tuple = ()) -> tuple[Any, list[tuple[tuple, InterpolationError]]]:

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..cluster_text import clean
 from ..model import VM
 from ..transport import RemoteCommandFailed, Transport
 from .commands import SEPARATOR, object_remove
@@ -142,7 +143,7 @@ def parse_read(stdout: str) -> tuple[int, list[Entry]]:
             entries[seq] = Entry(
                 namespace=labels[ENTRY], seq=seq, kind=data.get("kind", labels.get(L_KIND, "?")),
                 env=data.get("env", ""), stack=data.get("stack", ""), hash=data.get("hash"),
-                who=data.get("who", "?"), command=data.get("command", ""), started=int(data.get("started") or 0),
+                who=clean(data.get("who", "?")), command=clean(data.get("command", "")), started=int(data.get("started") or 0),
                 document=data.get("document"), objects=tuple(data.get("objects") or ()),
                 digests=dict(data.get("digests") or {}))
         elif RESULT_OF in labels:
@@ -150,7 +151,7 @@ def parse_read(stdout: str) -> tuple[int, list[Entry]]:
     for seq, data in results.items():
         if seq in entries:
             e = entries[seq]
-            e.result, e.reason = data.get("result", INCOMPLETE), data.get("reason", "")
+            e.result, e.reason = clean(data.get("result", INCOMPLETE)), clean(data.get("reason", ""), 2000)
             e.duration_s, e.finished = data.get("duration_s"), data.get("finished")
     return int(clock.strip() or 0), [entries[k] for k in sorted(entries)]
 

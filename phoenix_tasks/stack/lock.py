@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..cluster_text import clean
 from ..errors import PhoenixError
 from ..model import VM
 from ..transport import RemoteCommandFailed, Transport
@@ -103,8 +104,8 @@ def parse_read(stdout: str) -> tuple[int, list[Generation]]:
         try:
             gens.append(Generation(
                 name=item["Spec"]["Name"], namespace=labels[LABEL], generation=int(labels[L_GEN]),
-                token=labels.get(L_TOKEN, ""), holder=labels.get(L_HOLDER, "?"),
-                command=labels.get(L_COMMAND, "?"), since=int(labels.get(L_SINCE, "0")),
+                token=labels.get(L_TOKEN, ""), holder=clean(labels.get(L_HOLDER, "?")),
+                command=clean(labels.get(L_COMMAND, "?")), since=int(labels.get(L_SINCE, "0")),
                 expires=int(labels.get(L_EXPIRES, "0"))))
         except (KeyError, ValueError):
             continue  # not one of ours after all: ignored, never removed

@@ -27,12 +27,13 @@ from typing import Any, Callable, Literal, Mapping
 
 import yaml
 
-from .. import __version__
+from .. import __version__, paths
 from ..config import safe_read
 from ..errors import PhoenixError
 from ..model import Stack
 from ..secrets import Secret
 from . import naming
+from . import refusals as refuse
 from .interpolate import cast_types, escape_dollars, interpolate
 
 LABEL_ENV = "io.phoenix.env"
@@ -50,7 +51,17 @@ MAX_OBJECT_NAME = 64  # swarmkit's limit for config and secret names
 
 
 class RenderError(PhoenixError):
-    """The stack cannot be rendered for this environment (nothing was contacted)."""
+    """The stack cannot be rendered for this environment (nothing was contacted).
+
+    `items`: each problem as (path into the compose document, message), for
+    `inv validate` to name the file and JSON pointer; `variables`: the variables
+    with no value among them."""
+
+    def __init__(self, message: str, items: list[tuple[tuple, str]] | None = None,
+                 variables: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.items = list(items or [])
+        self.variables = variables
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,42 @@ def variables_for(stack: Stack, env: str) -> Mapping[str, str]:
 
 def _where(path: tuple) -> str:
     return ".".join(str(p) for p in path)
+
+
+def compose_pointer(path: tuple) -> str:
+    """`/services/api/deploy/replicas`: where in docker-compose.yml (RFC 6901)."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def _refuse(what: str, items: list[tuple[tuple, str]], tail: str = "", variables: tuple[str, ...] = ()) -> RenderError:
+    lines = [message if message.startswith(f"{paths.STACK_COMPOSE_FILE} /") else f"{_where(path)}: {message}"
+             for path, message in items]
+    return RenderError(f"{what}: " + "; ".join(lines) + tail, items, variables)
+
+
+def _from_variable(stack: Stack, path: tuple) -> str:
+    """' (from ${VAR})' when the compose file writes this value with a variable."""
+    original: Any = stack.compose
+    for key in path:
+        try:
+            original = original[key]
+        except (KeyError, IndexError, TypeError):
+            return ""
+    if isinstance(original, str) and "$" in original:
+        return f" (from {original!r})"
+    return ""
+
+
+def refusals(stack: Stack, env: str, doc: Mapping) -> tuple[list[tuple[tuple, str]], list[str]]:
+    """(errors by path, warnings) of stack/refusals.py's checks on the interpolated document."""
+    found = [*refuse.check_bounds(doc, stack.max_replicas, stack.max_replicas_source),
+             *refuse.check_unsupported(doc), *refuse.check_images(doc),
+             *refuse.check_externals(doc, env, stack.known_stacks or (stack.name,), stack.shares)]
+    file = stack.compose_file.name
+    errors = [(f.path, f"{file} {compose_pointer(f.path)}: {f.message}{_from_variable(stack, f.path)}")
+              for f in found if f.severity == "error"]
+    warnings = [f"{file} {compose_pointer(f.path)}: {f.message}" for f in found if f.severity == "warning"]
+    return errors, warnings
 
 
 def normalise_constraint(text: str) -> str:
@@ -142,9 +189,10 @@ Amend = Callable[[dict, str], list[SwarmObject]]
 
 
 def _objects(stack: Stack, namespace: str, doc: dict, env: str,
-             read_file: Callable[[Path], bytes]) -> tuple[list[SwarmObject], list[str]]:
+             read_file: Callable[[Path], bytes]) -> tuple[list[SwarmObject], list[tuple[tuple, str]]]:
     """Content-named configs and secrets; the document's entries become external refs."""
-    objects, errors = [], []
+    objects: list[SwarmObject] = []
+    errors: list[tuple[tuple, str]] = []
     for kind in ("config", "secret"):
         section = doc.get(kind + "s") or {}
         for key, spec in list(section.items()):
@@ -152,26 +200,27 @@ def _objects(stack: Stack, namespace: str, doc: dict, env: str,
                 continue
             file = spec.get("file")
             if not isinstance(file, str):
-                errors.append(f"{kind}s.{key}: only 'file' {kind}s (or external ones) can be deployed")
+                errors.append(((kind + "s", key), f"only 'file' {kind}s (or external ones) can be deployed"))
                 continue
             path = (stack.directory / file).resolve()
             if not path.is_relative_to(stack.directory.resolve()):
-                errors.append(f"{kind}s.{key}: file {file!r} is outside the stack directory")
+                errors.append(((kind + "s", key), f"file {file!r} is outside the stack directory"))
                 continue
             try:
                 data = read_file(path)  # a regular file of at most 1 MiB: a FIFO never hangs a deploy
             except (OSError, safe_read.Unreadable) as exc:
-                errors.append(f"{kind}s.{key}: cannot read {file!r}: {getattr(exc, 'strerror', None) or exc}")
+                errors.append(((kind + "s", key),
+                               f"cannot read {file!r}: {getattr(exc, 'strerror', None) or exc}"))
                 continue
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
-                errors.append(f"{kind}s.{key}: {file!r} is not UTF-8 text")
+                errors.append(((kind + "s", key), f"{file!r} is not UTF-8 text"))
                 continue
             name = secret_name(namespace, key, data)
             if len(name) > MAX_OBJECT_NAME:
-                errors.append(f"{kind}s.{key}: the swarm {kind} name {name!r} would be {len(name)} characters; "
-                              f"docker allows {MAX_OBJECT_NAME}: give it a shorter key")
+                errors.append(((kind + "s", key), f"the swarm {kind} name {name!r} would be {len(name)} characters; "
+                                              f"docker allows {MAX_OBJECT_NAME}: give it a shorter key"))
                 continue
             labels = object_labels(namespace, env, stack.name)
             objects.append(SwarmObject(kind, key, name, Secret(text) if kind == "secret" else text, labels))
@@ -191,18 +240,20 @@ def render(stack: Stack, env: str, read_file: Callable[[Path], bytes] = safe_rea
     variables = variables_for(stack, env)
     doc, errors = interpolate(copy.deepcopy(dict(stack.compose)), variables)
     if errors:
-        lines = [f"{_where(path)}: {exc}" for path, exc in errors]
-        raise RenderError(f"{what}: " + "; ".join(lines) +
-                          f" (set it under environments.{env if env in stack.environments else 'default'}"
-                          f".variables in {stack.manifest_file.name})")
+        raise _refuse(what, [(path, str(exc)) for path, exc in errors],
+                      f" (set it under environments.{env if env in stack.environments else 'default'}"
+                      f".variables in {stack.manifest_file.name})",
+                      tuple(exc.variable for _, exc in errors if exc.variable and str(exc).startswith("no value")))
     doc, cast_errors = cast_types(doc)
     if cast_errors:
-        raise RenderError(f"{what}: " + "; ".join(f"{_where(p)}: {m}" for p, m in cast_errors))
+        raise _refuse(what, cast_errors)
     doc.setdefault("version", DEFAULT_VERSION)
-    warnings: list[str] = []
+    refused, warnings = refusals(stack, env, doc)
+    if refused:
+        raise _refuse(what, refused)
     objects, object_errors = _objects(stack, namespace, doc, env, read_file)
     if object_errors:
-        raise RenderError(f"{what}: " + "; ".join(object_errors))
+        raise _refuse(what, object_errors)
     if amend is not None:
         objects += amend(doc, namespace)
     for name, service in doc["services"].items():

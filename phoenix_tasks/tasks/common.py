@@ -42,15 +42,27 @@ def print_problems(problems) -> None:
         err.print(p.render(), style=style, markup=False)
 
 
-def load_config_or_exit(config_dir=None) -> Config:
-    """The validated config; on any error, print every problem and exit 1 (no connection made)."""
-    config, problems = validate(config_dir)
+def load_config_or_exit(config_dir=None, uses=None) -> Config:
+    """The validated config; on any error, print every problem and exit 1 (no connection made).
+
+    `uses`: the stacks the command works on; errors in other stacks are then warnings
+    (None: every stack counts, for commands that deploy them all)."""
+    config, problems = validate(config_dir, uses=uses)
     print_problems([p for p in problems if p.severity == "warning"] if config else problems)
     if config is None:
         n = len(errors(problems))
         err.print(f"configuration is invalid ({n} error{'s' if n != 1 else ''}): nothing was done", style="red")
         raise Exit(code=1)
     return config
+
+
+def read_portainer_password(config: Config):
+    """Portainer's admin password (portainer.read_password), its warnings printed."""
+    from .. import portainer
+    password = portainer.read_password(config)
+    for warning in password.warnings if password else ():
+        err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
+    return password
 
 
 @contextmanager
@@ -70,4 +82,4 @@ def user_errors() -> Iterator[None]:
 
 
 __all__ = ["MUTATING_HELP", "VMID_HELP", "err", "load_config", "load_config_or_exit", "out", "print_problems",
-           "transport_for", "user_errors"]
+           "read_portainer_password", "transport_for", "user_errors"]

@@ -5,7 +5,6 @@ stack rendered, before any connection."""
 from __future__ import annotations
 
 import json as jsonlib
-import os
 
 from invoke import Collection, task
 from invoke.exceptions import Exit
@@ -24,7 +23,7 @@ from .stacks import GUARD_HELP, guard_for, note, seconds_or_exit, show_guarded
 def rendered_or_exit(config: Config) -> tuple[Rendered, portainer.Password | None, int]:
     """Password read, stack rendered, port known: or one message and exit 1 (no connection)."""
     with user_errors():
-        password = portainer.read_password(config, os.environ)
+        password = common.read_portainer_password(config)
         rendered = portainer.render_portainer(config, password)
         return rendered, password, portainer.published_port(rendered)
 

@@ -6,7 +6,6 @@ and exit 1 with nothing contacted."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -14,6 +13,7 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from .. import portainer
+from ..cluster_text import MAX_TEXT, control_characters
 from ..model import Config
 from ..stack import naming
 from ..stack.deploy import DEFAULT_TIMEOUT_S
@@ -64,7 +64,7 @@ def renderer_or_exit(config: Config, stack: str | None, env: str | None):
         # Portainer's own environment is rendered as portainer.deploy renders it (pinned
         # images, its node, the admin password secret): one document, whichever task.
         with user_errors():
-            password = portainer.read_password(config, os.environ)
+            password = common.read_portainer_password(config)
 
         def renderer(digests):
             return portainer.render_portainer(config, password, digests)
@@ -87,7 +87,7 @@ def rendered_or_exit(config: Config, stack: str | None, env: str | None) -> Rend
 @task(name="render", auto_shortflags=False, help={"stack": STACK_HELP, "env": ENV_HELP})
 def render_(c, stack=None, env=None):
     """Print the compose document a deploy of STACK as ENV sends (no connection)."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     rendered = rendered_or_exit(config, stack, env)
     for w in rendered.warnings:
         err.print(f"warning: {w}", style="yellow", markup=False)
@@ -99,7 +99,7 @@ def render_(c, stack=None, env=None):
 @task(auto_shortflags=False, help={"stack": STACK_HELP, "env": ENV_HELP, "verbose": MUTATING_HELP["verbose"]})
 def diff(c, stack=None, env=None, verbose=False):
     """Show every field that a deploy of STACK as ENV would change, service by service."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     rendered = rendered_or_exit(config, stack, env)
     with user_errors(), common.transport_for(config, verbose) as transport:
         manager, read = read_stack(transport, config, rendered.namespace)
@@ -146,7 +146,7 @@ def show_guarded(result: Guarded, verbose: bool) -> None:
 def deploy(c, stack=None, env=None, dry_run=False, verbose=False, timeout=None, no_resolve=False,
            lock_wait=None, force_unlock=False):
     """Deploy STACK as environment ENV (<env>_<stack>): lock, digests, plan, deploy, wait, ledger."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     renderer = renderer_or_exit(config, stack, env)
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
     first = renderer({})
@@ -168,7 +168,7 @@ def deploy(c, stack=None, env=None, dry_run=False, verbose=False, timeout=None, 
 def rm(c, stack=None, env=None, dry_run=False, verbose=False, volumes=False, timeout=None, lock_wait=None,
        force_unlock=False):
     """Remove environment ENV of STACK (<env>_<stack>) and wait until it is gone; volumes are kept."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     timeout_s = seconds_or_exit(timeout, RM_TIMEOUT_S)
@@ -188,11 +188,12 @@ def rm(c, stack=None, env=None, dry_run=False, verbose=False, volumes=False, tim
 @task(auto_shortflags=False, help={
     "stack": STACK_HELP, "env": ENV_HELP, **{k: MUTATING_HELP[k] for k in ("dry_run", "verbose")},
     "to": "the ledger record (#N in swarm.history) to go back to; default: the converged deploy before the last one",
+    "force": "go back to a record that did not converge (failed, rolled back or incomplete) all the same",
     "timeout": f"seconds to wait for the services to converge (default {DEFAULT_TIMEOUT_S:.0f})", **GUARD_HELP})
 def rollback(c, stack=None, env=None, to=None, dry_run=False, verbose=False, timeout=None, lock_wait=None,
-             force_unlock=False):
+             force_unlock=False, force=False):
     """Redeploy an earlier ledger record of ENV exactly (document, config versions, digests)."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
@@ -206,6 +207,12 @@ def rollback(c, stack=None, env=None, to=None, dry_run=False, verbose=False, tim
         manager, res = on_a_manager(transport, config, ledger.read_argv(namespace))
         _, entries = ledger.parse_read(res.stdout)
         target = rollback_target(entries, target_seq)
+        if target.result != ledger.CONVERGED and not force:
+            raise Exit(f"error: record #{target.seq} is a {target.kind} that did not converge ({target.result}"
+                       f"{': ' + target.reason if target.reason else ''}); going back to it would deploy what "
+                       "failed: run with --force to do it all the same (nothing was done)", code=1)
+        if target.result != ledger.CONVERGED:
+            note(f"warning: record #{target.seq} did not converge ({target.result}): going back to it (--force)")
         check_restorable(transport, manager, target)
         stored = stored_rendered(target)
         out.print(f"rollback {namespace} to record #{target.seq} (hash {target.hash}, deployed "
@@ -225,7 +232,7 @@ def rollback(c, stack=None, env=None, to=None, dry_run=False, verbose=False, tim
                                    "verbose": MUTATING_HELP["verbose"]})
 def history(c, stack=None, env=None, json=False, verbose=False):
     """The ledger of ENV: every deploy, rm and rollback, who, when, hash, digests, result."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     with user_errors(), common.transport_for(config, verbose) as transport:
@@ -244,10 +251,16 @@ def history(c, stack=None, env=None, json=False, verbose=False):
     "reason": "why, shown to whoever finds the environment locked"})
 def lock_(c, stack=None, env=None, ttl=None, reason=None, verbose=False):
     """Lock ENV of STACK for people: deploys, rm and rollbacks wait or fail until it is unlocked or expires."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     ttl_s = int(seconds_or_exit(ttl, 3600, flag="--ttl"))
+    if reason is not None:
+        bad = control_characters(reason)
+        if bad:
+            raise Exit(f"error: --reason holds control characters ({' '.join(bad)}): give one line of text", code=1)
+        if len(reason) > MAX_TEXT:
+            raise Exit(f"error: --reason is {len(reason)} characters; at most {MAX_TEXT}", code=1)
     what = f"swarm.lock{': ' + reason if reason else ''}"
     with user_errors(), common.transport_for(config, verbose) as transport:
         manager, _ = on_a_manager(transport, config, lock_mod.read_argv(namespace))
@@ -260,7 +273,7 @@ def lock_(c, stack=None, env=None, ttl=None, reason=None, verbose=False):
                                    "force": "remove the lock whoever holds it (say so to them)"})
 def unlock(c, stack=None, env=None, force=False, verbose=False):
     """Remove ENV's lock (--force: whoever holds it); without --force, only show who holds it."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     with user_errors(), common.transport_for(config, verbose) as transport:
@@ -282,7 +295,7 @@ def unlock(c, stack=None, env=None, force=False, verbose=False):
                                    "verbose": MUTATING_HELP["verbose"]})
 def envs(c, json=False, verbose=False):
     """List the environments on the swarm: stacks, services (running/desired), deployed hash."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[])
     with user_errors(), common.transport_for(config, verbose) as transport:
         environments = read_environments(transport, config)
     if json:

@@ -107,7 +107,7 @@ def autolock(c, enable=False, disable=False, dry_run=False, verbose=False):
             "verbose": MUTATING_HELP["verbose"]})
 def status(c, json=False, verbose=False):
     """Show each configured VM's swarm state, labels and drift, the leader and the stacks."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(uses=[])
     with user_errors(), common.transport_for(config, verbose) as transport:
         st = read_status(transport, config)
     if json:

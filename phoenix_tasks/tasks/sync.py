@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 from invoke import task
@@ -38,7 +37,7 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, 
     ssh_timeout_s = ssh_timeout_or_exit(ssh_timeout)
     opts = dataclasses.replace(options(config, None, force_rejoin), prune=prune)
     with user_errors():  # everything that can be refused is refused before any connection
-        password = portainer.read_password(config, os.environ)
+        password = common.read_portainer_password(config)
 
         def renderer(digests):
             return portainer.render_portainer(config, password, digests)

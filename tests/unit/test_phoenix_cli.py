@@ -260,6 +260,9 @@ def test_an_options_value_is_never_a_global_flag(args, task_argv, stub):
     (["swarm", "rm", "--stack=b", "a", "--env", "e"], "phoenix: 'swarm rm': the stack is given twice (as <stack> and --stack); nothing was done"),
     (["vm", "create", "1002", "--vmid", "1003"], "phoenix: 'vm create': the vmid is given twice (as <vmid> and --vmid); nothing was done"),
     (["vm", "create", "1002", "1003"], "phoenix: unexpected argument '1003' for 'vm create' (one verb per call; see: phoenix help)"),
+    # A stack whose first word is a dash: Invoke would take it as flags (issue 21).
+    (["swarm", "rm", "-rf", "--env", "dev1"], "phoenix: '-rf' is not an option of 'swarm rm', nor a <stack> (a stack name starts with a letter); nothing was done"),
+    (["swarm", "deploy", "--env", "dev1", "-x"], "phoenix: '-x' is not an option of 'swarm deploy', nor a <stack> (a stack name starts with a letter); nothing was done"),
 ])
 def test_stray_words_are_refused_and_nothing_runs(args, complaint, stub):
     r = phoenix(*args, inv=stub)

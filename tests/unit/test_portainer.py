@@ -429,3 +429,15 @@ def test_read_status_when_the_server_has_no_running_task(config):
     assert status.deployed and not status.answers and status.url is None
     assert status.detail == f"{SERVER} has no running task"
     assert t.tunnels == []
+
+
+def test_a_password_file_others_can_read_is_a_warning(config, tmp_path):
+    """Issue 21: mode 0644 was accepted silently; ssh warns for a key like that."""
+    path = password_file(tmp_path, PASSWORD.encode())
+    path.chmod(0o644)
+    password = read_password(config, env_for(path))
+    assert password.warnings == (f"Portainer admin password file {path} ($PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE) "
+                                 f"can be read by others (mode 0644): chmod 600 {path}",)
+    assert PASSWORD not in str(password.warnings)
+    path.chmod(0o600)
+    assert read_password(config, env_for(path)).warnings == ()

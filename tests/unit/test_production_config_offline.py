@@ -58,6 +58,7 @@ def test_sync_all_on_proxmox_refuses_a_missing_key_then_token_then_names_the_api
     here) and that is one line naming host:port, for every verb that reads VMs."""
     password = tmp_path / "pw"
     password.write_text("a-long-enough-password\n")
+    password.chmod(0o600)  # a password file others can read is a warning of its own
     home = tmp_path / "home"
     home.mkdir()
     res = run_offline("sync-all", PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE=str(password), HOME=str(home))

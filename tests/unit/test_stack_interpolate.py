@@ -68,7 +68,38 @@ def test_interpolate_text_forms(text, expected):
 
 def test_a_value_is_not_interpolated_again():
     assert interpolate_text("${A}", {"A": "$B", "B": "no"}) == "$B"
-    assert interpolate_text("${UNSET:-$$x}", VARS) == "$$x"  # the default is taken as written
+    # A default is itself interpolated, as Compose does: `$$` in it is a literal `$`.
+    assert interpolate_text("${UNSET:-$$x}", VARS) == "$x"
+
+
+@pytest.mark.parametrize("text, variables, expected", [
+    ("${A:-${B}}", {"B": "b"}, "b"),
+    ("${A:-${B}}", {"A": "a"}, "a"),  # B is not needed when A is set
+    ("${A:-$B}", {"B": "b"}, "b"),
+    ("${A:-${B:-${C:-deep}}}", {}, "deep"),
+    ("x${A:-${B}-y}z", {"B": "b"}, "xb-yz"),
+    ("${A:+${B}!}", {"A": "1", "B": "b"}, "b!"),
+    ("${A-}", {}, ""),
+    ("${A:-{}}", {}, "{}"),  # a lone brace pair in a default is text
+])
+def test_nested_defaults_as_compose_does(text, variables, expected):
+    """Issue 21: `${A:-${B}}` rendered the literal `${B}`."""
+    assert interpolate_text(text, variables) == expected
+
+
+def test_a_nested_variable_without_value_is_named():
+    with pytest.raises(InterpolationError) as info:
+        interpolate_text("${A:-${B}}", {})
+    assert info.value.variable == "B"
+    with pytest.raises(InterpolationError) as info:
+        interpolate_text("${A:?needs ${B}}", {"B": "b"})
+    assert str(info.value) == "${A}: needs b"
+
+
+@pytest.mark.parametrize("text", ["${A:-${B}", "${A:-${B:-${C}}", "${A!x}", "${" + "A:-${" * 12 + "}" * 13])
+def test_unclosed_or_too_deep_nesting_is_refused(text):
+    with pytest.raises(InterpolationError):
+        interpolate_text(text, {})
 
 
 @pytest.mark.parametrize("text, name, message", [
