@@ -148,8 +148,6 @@ def follow(transport, manager, services: Sequence[str], emit: Callable[[LogLine]
         stop.set()
         for t in threads:
             t.join(timeout=5)
-    for service, exc in failures.items():
-        if isinstance(exc, PhoenixError):
-            raise exc
-        raise PhoenixError(f"{service}: the log stream failed: {exc}")
+    for exc in failures.values():
+        raise exc  # a PhoenixError (unreachable, ...), or the reader's own (a closed pipe)
     return results

@@ -42,6 +42,12 @@ def _write(line: str) -> None:
     sys.stdout.flush()
 
 
+def _reader_gone() -> None:
+    """`phoenix swarm logs ... | head`: the reader closed the pipe; end quietly."""
+    import os
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 @task(auto_shortflags=False, help={
     "stack": STACK_HELP, "env": ENV_HELP,
     "service": "only this service of the stack (e.g. api); default: every service, interleaved by time",
@@ -76,6 +82,8 @@ def logs(c, stack=None, env=None, service=None, follow=False, tail=None, since=N
                                         tail=tail, since=since)
             except KeyboardInterrupt:
                 return  # Ctrl-C is how a follow ends: the streams' channels are closed
+            except BrokenPipeError:
+                return _reader_gone()
             failed = [s for s, code in codes.items() if code not in (0, None)]
             if failed:
                 raise Exit(f"error: the logs of {', '.join(failed)} ended with an error", code=1)
@@ -84,8 +92,11 @@ def logs(c, stack=None, env=None, service=None, follow=False, tail=None, since=N
         for name in names:
             r = transport.run(manager, logs_mod.service_logs(name, tail=tail, since=since), mutating=False)
             outputs.append(r.stdout + r.stderr)
-    for line in logs_mod.merge(outputs):
-        _write(line.text(timestamps))
+    try:
+        for line in logs_mod.merge(outputs):
+            _write(line.text(timestamps))
+    except BrokenPipeError:
+        _reader_gone()
 
 
 @task(auto_shortflags=False, help={
