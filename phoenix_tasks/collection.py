@@ -4,11 +4,12 @@ lives in phoenix_tasks/tasks/."""
 
 from invoke import Collection
 
-from phoenix_tasks.tasks import config, lab, maintenance, observe, portainer, stacks, swarm, sync, vm
+from phoenix_tasks.tasks import config, lab, maintenance, observe, portainer, shell, stacks, swarm, sync, vm
 
 ns = Collection()
 ns.add_task(config.validate)
 ns.add_task(sync.sync_all)
+ns.add_task(shell.completion)  # phoenix completion bash
 for _task in stacks.TASKS:  # stacks per environment live in the swarm.* namespace
     swarm.ns.add_task(_task)
 for _task in observe.TASKS:  # reads of an environment: swarm.logs, swarm.ps
