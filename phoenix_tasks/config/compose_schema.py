@@ -122,6 +122,7 @@ def check_swarm(path: Path, doc: Any, environments: Mapping[str, Mapping[str, st
                                           f"(it knows {', '.join(known)})")]
     validator = _validator(relative)
     found: set[Problem] = set()
+    seen: set[str] = set()  # environments that interpolate to the same document are checked once
     for env, variables in environments.items():
         interpolated, errors = interpolate(doc, variables)
         if errors:
@@ -132,6 +133,10 @@ def check_swarm(path: Path, doc: Any, environments: Mapping[str, Mapping[str, st
                                                       f"refuses it)"))
         if cast_errors:
             continue
+        key = json.dumps(cast, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
         label = Path(relative).stem.removeprefix("config_schema_")
         found.update(_problems(path, validator.iter_errors(cast), f" (docker stack deploy refuses it: compose file format {label})"))
     return sorted(found)
