@@ -40,3 +40,14 @@ def test_every_value_taking_option_is_known_to_bin_phoenix(verb):
     # (the lab tasks' options are in bin/phoenix's lab cases, with their short forms)
     missing = set(verb.value_flags) - value_opts()
     assert not missing, f"bin/phoenix value_opts lacks {sorted(missing)} ({label(verb)})"
+
+
+@pytest.mark.parametrize("verb", [v for v in VERBS if v.verb not in ("lab", "completion")], ids=label)
+@pytest.mark.parametrize("flag, option", [("--dry-run", "--dry-run"), ("-v", "--verbose")])
+def test_global_flags_are_passed_exactly_to_the_tasks_that_take_them(verb, flag, option, stub):  # noqa: F811
+    words = [verb.verb] + ([verb.action] if verb.action else [])
+    r = phoenix(flag, *words, inv=stub)
+    if option in verb.flags:
+        assert r.returncode == 0 and option in routed(r), r.stderr
+    else:
+        assert r.returncode == 2 and r.stdout == "", (verb, flag, r.stdout)
