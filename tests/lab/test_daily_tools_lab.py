@@ -6,11 +6,14 @@ SDK on the manager's own socket, and the VM's process list over the lab's own SS
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import time
 
 import pytest
 
+from phoenix_tasks.stack import logs as logs_mod
+from phoenix_tasks.stack import ps as ps_mod
 from phoenix_tasks.stack.diff_report import CHANGES_EXIT
 from phoenix_tasks.tasks import observe
 from phoenix_tasks.tasks import stacks as stack_tasks
@@ -156,3 +159,24 @@ def test_diff_exit_code_says_whether_a_deploy_would_change_something(daily_lab, 
     assert code == CHANGES_EXIT, out
     assert "add dev2_thinkheads_ai_app_api" in out and t.mutating_commands == []
     assert not [s for s in daily_lab.docker(manager_vm(daily_lab)).services.list() if s.name.startswith("dev2_")]
+
+
+def test_the_reads_parse_with_debians_20_10_cli_too(daily_lab):
+    """The SSH sessions get the newest docker CLI first in PATH; a Debian 12 control
+    target has only docker.io's 20.10 at /usr/bin/docker: the same commands, run with it."""
+    conn = daily_lab.ssh(manager_vm(daily_lab))
+
+    def old_cli(argv):
+        res = conn.run("PATH=/usr/bin:/bin " + shlex.join(argv), hide=True, warn=True, in_stream=False)
+        assert res.exited == 0, res.stderr
+        return res.stdout
+
+    version = old_cli(["docker", "version", "--format", "{{.Client.Version}}"]).strip()
+    if not version.startswith("20.10"):
+        pytest.skip(f"/usr/bin/docker is {version}, not the 20.10 CLI")
+    read = ps_mod.parse_read(old_cli(ps_mod.read_argv("dev1_thinkheads_ai_app")))
+    running = {t.service: t.node for t in read.tasks if t.current and t.state == "running"}
+    assert running.keys() == {"dev1_thinkheads_ai_app_api", "dev1_thinkheads_ai_app_inference"}
+    [line] = [m for m in logs_mod.merge([old_cli(logs_mod.service_logs("dev1_thinkheads_ai_app_api"))])
+              if m.message == SERVING]
+    assert line.time_ns is not None and line.prefix.startswith("dev1_thinkheads_ai_app_api.1.")
