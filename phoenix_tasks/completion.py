@@ -100,6 +100,18 @@ except Exception:
 print("\n".join(e for e in envs if e != "default"))' "$file" 2>/dev/null
 }
 
+_phoenix_services() {  # the services of a stack's compose file (its keys under `services:`)
+    local file=${PHOENIX_STACKS_DIR:-$_phoenix_default_stacks}/$1/docker-compose.yml
+    [[ -f "$file" ]] || return 0
+    awk '/^services:[[:space:]]*$/ { s = 1; next }
+         s && /^[^[:space:]#]/ { s = 0 }
+         s && /^[[:space:]]+[A-Za-z0-9_.-]+:/ {
+             match($0, /^[[:space:]]+/)
+             if (!ind) ind = RLENGTH
+             if (RLENGTH == ind) { k = $0; sub(/^[[:space:]]+/, "", k); sub(/:.*/, "", k); print k }
+         }' "$file"
+}
+
 _phoenix() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
     local words=() i w skip=0 stack=""
@@ -150,6 +162,8 @@ _phoenix() {
     fi
     if [[ "${_phoenix_positional[$key]}" == --stack && -z "$stack" && ${#words[@]} -eq 2 ]]; then
         COMPREPLY=($(compgen -W "$(_phoenix_stacks)" -- "$cur"))
+    elif [[ "$key" == "swarm logs" && -n "$stack" && ${#words[@]} -eq 3 ]]; then
+        COMPREPLY=($(compgen -W "$(_phoenix_services "$stack")" -- "$cur"))  # phoenix swarm logs <stack> <service>
     fi
     return 0
 }

@@ -34,6 +34,9 @@ def stacks(tmp_path_factory) -> Path:
         (out / name / "phoenix.json").write_text(json.dumps(
             {"description": name, "environments": {e: {"variables": {}} for e in envs}}))
     (out / "not_a_stack").mkdir()  # no phoenix.json
+    (out / "app" / "docker-compose.yml").write_text(
+        "version: '3.8'\nservices:\n    api:\n        image: a:1\n        deploy: {}\n"
+        "    # a comment\n    worker:\n        image: w:1\nnetworks:\n    backend: {}\n")
     return out
 
 
@@ -65,6 +68,9 @@ def complete(script: str, stacks: Path, line: str) -> list[str]:
     ("phoenix swarm ps app --env dev1 --", ["--all", "--env", "--json", "--stack", "--verbose"]),
     ("phoenix swarm ps --stack ", ["analytics", "app", "other"]),
     ("phoenix completion ", ["bash"]),
+    ("phoenix swarm logs app --env dev1 ", ["api", "worker"]),
+    ("phoenix swarm logs app w", ["worker"]),
+    ("phoenix swarm logs app api ", []),
     ("phoenix validate ", []),
 ])
 def test_completion(script, stacks, line, expected):
