@@ -1,20 +1,9 @@
 """Phoenix task collection: `inv --list` shows every task.
 
-This file only composes collections; each area lives in phoenix_tasks/tasks/.
+The collection is composed in phoenix_tasks/collection.py (an installed Phoenix has no
+tasks.py); each area lives in phoenix_tasks/tasks/.
 """
 
-from invoke import Collection
+from phoenix_tasks.collection import ns
 
-from phoenix_tasks.tasks import config, lab, maintenance, portainer, stacks, swarm, sync, vm
-
-ns = Collection()
-ns.add_task(config.validate)
-ns.add_task(sync.sync_all)
-for _task in stacks.TASKS:  # stacks per environment live in the swarm.* namespace
-    swarm.ns.add_task(_task)
-for _task in maintenance.TASKS:  # node maintenance: swarm.drain, swarm.undrain, swarm.prune
-    swarm.ns.add_task(_task)
-ns.add_collection(swarm.ns)
-ns.add_collection(lab.ns)
-ns.add_collection(portainer.ns)
-ns.add_collection(vm.ns)
+__all__ = ["ns"]

@@ -6,7 +6,13 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_DIR = REPO_ROOT / "schemas"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Run from a checkout (tasks.py beside the package), or installed (pip/pipx): then the
+# schemas and bin/phoenix ship inside the package (`_schemas`, `_bin`: pyproject.toml),
+# and the configuration has no checkout to default to: ./etc and ./stacks of the
+# working directory, unless PHOENIX_CONFIG_DIR / PHOENIX_STACKS_DIR say otherwise.
+IN_CHECKOUT = (REPO_ROOT / "tasks.py").is_file() and (REPO_ROOT / "schemas" / "phoenix_stack.schema.json").is_file()
+SCHEMA_DIR = REPO_ROOT / "schemas" if IN_CHECKOUT else PACKAGE_DIR / "_schemas"
 
 CONFIG_DIR_ENV = "PHOENIX_CONFIG_DIR"
 STACKS_DIR_ENV = "PHOENIX_STACKS_DIR"
@@ -21,14 +27,19 @@ def config_dir(explicit: str | Path | None = None) -> Path:
     if explicit:
         return Path(explicit).expanduser().absolute()
     env = os.environ.get(CONFIG_DIR_ENV)
-    return Path(env).expanduser().absolute() if env else REPO_ROOT / "etc"
+    return Path(env).expanduser().absolute() if env else default_home() / "etc"
 
 
 def stacks_dir(explicit: str | Path | None = None) -> Path:
     if explicit:
         return Path(explicit).expanduser().absolute()
     env = os.environ.get(STACKS_DIR_ENV)
-    return Path(env).expanduser().absolute() if env else REPO_ROOT / "stacks"
+    return Path(env).expanduser().absolute() if env else default_home() / "stacks"
+
+
+def default_home() -> Path:
+    """Where etc/ and stacks/ are by default: the checkout, or (installed) the working directory."""
+    return REPO_ROOT if IN_CHECKOUT else Path.cwd()
 
 
 def display(path: Path) -> str:

@@ -406,3 +406,21 @@ def show_history(console: Console, namespace: str, entries) -> None:
         table.add_row(*_cells(e.seq, e.kind, started, e.who, e.hash or "-", e.result,
                               "-" if e.duration_s is None else e.duration_s, detail), style=style)
     console.print(table)
+
+
+def show_tasks(console: Console, namespace: str, manager: str, now_ns: int, tasks) -> None:
+    """`swarm.ps`: one row per task; a failed or rejected one in red with its reason."""
+    from rich.table import Table  # here: rich tables cost start-up time
+    from .stack.ps import age_text
+    if not tasks:
+        console.print(f"{namespace}: no tasks (read from {manager})", markup=False)
+        return
+    table = Table(title=f"tasks of {namespace} (read from {manager})", title_justify="left")
+    for col in ("task", "node", "desired", "state", "age", "error", "image", "digest"):
+        table.add_column(col)
+    for t in tasks:
+        style = "red" if t.failed else None if t.state in ("running", "complete") else "yellow"
+        table.add_row(*_cells(t.name, t.node or "-", t.desired_state, t.state, age_text(t.age_s(now_ns)),
+                              t.error or ("" if t.state in ("running", "complete") else t.message),
+                              t.image, (t.digest or "-")[:19]), style=style)
+    console.print(table)

@@ -374,3 +374,61 @@ class Transport:
     @property
     def mutating_commands(self) -> list[CommandRecord]:
         return [r for r in self.log if r.mutating]
+
+    # -- streaming ---------------------------------------------------------------
+    def stream(self, host: Reachable, argv: Argv, on_line: Callable[[str], None], *,
+               stop: threading.Event | None = None, poll_s: float = 0.2) -> int | None:
+        """Run a long-lived read (`docker service logs --follow`) on a host and hand each
+        line of its output to `on_line` as it comes, until the command ends (its exit
+        status is returned) or `stop` is set (None is returned).
+
+        The command runs on a pseudo-terminal, so that closing the channel ends it: sshd
+        closes the terminal and the kernel hangs up (SIGHUP) the command's process group.
+        Without a terminal, sshd only closes the command's pipes, and a `--follow` that has
+        nothing to write never notices: it would stay on the VM after the run.  A terminal
+        merges stderr into the output and ends lines with CR LF; lines come without it.
+        Ctrl-C (KeyboardInterrupt) in the caller closes the channel the same way."""
+        import paramiko  # loaded already by the connection; imported here, not at start-up
+
+        display = display_command(argv)
+        with self._lock:
+            self.log.append(CommandRecord(host.name, display, False))
+        if self.echo:
+            self.echo(f"[{host.name}] $ {display} (streamed)")
+        conn = self._connection(host)
+        try:
+            self._open(host, conn)
+            slots = self._channel_slots(host)
+            with slots:
+                channel = conn.client.get_transport().open_session(timeout=self.access.connect_timeout_s)
+                try:
+                    channel.get_pty(term="dumb", width=500, height=24)
+                    channel.exec_command(shell_command(argv))
+                    channel.settimeout(poll_s)
+                    return self._pump(channel, on_line, stop)
+                finally:
+                    channel.close()
+        except paramiko.SSHException as exc:
+            raise Unreachable(f"{host}: SSH to {host.address}:{self.access.port} failed: {self._scrub(str(exc))}") from None
+        except (OSError, EOFError) as exc:
+            reason = self._scrub(str(exc) or type(exc).__name__)
+            raise Unreachable(f"{host}: cannot reach {host.address}:{self.access.port} over SSH: {reason}") from None
+
+    def _pump(self, channel, on_line: Callable[[str], None], stop: threading.Event | None) -> int | None:
+        pending = b""
+        while True:
+            if stop is not None and stop.is_set():
+                return None
+            try:
+                data = channel.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                break
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                on_line(self._scrub(line.decode("utf-8", errors="replace").rstrip("\r")))
+        if pending:
+            on_line(self._scrub(pending.decode("utf-8", errors="replace").rstrip("\r")))
+        return channel.recv_exit_status()

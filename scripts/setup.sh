@@ -54,10 +54,14 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
     # Dependencies only, read from pyproject.toml (the one list): Phoenix itself runs
     # from this checkout (tasks.py, bin/phoenix), so it is not installed as a package.
+    # The build requirements too: the install test builds Phoenix offline with them
+    # (pip install --no-build-isolation).
     .venv/bin/python - <<'PY' > .venv/requirements.txt
 import tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print("\n".join(project["dependencies"] + project["optional-dependencies"]["test"]))
+pyproject = tomllib.load(open("pyproject.toml", "rb"))
+project = pyproject["project"]
+print("\n".join(project["dependencies"] + project["optional-dependencies"]["test"]
+                + pyproject["build-system"]["requires"]))
 PY
     .venv/bin/python -m pip install -q -r .venv/requirements.txt
     echo "$want" > "$stamp"

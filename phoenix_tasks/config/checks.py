@@ -14,7 +14,7 @@ from typing import Any
 from .. import paths
 from ..model import VM
 from ..stack.naming import MAX_SERVICE_NAME, max_env_length, service_name
-from . import compose
+from . import compose, compose_schema
 from .collisions import check_stack_collisions
 from .build import build_vms
 from .constraints import Constraint, first_unsatisfiable, parse
@@ -216,9 +216,18 @@ def check_stacks(raw: Raw, problems: list[Problem]) -> None:
             if svc not in services:
                 problems.append(Problem(mfile, pointer("services", svc), f"no service {svc!r} in {paths.STACK_COMPOSE_FILE} (it has: {', '.join(services)})"))
         _check_variables(manifest, mfile, doc, problems)
+        problems.extend(compose_schema.check_swarm(cfile, doc, _environments(name, manifest)))
         _check_name_lengths(raw, name, manifest, mfile, list(services), problems)
         if swarm_vms is not None:
             _check_placement(name, manifest, doc, mfile, cfile, swarm_vms, problems)
+
+
+def _environments(stack: str, manifest: dict) -> dict[str, dict[str, str]]:
+    """Each declared environment's variables as a deploy sees them (default merged under)."""
+    envs = manifest.get("environments", {})
+    default = envs.get("default", {}).get("variables", {})
+    return {env: {**default, **spec.get("variables", {}), "PHOENIX_ENV": env, "PHOENIX_STACK": stack}
+            for env, spec in envs.items()}
 
 
 def _check_variables(manifest: dict, mfile: Path, doc: Any, problems: list[Problem]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import paths
 from ..stack.naming import STACK_NAME
+from . import compose_schema
 from .documents import HYPERVISOR_SCHEMA, STACK_SCHEMA, VM_SCHEMA, check_schema, read_compose, read_json
 from .problems import Problem, pointer
 
@@ -80,7 +81,9 @@ def load_files(config_dir: Path, stacks_dir: Path, problems: list[Problem]) -> R
         c = read_compose(compose_file, problems)
         if m is not None:
             raw.manifests[d.name] = m
-        if c is not None and _compose_shape(compose_file, c, problems):
+        spec_problems = compose_schema.check_spec(compose_file, c) if c is not None else []
+        problems.extend(spec_problems)  # what Docker's Compose would refuse, first
+        if c is not None and not spec_problems and _compose_shape(compose_file, c, problems):
             raw.composes[d.name] = c
     return raw
 

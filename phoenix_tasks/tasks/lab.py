@@ -24,7 +24,7 @@ def lab_config_dir(explicit: str | None) -> Path:
     """--config-dir, else PHOENIX_CONFIG_DIR, else the checkout's etc/lab."""
     if explicit or os.environ.get(paths.CONFIG_DIR_ENV):
         return paths.config_dir(explicit)
-    return paths.REPO_ROOT / "etc" / "lab"
+    return paths.default_home() / "etc" / "lab"
 
 
 def require_root() -> None:

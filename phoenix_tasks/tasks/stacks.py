@@ -19,6 +19,8 @@ from ..stack import naming
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from ..stack.deploy import read_stack
 from ..stack.diff import compare, describe, desired_services
+from ..stack.diff_report import CHANGES_EXIT
+from ..stack.diff_report import to_json as diff_json
 from ..stack.envs import read_environments
 from ..stack.remove import DEFAULT_TIMEOUT_S as RM_TIMEOUT_S
 from ..stack.render import Rendered, RenderError, render
@@ -96,22 +98,30 @@ def render_(c, stack=None, env=None):
     sys.stdout.write(rendered.text)
 
 
-@task(auto_shortflags=False, help={"stack": STACK_HELP, "env": ENV_HELP, "verbose": MUTATING_HELP["verbose"]})
-def diff(c, stack=None, env=None, verbose=False):
+@task(auto_shortflags=False, help={
+    "stack": STACK_HELP, "env": ENV_HELP, "verbose": MUTATING_HELP["verbose"],
+    "exit_code": f"exit 0 when nothing would change, {CHANGES_EXIT} when something would (errors: 1, usage: 2)",
+    "json": "print one JSON document instead of text"})
+def diff(c, stack=None, env=None, verbose=False, exit_code=False, json=False):
     """Show every field that a deploy of STACK as ENV would change, service by service."""
     config = load_config_or_exit(uses=[stack] if stack else [])
     rendered = rendered_or_exit(config, stack, env)
     with user_errors(), common.transport_for(config, verbose) as transport:
         manager, read = read_stack(transport, config, rendered.namespace)
     changes = compare(desired_services(rendered), read.services)
-    if not changes:
+    if json:
+        import json as jsonlib
+        print(jsonlib.dumps(diff_json(rendered.namespace, manager.name, rendered.hash, changes), indent=2))
+    elif not changes:
         out.print(f"{rendered.namespace}: no changes (hash {rendered.hash}, read from {manager.name})", markup=False)
-        return
-    out.print(f"{rendered.namespace}: {len(changes)} service(s) differ (read from {manager.name})", markup=False)
-    for change in changes:
-        out.print(f"{change.kind} {change.name}", markup=False, highlight=False)
-        for line in describe(change):
-            out.print(line, markup=False, highlight=False)
+    else:
+        out.print(f"{rendered.namespace}: {len(changes)} service(s) differ (read from {manager.name})", markup=False)
+        for change in changes:
+            out.print(f"{change.kind} {change.name}", markup=False, highlight=False)
+            for line in describe(change):
+                out.print(line, markup=False, highlight=False)
+    if changes and exit_code:
+        raise Exit(code=CHANGES_EXIT)
 
 
 GUARD_HELP = {

@@ -98,25 +98,41 @@ def create(c, vmid=None, apply_drift=False, dry_run=False, verbose=False, ssh_ti
               markup=False, highlight=False)
 
 
-@task(auto_shortflags=False, help={"vmid": "only this VM (default: every VM in the config, templates included)"})
-def status(c, vmid=None):
+def _state(s) -> str:
+    if s.vm.is_template:
+        return "template" if s.exists else "-"
+    return "running" if s.running else ("stopped" if s.exists else "missing")
+
+
+def status_json(provider: str, statuses) -> dict:
+    """`vm status --json`: {provider, vms: [{name, vmid, template, exists, running, state, detail}], down}."""
+    return {"provider": provider,
+            "vms": [{"name": s.vm.name, "vmid": s.vm.vmid, "template": s.vm.is_template, "exists": bool(s.exists),
+                     "running": bool(s.running), "state": _state(s), "detail": s.detail or None} for s in statuses],
+            "down": any(not s.up for s in statuses if not s.vm.is_template)}
+
+
+@task(auto_shortflags=False, help={"vmid": "only this VM (default: every VM in the config, templates included)",
+                                   "json": "print one JSON document instead of a table"})
+def status(c, vmid=None, json=False):
     """Show each VM as the provider sees it: exists, running, where, and what differs from the config."""
     config = load_config_or_exit()
     vms = [vm_or_exit(config, vmid)] if vmid is not None else list(config.vms)
     with user_errors(), get_provider(config) as provider:
         statuses = provider.statuses(vms)
+    down = any(not s.up for s in statuses if not s.vm.is_template)
+    if json:
+        import json as jsonlib
+        print(jsonlib.dumps(status_json(config.hypervisor.provider, statuses), indent=2))
+        if down:
+            raise Exit(code=1)
+        return
     from rich.table import Table  # here: rich tables cost start-up time
     table = Table(title=f"VMs ({config.hypervisor.provider} provider)", title_justify="left")
     for col in ("VM", "vmid", "exists", "state", "detail"):
         table.add_column(col)
-    down = False
     for s in statuses:
-        if s.vm.is_template:
-            state = "template" if s.exists else "-"
-        else:
-            state = "running" if s.running else ("stopped" if s.exists else "missing")
-            down = down or not s.up
-        table.add_row(s.vm.name, str(s.vm.vmid), "yes" if s.exists else "no", state, s.detail or "-",
+        table.add_row(s.vm.name, str(s.vm.vmid), "yes" if s.exists else "no", _state(s), s.detail or "-",
                       style=None if s.up or s.vm.is_template else "yellow")
     out.print(table)
     if down:

@@ -1,0 +1,21 @@
+"""`inv completion` (`phoenix completion bash`): the shell completion script."""
+
+from __future__ import annotations
+
+import sys
+
+from invoke import task
+from invoke.exceptions import Exit
+
+from .. import paths
+
+
+@task(auto_shortflags=False, help={"shell": "the shell to complete for: bash"})
+def completion(c, shell="bash"):
+    """Print a bash completion script for phoenix (verbs, flags, stacks, environments)."""
+    if shell != "bash":
+        raise Exit(f"error: no completion for {shell!r}; there is one for bash", code=2)
+    from ..collection import ns
+    from ..completion import bash_script
+    default_stacks = str(paths.REPO_ROOT / "stacks") if paths.IN_CHECKOUT else "stacks"
+    sys.stdout.write(bash_script(ns, default_stacks))
