@@ -33,6 +33,8 @@ def check_stack_renders(raw: Raw, problems: list[Problem]) -> None:
     # Imported here: stack.render reads files through config.safe_read, so importing it
     # while the config package initialises would be circular.
     from ..stack.render import RenderError, render
+    # Places the compose schemas (checked before, as docker refuses first) refused already.
+    refused = {(p.file, p.pointer) for p in problems if p.severity == "error"}
     for name in raw.manifests:
         if name not in raw.composes:
             continue
@@ -55,6 +57,8 @@ def check_stack_renders(raw: Raw, problems: list[Problem]) -> None:
                     where, _, message = warning[len(paths.STACK_COMPOSE_FILE) + 1:].partition(": ")
                     found.setdefault((stack.compose_file, where, message, "warning"), []).append(env)
         for (file, where, message, severity), envs in found.items():
+            if severity == "error" and (file, where) in refused:
+                continue  # docker's own schema named this place already: one line a problem
             label = "environment" if len(envs) == 1 else "environments"
             problems.append(Problem(file, where, f"{message} ({label} {', '.join(map(repr, envs))})", severity))
 
