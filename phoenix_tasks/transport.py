@@ -7,7 +7,8 @@ Invoke config file, no environment variable and no SSH config is read (`ssh_conn
 imported on the first connection: Fabric and paramiko cost start-up time that tasks
 reaching no VM should not pay).  At most MAX_CHANNELS_PER_HOST commands and tunnels
 are open on a host's connection at once.  Every command
-has a deadline (`vm_access.command_timeout_s` unless a step gives its own).  Data a
+has a deadline unless a step gives its own: `vm_access.command_timeout_s` for a command
+that changes something, the shorter `vm_access.read_timeout_s` for one that only reads.  Data a
 command reads (a rendered compose file, a config's content) goes on the SSH channel's
 stdin: never in a temporary file, never on a command line.
 Echoed and logged forms show secrets as ``***`` and stdin only by its size; any
@@ -190,6 +191,10 @@ class Transport:
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets) if self._secrets else text
 
+    def scrub(self, text: str) -> str:
+        """`text` with every secret this transport knows replaced by ***."""
+        return self._scrub(text)
+
     # -- connections ----------------------------------------------------------
     def _connection(self, host: Reachable):
         with self._lock:
@@ -257,19 +262,23 @@ class Transport:
     # -- running ---------------------------------------------------------------
     def run(self, host: Reachable, argv: Argv, *, mutating: bool, check: bool = True,
             stdin: str | Secret | None = None, quiet: bool = False,
-            timeout: float | None = None, secret_output: bool = False) -> CommandResult:
+            timeout: float | None = None, secret_output: bool = False,
+            display: str | None = None) -> CommandResult:
         """Run one command on a host.  `check`: a non-zero exit raises RemoteCommandFailed.
         `stdin`: data the command reads on its standard input (closed after it).
         `quiet`: not echoed (a poll repeated every second); still in the run log.
         `timeout`: the command's deadline in seconds (default: the access's
-        `command_timeout_s`); past it, TimedOut (an Unreachable).
+        `command_timeout_s` for a mutating command, `read_timeout_s` for a read, never more
+        than the former); past it, TimedOut (an Unreachable).
         `secret_output`: the command prints a secret (a join token, an unlock key) that the
         caller wraps in a `Secret` at once: its stdout is returned as printed, not
-        scrubbed of secrets already known (a token read twice must compare equal)."""
+        scrubbed of secrets already known (a token read twice must compare equal).
+        `display`: how the command is echoed, logged and named in errors, when its argv
+        alone says too little (an Engine API request on stdin, engine_api.py)."""
         import paramiko  # loaded already by the connection; imported here, not at start-up
 
-        display = display_command(argv)
-        deadline = float(timeout) if timeout is not None else self.access.command_timeout_s
+        display = display or display_command(argv)
+        deadline = float(timeout) if timeout is not None else self.access.deadline(mutating)
         data = None
         if stdin is not None:
             data = self.keep_secret(stdin).reveal() if isinstance(stdin, Secret) else stdin

@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Callable, Mapping, Sequence
 
+from .. import engine_api
+from ..engine_api import EngineRequest
 from ..errors import PhoenixError
 from ..model import VM, Config
 from ..plan import Action, Outcome, Plan
@@ -47,7 +49,7 @@ def _argv(action: Action, config: Config, facts: ClusterFacts, tokens: _Tokens |
         return action.argv
     if action.kind == "join" and tokens is not None and facts.manager_addr:
         addr = config.hypervisor.swarm.advertise_addr(action.target)
-        return tuple(commands.swarm_join(tokens.get(action.target.swarm_role), facts.manager_addr, addr))
+        return commands.swarm_join(tokens.get(action.target.swarm_role), facts.manager_addr, addr)
     return None
 
 
@@ -144,7 +146,10 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
                 argv = commands.only_if_inactive(argv)
             if action.kind in ("init", "join"):
                 try:
-                    transport.run(action.where, argv, mutating=True)
+                    if isinstance(argv, EngineRequest):  # a join: the token in the API request's body
+                        engine_api.call(transport, action.where, argv, mutating=True)
+                    else:
+                        transport.run(action.where, argv, mutating=True)
                 except RemoteCommandFailed as exc:
                     if ALREADY_IN_SWARM not in exc.stderr and commands.NOT_INACTIVE not in exc.stderr:
                         raise
