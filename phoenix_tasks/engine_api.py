@@ -120,7 +120,7 @@ def call(transport: "Transport", host: "Reachable", request: EngineRequest, *, m
 
     for secret in request.secrets():
         transport.keep_secret(secret)
-    display = f"{' '.join(DIAL_STDIO)} < {request.method} {request.path}" + (
+    display = f"{' '.join(DIAL_STDIO)}: {request.method} {request.path}" + (
         f" ({request.display})" if request.display else "")
     # Parsed as the engine sent it (a scrubbed body would no longer match its
     # Content-Length), scrubbed right after.
