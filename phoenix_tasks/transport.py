@@ -31,7 +31,7 @@ from .errors import PhoenixError
 from .model import VMAccess
 from .secrets import Secret, scrub
 
-__all__ = ["Arg", "Argv", "CommandResult", "RemoteCommandFailed", "TimedOut", "Transport", "TunnelRefused",
+__all__ = ["Arg", "Argv", "CommandResult", "KnownHostsInvalid", "RemoteCommandFailed", "TimedOut", "Transport", "TunnelRefused",
            "Unreachable", "display_command", "shell_command"]
 
 T = TypeVar("T")
@@ -57,6 +57,12 @@ class Reachable(Protocol):
 
 class Unreachable(PhoenixError):
     """SSH to the VM failed: no connection, refused, auth or host key problem."""
+
+
+class KnownHostsInvalid(PhoenixError):
+    """The known_hosts file has a line the SSH client cannot use (named by file and line
+    number).  A problem of this machine, not of one VM: it stops the run (`each` does
+    not report it per host) before any connection is made."""
 
 
 class TimedOut(Unreachable):
@@ -372,6 +378,8 @@ class Transport:
         def guarded(host: Reachable):
             try:
                 return fn(host)
+            except KnownHostsInvalid:
+                raise  # the same for every host: one message, not one per VM
             except PhoenixError as exc:
                 return exc
 
