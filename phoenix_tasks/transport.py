@@ -21,6 +21,7 @@ import io
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol, TypeVar
 
@@ -324,6 +325,41 @@ class Transport:
         if check and not result.ok:
             raise RemoteCommandFailed(host, display, result.exited, result.stderr)
         return result
+
+    @contextmanager
+    def channel(self, host: Reachable, argv: Argv, *, mutating: bool, timeout: float | None = None):
+        """A command's raw SSH channel, for bytes streamed through this machine (a volume
+        carried from one VM to another: portainer_data.py): yields the paramiko channel
+        with the command started (send/recv/shutdown_write, recv_stderr, exit status);
+        every blocking call on it waits at most `timeout` (default: the access's
+        deadline for a read or a write).  Closed, and its slot given back, on exit."""
+        import paramiko  # loaded already by the connection; imported here, not at start-up
+
+        display = display_command(argv)
+        deadline = float(timeout) if timeout is not None else self.access.deadline(mutating)
+        with self._lock:
+            self.log.append(CommandRecord(host.name, display, mutating))
+        if self.echo:
+            self.echo(f"[{host.name}] $ {display} (a byte stream, through SSH)")
+        conn = self._connection(host)
+        with self._channel_slots(host):
+            try:
+                self._open(host, conn)
+                chan = conn.client.get_transport().open_session(timeout=self.access.connect_timeout_s)
+                chan.settimeout(deadline)
+                chan.exec_command(shell_command(argv))
+            except paramiko.SSHException as exc:
+                raise Unreachable(f"{host}: SSH to {host.address}:{self.access.port} failed: "
+                                  f"{self._scrub(str(exc))}") from None
+            except (OSError, EOFError) as exc:
+                reason = self._scrub(str(exc) or type(exc).__name__)
+                raise Unreachable(f"{host}: cannot reach {host.address}:{self.access.port} over SSH: {reason}") from None
+            try:
+                yield chan
+            except socket.timeout:
+                raise TimedOut(host, display, deadline) from None
+            finally:
+                chan.close()
 
     def tunnel(self, host: Reachable, address: str, port: int):
         """A TCP stream to address:port, opened by the host's sshd (SSH `direct-tcpip`):
