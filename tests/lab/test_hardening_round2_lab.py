@@ -6,7 +6,12 @@ through the process lists themselves (never through the code under test):
   machine and of the lab VMs, which share it), sampled again and again during the join;
 - a worker's dockerd hung (SIGSTOP): `swarm.status` ends within the read deadline
   (`vm_access.read_timeout_s`, 15 s by default), well before the write deadline (60 s),
-  and names the hung VM.
+  and names the hung VM;
+- a manager swap in one `sync-all`, both ways: the plan says Portainer's server moves
+  and its data is carried; each run converges (the first write after the swap, the
+  deploy lock, no longer fails while Raft settles), Portainer answers from the new
+  first manager, whose volume holds the marker written on the old one; the old node
+  keeps its volume, and an earlier copy on the new node is kept aside.
 
 Own lab: 198.18.121.0/24 on phxh21b."""
 
@@ -20,6 +25,7 @@ import time
 import pytest
 
 from conftest import module_lab, run_task, start_task, task_env
+from test_role_changes_lab import set_roles
 
 pytestmark = pytest.mark.lab
 
@@ -139,3 +145,110 @@ def test_status_with_a_hung_worker_engine_answers_within_the_read_deadline(lab):
     assert "portainer (vmid 1001): unreachable" not in text and "Traceback" not in text
     # Well before a write's deadline (60 s), start-up and the other reads included.
     assert elapsed < 50, elapsed
+    client = lab.docker(vm(lab, "cpuworker"))
+    end = time.monotonic() + 120
+    while time.monotonic() < end:  # answers again (SIGCONT) before the next test
+        try:
+            if client.info()["Swarm"]["LocalNodeState"] == "active":
+                break
+        except Exception:  # noqa: BLE001 - still waking up
+            pass
+        time.sleep(0.5)
+
+
+PASSWORD = "round2-lab-password-7d3a"
+NS = "prod_portainer_service"
+SERVER, VOLUME = f"{NS}_portainer", f"{NS}_portainer_data"
+MARKER = "phoenix-marker"
+
+
+def holder(client, volume, image):
+    import docker
+    try:
+        return client.containers.create(image, volumes={volume: {"bind": "/data", "mode": "rw"}})
+    except docker.errors.ImageNotFound:
+        client.images.pull(image)
+        return client.containers.create(image, volumes={volume: {"bind": "/data", "mode": "rw"}})
+
+
+def put_marker(client, volume, image, text):
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(MARKER)
+        info.size = len(text.encode())
+        tar.addfile(info, io.BytesIO(text.encode()))
+    c = holder(client, volume, image)
+    try:
+        assert c.put_archive("/data", buf.getvalue())
+    finally:
+        c.remove()
+
+
+def marker(client, volume, image):
+    """The marker file in a node's volume (docker SDK on the node's own engine), or None."""
+    import io
+    import tarfile
+    import docker
+    if volume not in {v.name for v in client.volumes.list()}:
+        return None
+    c = holder(client, volume, image)
+    try:
+        bits, _ = c.get_archive(f"/data/{MARKER}")
+        tar = tarfile.open(fileobj=io.BytesIO(b"".join(bits)))
+        return tar.extractfile(tar.getmembers()[0]).read().decode()
+    except docker.errors.NotFound:
+        return None
+    finally:
+        c.remove()
+
+
+def server_node(manager) -> str:
+    """The hostname of the node where Portainer's server task runs (second channel)."""
+    running = [t for t in manager.services.get(SERVER).tasks(filters={"desired-state": "running"})
+               if t["Status"]["State"] == "running"]
+    assert len(running) == 1, running
+    return manager.nodes.get(running[0]["NodeID"]).attrs["Description"]["Hostname"]
+
+
+def a_manager(lab):
+    return next(c for c in (lab.docker(v) for v in lab.vms) if c.info()["Swarm"]["ControlAvailable"])
+
+
+def test_a_manager_swap_in_one_sync_all_carries_portainers_data_both_ways(lab, tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text(PASSWORD + "\n")
+    env = task_env(lab.config.config_dir, pw)
+    set_roles(lab, portainer="manager", cpuworker="worker")
+    first = run_task(env, "sync-all")
+    assert first.returncode == 0, first.stdout + first.stderr
+    image = a_manager(lab).services.get(SERVER).attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    assert server_node(a_manager(lab)) == "portainer"
+    for new, old, text in (("cpuworker", "portainer", "written on portainer"),
+                           ("portainer", "cpuworker", "written on cpuworker")):
+        put_marker(lab.docker(vm(lab, old)), VOLUME, image, text)
+        earlier = marker(lab.docker(vm(lab, new)), VOLUME, image)  # a copy the swap the other way left
+        set_roles(lab, **{new: "manager", old: "worker"})
+        res = run_task(env, "sync-all")
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out
+        flat = " ".join(out.split())
+        # The plan said so, before anything ran.
+        said = flat.index(f"portainer data: its server moves from {old} to {new} (the first configured manager)")
+        assert said < flat.index("stage 1/5")
+        assert f"{VOLUME}: {old} -> {new}: 1 files" in flat and "verified" in flat
+        assert f"answers on https://{vm(lab, new).address}:9443 (node {new}" in flat
+        assert "Traceback" not in out and "DeadlineExceeded" not in out
+        # Second channel: the server runs on the new first manager, on the carried data;
+        # the old node keeps its volume as it was.
+        manager = a_manager(lab)
+        assert server_node(manager) == new
+        assert marker(lab.docker(vm(lab, new)), VOLUME, image) == text
+        assert marker(lab.docker(vm(lab, old)), VOLUME, image) == text
+        if earlier is not None:  # the new node's earlier copy was kept aside, not lost
+            kept = [v.name for v in lab.docker(vm(lab, new)).volumes.list() if v.name.startswith(f"{VOLUME}_before_")]
+            assert len(kept) == 1 and marker(lab.docker(vm(lab, new)), kept[0], image) == earlier
+    again = run_task(env, "sync-all")
+    assert again.returncode == 0 and "sync-all: converged (no changes)" in again.stdout, again.stdout + again.stderr
+    assert "portainer data" not in again.stdout
