@@ -131,6 +131,6 @@ def call(transport: "Transport", host: "Reachable", request: EngineRequest, *, m
         raise RemoteCommandFailed(host, display, res.exited or 1,
                                   res.stderr or "the engine closed the API stream without an answer")
     answer = EngineAnswer(answer.status, transport.scrub(answer.body))
-    if not answer.ok:
-        raise RemoteCommandFailed(host, display, answer.status, f"Error response from daemon: {answer.message()}")
+    if not answer.ok:  # exit 1 and the message, as the CLI says it
+        raise RemoteCommandFailed(host, display, 1, f"Error response from daemon: {answer.message()}")
     return answer
