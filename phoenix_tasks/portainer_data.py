@@ -244,9 +244,9 @@ def _copy(transport: Transport, holders: _Holders, src: VM, src_vol: str, dst: V
     size = pipe(transport, src, cp_out_argv(a), dst, cp_in_argv(b), timeout_s)
     want, got = manifest(transport, src, a, timeout_s), manifest(transport, dst, b, timeout_s)
     if want != got:
-        missing = sorted(set(want) ^ {k for k in got if got[k] == want.get(k)})[:5]
+        differ = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))[:5]
         raise DataMoveFailed(f"the copy of {src_vol} on {dst.name} differs from {src.name}'s "
-                             f"(first differences: {', '.join(missing) or '?'})")
+                             f"(first differences: {', '.join(differ)})")
     files = sum(1 for v in want.values() if v[0] == "file")
     report(f"portainer data: {src_vol}: {src.name} -> {dst.name}" + (f" as {dst_vol}" if dst_vol != src_vol else "")
            + f": {files} files, {size} bytes streamed, verified")

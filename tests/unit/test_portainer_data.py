@@ -5,6 +5,9 @@ lab-tested (tests/lab/test_hardening_round2_lab.py)."""
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 import pytest
 
 from phoenix_tasks import portainer, portainer_data
@@ -74,3 +77,114 @@ def test_commands_are_exact_argv():
     assert portainer_data.volume_rm_argv(VOLUME) == ["docker", "volume", "rm", "--", VOLUME]
     assert portainer_data.running_tasks_argv(SERVER) == [
         "docker", "service", "ps", "-q", "--filter", "desired-state=running", "--", SERVER]
+
+
+# -- the byte streams, over fake SSH channels ------------------------------------------
+
+class FakeChannel:
+    """A paramiko session channel: the command's stdout is `stdout`; what is sent is kept."""
+
+    def __init__(self, command: str, stdout: bytes, exit_status: int = 0, stderr: bytes = b""):
+        self.command, self._out, self._err = command, io.BytesIO(stdout), stderr
+        self.exit_status, self.sent, self.closed, self.write_shut = exit_status, b"", False, False
+
+    def settimeout(self, t):
+        pass
+
+    def exec_command(self, command):
+        self.command = command
+
+    def recv(self, n):
+        return self._out.read(n)
+
+    def sendall(self, data):
+        self.sent += data
+
+    def shutdown_write(self):
+        self.write_shut = True
+
+    def exit_status_ready(self):
+        return True
+
+    def recv_stderr_ready(self):
+        return bool(self._err)
+
+    def recv_stderr(self, n):
+        data, self._err = self._err, b""
+        return data
+
+    def recv_exit_status(self):
+        return self.exit_status
+
+    def makefile(self, mode):
+        return self._out
+
+    def close(self):
+        self.closed = True
+
+
+class FakeConnection:
+    """Per host: answers each exec'd command from `outputs` (command -> (stdout, exit, stderr))."""
+
+    def __init__(self, outputs):
+        self.outputs, self.channels = outputs, []
+        self.is_connected = True
+        self.client = self
+
+    def get_transport(self):
+        return self
+
+    def open_session(self, timeout=None):
+        conn = self
+
+        class Opening(FakeChannel):
+            def exec_command(self, command):
+                out, code, err = conn.outputs[command]
+                FakeChannel.__init__(self, command, out, code, err)
+        ch = Opening("", b"")
+        self.channels.append(ch)
+        return ch
+
+    def close(self):
+        pass
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(_dir("."))
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"./{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _dir(name):
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info
+
+
+def test_pipe_streams_bytes_between_two_vms_and_manifest_reads_the_engines_tar(tmp_path):
+    from phoenix_tasks.transport import RemoteCommandFailed, Transport, shell_command
+    config = lab_config(tmp_path)
+    old, new = (next(v for v in config.real_vms if v.name == n) for n in ("portainer", "cpuworker"))
+    data = tar_of({"portainer.db": b"admin user and settings", "certs/cert.pem": b"pem"})
+    conns = {
+        "portainer": FakeConnection({shell_command(portainer_data.cp_out_argv("a1")): (data, 0, b"")}),
+        "cpuworker": FakeConnection({shell_command(portainer_data.cp_in_argv("b1")): (b"", 0, b""),
+                                     shell_command(portainer_data.cp_out_argv("b1")): (data, 0, b"")}),
+    }
+    t = Transport(config.hypervisor.vm_access, connect=lambda host, access: conns[host.name])
+    n = portainer_data.pipe(t, old, portainer_data.cp_out_argv("a1"), new, portainer_data.cp_in_argv("b1"), 10)
+    [into] = conns["cpuworker"].channels
+    assert n == len(data) and into.sent == data and into.write_shut and into.closed
+    assert [(r.vm, r.display, r.mutating) for r in t.log] == [
+        ("portainer", "docker cp a1:/v/. -", False), ("cpuworker", "docker cp - b1:/v", True)]
+    got = portainer_data.manifest(t, new, "b1", 10)
+    assert got["portainer.db"][:2] == ("file", 23) and got["certs/cert.pem"][0] == "file"
+    # the receiving side failing is the command's failure, with its stderr
+    conns["cpuworker"].outputs[shell_command(portainer_data.cp_in_argv("b1"))] = (b"", 1, b"Error: no space left")
+    with pytest.raises(RemoteCommandFailed, match="no space left"):
+        portainer_data.pipe(t, old, portainer_data.cp_out_argv("a1"), new, portainer_data.cp_in_argv("b1"), 10)
