@@ -32,8 +32,8 @@ from .errors import PhoenixError
 from .model import VMAccess
 from .secrets import Secret, scrub
 
-__all__ = ["Arg", "Argv", "CommandResult", "KnownHostsInvalid", "RemoteCommandFailed", "TimedOut", "Transport", "TunnelRefused",
-           "Unreachable", "display_command", "shell_command"]
+__all__ = ["Arg", "Argv", "CommandResult", "KnownHostsInvalid", "RemoteCommandFailed", "TimedOut", "Transport",
+           "TunnelRefused", "Unreachable", "display_command", "shell_command"]
 
 T = TypeVar("T")
 
@@ -353,7 +353,8 @@ class Transport:
                                   f"{self._scrub(str(exc))}") from None
             except (OSError, EOFError) as exc:
                 reason = self._scrub(str(exc) or type(exc).__name__)
-                raise Unreachable(f"{host}: cannot reach {host.address}:{self.access.port} over SSH: {reason}") from None
+                raise Unreachable(f"{host}: cannot reach {host.address}:{self.access.port} over SSH: "
+                                  f"{reason}") from None
             try:
                 yield chan
             except socket.timeout:
