@@ -88,6 +88,13 @@ class VMAccess:
     connect_timeout_s: float
     # Every remote command's deadline (a step that needs longer gives its own).
     command_timeout_s: float = 60.0
+    # A command that only reads (facts, status, envs, history, diff): a shorter deadline,
+    # so one hung engine does not hold a read-only task for a write's whole deadline.
+    read_timeout_s: float = 15.0
+
+    def deadline(self, mutating: bool) -> float:
+        """A command's default deadline: a read's never exceeds a write's."""
+        return self.command_timeout_s if mutating else min(self.read_timeout_s, self.command_timeout_s)
 
 
 @dataclass(frozen=True)

@@ -344,6 +344,9 @@ def show_sync_plan(console: Console, plan, *, verbose: bool) -> None:
         console.print(f"swarm init/join/labels: {plan.notes.get('swarm', '')}", markup=False, highlight=False)
     if plan.prune is not None:
         show_plan(console, plan.prune, verbose=verbose, title="prune")
+    if getattr(plan, "portainer_move", None) is not None:
+        console.print(f"portainer data: {plan.portainer_move.summary()}", style="yellow", markup=False,
+                      highlight=False)
     if plan.portainer is not None:
         show_deploy(console, plan.portainer, rendered, verbose=verbose, stage="plan")
     else:

@@ -21,7 +21,7 @@ from invoke.exceptions import CommandTimedOut
 from invoke.runners import Result
 
 from .model import VMAccess
-from .transport import Reachable, Unreachable
+from .transport import KnownHostsInvalid, Reachable, Unreachable
 
 
 def _quiet_paramiko() -> None:
@@ -59,16 +59,56 @@ class _AcceptAnyPolicy(paramiko.MissingHostKeyPolicy):
         return None
 
 
+def check_known_hosts(path: Path) -> None:
+    """Every line of a known_hosts file is one paramiko can use, or KnownHostsInvalid
+    names the file and the first line that is not (paramiko's own loader raises
+    InvalidHostKey, with a traceback and no line number, for a key that is not
+    base64: a line for any host stops every connection).
+
+    A marker line (`@revoked`, `@cert-authority`) is refused too: paramiko does not
+    honour markers (it would even read `@revoked` as a host name), and ignoring a
+    revocation is not safe.  A key type paramiko does not know is skipped, as paramiko
+    and OpenSSH skip it."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise KnownHostsInvalid(f"known_hosts {path}: not UTF-8 text (byte {exc.start}): "
+                                "fix the file or point vm_access.known_hosts_file at another one") from None
+    except OSError as exc:
+        raise KnownHostsInvalid(f"known_hosts {path}: cannot be read: {exc.strerror or exc}") from None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        reason = None
+        if line.startswith("@"):
+            reason = (f"a {line.split()[0][:20]!r} marker line: markers (@revoked, @cert-authority) are not "
+                      "supported by Phoenix's SSH client")
+        else:
+            try:
+                if paramiko.hostkeys.HostKeyEntry.from_line(line, lineno) is None and len(line.split()) < 3:
+                    reason = "not a known_hosts line (host names, key type, key)"
+            except paramiko.hostkeys.InvalidHostKey:
+                reason = "the key is not valid base64"
+            except Exception as exc:  # noqa: BLE001 - any key paramiko cannot read is a bad line
+                reason = f"the key cannot be read ({type(exc).__name__}: {str(exc)[:80] or 'no detail'})"
+        if reason:
+            raise KnownHostsInvalid(f"known_hosts {path}, line {lineno}: {reason}; fix or remove that line "
+                                    "(nothing was connected)")
+
+
 def _ssh_client(access: VMAccess) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     known = access.known_hosts_file
     if access.host_key_policy == "strict":
         if not known.is_file():
             raise Unreachable(f"known_hosts file {known} not found, and host_key_policy is 'strict'")
+        check_known_hosts(known)
         client.load_host_keys(str(known))
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
     elif access.host_key_policy == "accept-new":
         if known.is_file():
+            check_known_hosts(known)
             client.get_host_keys().load(str(known))
         client.set_missing_host_key_policy(_AcceptNewPolicy(known))
     else:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import portainer
+from . import portainer, portainer_data
 from .errors import PhoenixError
 from .model import VM, Config
 from .plan import Outcome, Plan
@@ -60,6 +60,8 @@ class SyncPlan:
     swarm: Outcome | None = None  # the dry-run converge: its plan, its facts
     portainer: DeployOutcome | None = None  # the dry-run deploy
     portainer_read: tuple[VM, StackRead] | None = None  # Portainer's services as the plan read them
+    # A role change moves Portainer's server to another node: its data volume is carried there.
+    portainer_move: portainer_data.DataMove | None = None
     prune: Plan | None = None  # with --prune: nodes no VM claims, to drain and remove (swarm/maintenance.py)
     notes: dict[str, str] = field(default_factory=dict)  # stage -> why it is not planned yet
     warnings: list[str] = field(default_factory=list)
@@ -146,6 +148,8 @@ def read_plan(config: Config, transport: Transport, provider: VMProvider, render
     manager, read, plan.rendered, warnings = read_and_resolve(transport, config, renderer, rendered, True,
                                                               manager=facts.control)
     plan.portainer_read = (manager, read)
+    plan.portainer_move = portainer_data.plan_move(config, read, portainer.server_service(config),
+                                                   portainer.namespace(config))
     rendered = plan.rendered
     plan.warnings += warnings
     plan.portainer = deploy(transport, config, rendered, dry_run=True, first_read=plan.portainer_read)
@@ -220,6 +224,14 @@ def apply(config: Config, transport: Transport, provider: VMProvider, renderer: 
         result.problems.append("no swarm manager answers: Portainer was not deployed")
         reporter.line("portainer: skipped: no swarm manager answers", "red")
         return result
+    if plan.portainer_move is not None:
+        # Before the deploy starts the server on the new first manager: its data first.
+        try:
+            portainer_data.carry(transport, plan.portainer_move, result.facts.control, report=reporter.line)
+        except PhoenixError as exc:
+            result.problems.append(f"Portainer was not deployed (its server would start without its data): {exc}")
+            reporter.line(f"portainer: not deployed: its data was not carried over: {exc}", "red")
+            return result
     unchanged = (plan.portainer is not None and not plan.portainer.changes and not plan.portainer.behind
                  and not created and not swarm_changed)
     if unchanged:

@@ -7,7 +7,8 @@ Invoke config file, no environment variable and no SSH config is read (`ssh_conn
 imported on the first connection: Fabric and paramiko cost start-up time that tasks
 reaching no VM should not pay).  At most MAX_CHANNELS_PER_HOST commands and tunnels
 are open on a host's connection at once.  Every command
-has a deadline (`vm_access.command_timeout_s` unless a step gives its own).  Data a
+has a deadline unless a step gives its own: `vm_access.command_timeout_s` for a command
+that changes something, the shorter `vm_access.read_timeout_s` for one that only reads.  Data a
 command reads (a rendered compose file, a config's content) goes on the SSH channel's
 stdin: never in a temporary file, never on a command line.
 Echoed and logged forms show secrets as ``***`` and stdin only by its size; any
@@ -20,6 +21,7 @@ import io
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol, TypeVar
 
@@ -30,8 +32,8 @@ from .errors import PhoenixError
 from .model import VMAccess
 from .secrets import Secret, scrub
 
-__all__ = ["Arg", "Argv", "CommandResult", "RemoteCommandFailed", "TimedOut", "Transport", "TunnelRefused",
-           "Unreachable", "display_command", "shell_command"]
+__all__ = ["Arg", "Argv", "CommandResult", "KnownHostsInvalid", "RemoteCommandFailed", "TimedOut", "Transport",
+           "TunnelRefused", "Unreachable", "display_command", "shell_command"]
 
 T = TypeVar("T")
 
@@ -56,6 +58,12 @@ class Reachable(Protocol):
 
 class Unreachable(PhoenixError):
     """SSH to the VM failed: no connection, refused, auth or host key problem."""
+
+
+class KnownHostsInvalid(PhoenixError):
+    """The known_hosts file has a line the SSH client cannot use (named by file and line
+    number).  A problem of this machine, not of one VM: it stops the run (`each` does
+    not report it per host) before any connection is made."""
 
 
 class TimedOut(Unreachable):
@@ -190,6 +198,10 @@ class Transport:
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets) if self._secrets else text
 
+    def scrub(self, text: str) -> str:
+        """`text` with every secret this transport knows replaced by ***."""
+        return self._scrub(text)
+
     # -- connections ----------------------------------------------------------
     def _connection(self, host: Reachable):
         with self._lock:
@@ -257,19 +269,23 @@ class Transport:
     # -- running ---------------------------------------------------------------
     def run(self, host: Reachable, argv: Argv, *, mutating: bool, check: bool = True,
             stdin: str | Secret | None = None, quiet: bool = False,
-            timeout: float | None = None, secret_output: bool = False) -> CommandResult:
+            timeout: float | None = None, secret_output: bool = False,
+            display: str | None = None) -> CommandResult:
         """Run one command on a host.  `check`: a non-zero exit raises RemoteCommandFailed.
         `stdin`: data the command reads on its standard input (closed after it).
         `quiet`: not echoed (a poll repeated every second); still in the run log.
         `timeout`: the command's deadline in seconds (default: the access's
-        `command_timeout_s`); past it, TimedOut (an Unreachable).
+        `command_timeout_s` for a mutating command, `read_timeout_s` for a read, never more
+        than the former); past it, TimedOut (an Unreachable).
         `secret_output`: the command prints a secret (a join token, an unlock key) that the
         caller wraps in a `Secret` at once: its stdout is returned as printed, not
-        scrubbed of secrets already known (a token read twice must compare equal)."""
+        scrubbed of secrets already known (a token read twice must compare equal).
+        `display`: how the command is echoed, logged and named in errors, when its argv
+        alone says too little (an Engine API request on stdin, engine_api.py)."""
         import paramiko  # loaded already by the connection; imported here, not at start-up
 
-        display = display_command(argv)
-        deadline = float(timeout) if timeout is not None else self.access.command_timeout_s
+        display = display or display_command(argv)
+        deadline = float(timeout) if timeout is not None else self.access.deadline(mutating)
         data = None
         if stdin is not None:
             data = self.keep_secret(stdin).reveal() if isinstance(stdin, Secret) else stdin
@@ -309,6 +325,42 @@ class Transport:
         if check and not result.ok:
             raise RemoteCommandFailed(host, display, result.exited, result.stderr)
         return result
+
+    @contextmanager
+    def channel(self, host: Reachable, argv: Argv, *, mutating: bool, timeout: float | None = None):
+        """A command's raw SSH channel, for bytes streamed through this machine (a volume
+        carried from one VM to another: portainer_data.py): yields the paramiko channel
+        with the command started (send/recv/shutdown_write, recv_stderr, exit status);
+        every blocking call on it waits at most `timeout` (default: the access's
+        deadline for a read or a write).  Closed, and its slot given back, on exit."""
+        import paramiko  # loaded already by the connection; imported here, not at start-up
+
+        display = display_command(argv)
+        deadline = float(timeout) if timeout is not None else self.access.deadline(mutating)
+        with self._lock:
+            self.log.append(CommandRecord(host.name, display, mutating))
+        if self.echo:
+            self.echo(f"[{host.name}] $ {display} (a byte stream, through SSH)")
+        conn = self._connection(host)
+        with self._channel_slots(host):
+            try:
+                self._open(host, conn)
+                chan = conn.client.get_transport().open_session(timeout=self.access.connect_timeout_s)
+                chan.settimeout(deadline)
+                chan.exec_command(shell_command(argv))
+            except paramiko.SSHException as exc:
+                raise Unreachable(f"{host}: SSH to {host.address}:{self.access.port} failed: "
+                                  f"{self._scrub(str(exc))}") from None
+            except (OSError, EOFError) as exc:
+                reason = self._scrub(str(exc) or type(exc).__name__)
+                raise Unreachable(f"{host}: cannot reach {host.address}:{self.access.port} over SSH: "
+                                  f"{reason}") from None
+            try:
+                yield chan
+            except socket.timeout:
+                raise TimedOut(host, display, deadline) from None
+            finally:
+                chan.close()
 
     def tunnel(self, host: Reachable, address: str, port: int):
         """A TCP stream to address:port, opened by the host's sshd (SSH `direct-tcpip`):
@@ -363,6 +415,8 @@ class Transport:
         def guarded(host: Reachable):
             try:
                 return fn(host)
+            except KnownHostsInvalid:
+                raise  # the same for every host: one message, not one per VM
             except PhoenixError as exc:
                 return exc
 

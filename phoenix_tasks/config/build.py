@@ -97,6 +97,7 @@ def _build_hypervisor(hv: dict, config_dir: Path) -> Hypervisor:
         known_hosts_file=_path(known, config_dir) if known else ssh_dir / "known_hosts",
         connect_timeout_s=float(access.get("connect_timeout_s", 10)),
         command_timeout_s=float(access.get("command_timeout_s", 60)),
+        read_timeout_s=float(access.get("read_timeout_s", 15)),
     )
     px = hv.get("proxmox")
     return Hypervisor(

@@ -33,6 +33,7 @@ from typing import Any, Callable
 from ..cluster_text import clean
 from ..errors import PhoenixError
 from ..model import VM
+from ..swarm import raft
 from ..transport import RemoteCommandFailed, Transport
 from .commands import SEPARATOR, object_remove
 
@@ -161,14 +162,27 @@ class Lock:
         res = self.transport.run(self.manager, read_argv(self.namespace), mutating=False, quiet=self.held is not None)
         return parse_read(res.stdout)
 
+    def _mine(self, generation: int) -> bool:
+        """Our token holds `generation` (a create answered "busy" may have landed)."""
+        return any(g.generation == generation and g.token == self.token for g in self._read()[1])
+
     def _create(self, generation: int, now: int) -> bool:
         argv = create_argv(self.namespace, generation, self.token, self.holder, self.command, now, now + self.ttl_s)
+        tries = []
+
+        def create():
+            tries.append(1)
+            return self.transport.run(self.manager, argv, mutating=True, stdin=f"phoenix lock of {self.namespace}\n")
+
         try:
-            self.transport.run(self.manager, argv, mutating=True, stdin=f"phoenix lock of {self.namespace}\n")
+            # Right after a role change Raft may answer "busy" (DeadlineExceeded...): sent
+            # again, bounded, unless it landed after all (swarm/raft.py).
+            raft.retry_while_busy(create, landed=lambda: self._mine(generation), sleep=self.sleep)
         except RemoteCommandFailed as exc:
-            if "already exists" in exc.stderr or "AlreadyExists" in exc.stderr:
+            if "already exists" not in exc.stderr and "AlreadyExists" not in exc.stderr:
+                raise
+            if len(tries) == 1 or not self._mine(generation):  # a busy first try may have landed late
                 return False  # another run won this generation
-            raise
         self.held = Generation(lock_name(self.namespace, generation), self.namespace, generation, self.token,
                                self.holder, self.command, now, now + self.ttl_s)
         self._renewed_at = self.clock()

@@ -11,12 +11,14 @@ import threading
 import time
 from typing import Callable, Mapping, Sequence
 
+from .. import engine_api
+from ..engine_api import EngineRequest
 from ..errors import PhoenixError
 from ..model import VM, Config
 from ..plan import Action, Outcome, Plan
 from ..secrets import Secret
 from ..transport import RemoteCommandFailed, Transport
-from . import commands
+from . import commands, raft
 from .facts import ClusterFacts, parse_nodes, read_facts
 from .plan import PHASES, Options, plan_phases
 
@@ -47,7 +49,7 @@ def _argv(action: Action, config: Config, facts: ClusterFacts, tokens: _Tokens |
         return action.argv
     if action.kind == "join" and tokens is not None and facts.manager_addr:
         addr = config.hypervisor.swarm.advertise_addr(action.target)
-        return tuple(commands.swarm_join(tokens.get(action.target.swarm_role), facts.manager_addr, addr))
+        return commands.swarm_join(tokens.get(action.target.swarm_role), facts.manager_addr, addr)
     return None
 
 
@@ -75,15 +77,6 @@ def wait_until_reachable(transport: Transport, control: VM, promoted: Mapping[st
         sleep(0.5)
 
 
-# Raft answers a membership change it could not commit in time with these, or, right
-# after a leader was demoted, with "raft: failed to process the request: node lost
-# leader status" / "no elected cluster leader" (an election under way); the change may
-# still land.  Sent again (promote and demote are idempotent), after a pause.
-RAFT_BUSY = ("DeadlineExceeded", "context deadline exceeded", "code = Unavailable",
-             "raft: failed to process the request", "no elected cluster leader", "lost leader")
-ROLE_RETRIES = (2.0, 4.0, 8.0)
-
-
 def _role_now(transport: Transport, managers: Sequence[VM], node_id: str) -> str | None:
     """The node's role as the first manager that answers lists it (None: none answers)."""
     for m in managers:
@@ -98,21 +91,13 @@ def _role_now(transport: Transport, managers: Sequence[VM], node_id: str) -> str
 def run_role_change(transport: Transport, action: Action, argv, managers: Sequence[VM], *,
                     sleep: Callable[[float], None] = time.sleep) -> None:
     """A promote or demote, sent again while raft says it is busy (a leader change, a
-    member still joining), up to len(ROLE_RETRIES) more times; between tries the
-    node's role is read from `managers` (a busy answer may still have landed: a
-    leader that demoted itself cannot be asked again)."""
+    member still joining; raft.retry_while_busy); between tries the node's role is read
+    from `managers` (a busy answer may still have landed: a leader that demoted itself
+    cannot be asked again)."""
     wanted = "manager" if action.kind == "promote" else "worker"
     node_id = str(argv[-1])
-    for pause in (*ROLE_RETRIES, None):
-        try:
-            transport.run(action.where, argv, mutating=True)
-            return
-        except RemoteCommandFailed as exc:
-            if pause is None or not any(word in exc.stderr for word in RAFT_BUSY):
-                raise
-            sleep(pause)
-            if _role_now(transport, managers, node_id) == wanted:
-                return
+    raft.retry_while_busy(lambda: transport.run(action.where, argv, mutating=True),
+                          landed=lambda: _role_now(transport, managers, node_id) == wanted, sleep=sleep)
 
 
 # What `docker swarm init` says on a node that is in a swarm already.
@@ -144,7 +129,10 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
                 argv = commands.only_if_inactive(argv)
             if action.kind in ("init", "join"):
                 try:
-                    transport.run(action.where, argv, mutating=True)
+                    if isinstance(argv, EngineRequest):  # a join: the token in the API request's body
+                        engine_api.call(transport, action.where, argv, mutating=True)
+                    else:
+                        transport.run(action.where, argv, mutating=True)
                 except RemoteCommandFailed as exc:
                     if ALREADY_IN_SWARM not in exc.stderr and commands.NOT_INACTIVE not in exc.stderr:
                         raise
@@ -180,6 +168,14 @@ def _run_phase(transport: Transport, config: Config, facts: ClusterFacts, action
             wait_until_reachable(transport, facts.control, promoted)
         except PhoenixError as exc:
             outcome.failed.append((next(iter(promoted.values())), str(exc)))
+    if any(a.kind in ("promote", "demote") for a in outcome.applied if a in actions):
+        # Raft elects and commits the new membership for a few seconds after role changes:
+        # the next stage's first write (the deploy lock) failed with DeadlineExceeded.
+        ask = list({vm.vmid: vm for vm in (*promoted.values(), *config.managers, facts.control)}.values())
+        try:
+            raft.wait_for_leader(transport, ask)
+        except PhoenixError as exc:
+            outcome.failed.append((facts.control, str(exc)))
     inits = {a.target.vmid for a in actions if a.kind == "init"}
     for vm in replan:
         step = "initialised" if vm.vmid in inits else "joined"

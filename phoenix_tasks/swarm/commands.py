@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 from ..secrets import Secret
 from ..argv import Arg, Script
+from ..engine_api import EngineRequest
 from ..stack.commands import SEPARATOR
 
 DOCKER = "docker"
@@ -127,10 +128,22 @@ def swarm_init(advertise_addr: str, default_addr_pool: Sequence[object] = (),
     return argv
 
 
-def swarm_join(token: Secret, manager_addr: str, advertise_addr: str) -> list[Arg]:
+# `docker swarm join` takes the token only as a flag: an argv word, on the joining VM's
+# process list for the length of the join.  The join is an Engine API request instead
+# (engine_api.py): the token travels in its JSON body, on the SSH channel's stdin.
+# The same fields the CLI sends (its --listen-addr default included).
+JOIN_LISTEN_ADDR = f"0.0.0.0:{SWARM_PORT}"
+
+
+def swarm_join(token: Secret, manager_addr: str, advertise_addr: str) -> EngineRequest:
+    """`docker swarm join --token T --advertise-addr A -- M`, as `POST /swarm/join`."""
     if not isinstance(token, Secret):
         raise TypeError("a join token must be a Secret")
-    return [DOCKER, "swarm", "join", "--token", token, "--advertise-addr", advertise_addr, "--", manager_addr]
+    return EngineRequest(
+        "POST", "/swarm/join",
+        {"ListenAddr": JOIN_LISTEN_ADDR, "AdvertiseAddr": advertise_addr, "RemoteAddrs": [manager_addr],
+         "JoinToken": token},
+        display=f"docker swarm join --advertise-addr {advertise_addr} -- {manager_addr}; the token in the request body")
 
 
 def swarm_leave(force: bool = False) -> list[str]:

@@ -28,6 +28,19 @@ def rendered_or_exit(config: Config) -> tuple[Rendered, portainer.Password | Non
         return rendered, password, portainer.published_port(rendered)
 
 
+def carry_data_if_moved(transport, config: Config, dry_run: bool) -> None:
+    """A role change moved the server's node: its data first, as sync-all does
+    (portainer_data.py); DataMoveFailed (exit 1, nothing deployed) when it cannot."""
+    from .. import portainer_data
+    from ..stack.deploy import read_stack
+    manager, read = read_stack(transport, config, portainer.namespace(config))
+    move = portainer_data.plan_move(config, read, portainer.server_service(config), portainer.namespace(config))
+    if move is not None:
+        out.print(f"portainer data: {move.summary()}", markup=False, highlight=False)
+        if not dry_run:
+            portainer_data.carry(transport, move, manager, report=lambda line: out.print(line, markup=False))
+
+
 @task(auto_shortflags=False, help={
     **{k: MUTATING_HELP[k] for k in ("dry_run", "verbose")},
     "timeout": f"seconds to wait for Portainer's services to converge (default {DEFAULT_TIMEOUT_S:.0f})",
@@ -39,6 +52,7 @@ def deploy(c, dry_run=False, verbose=False, timeout=None, no_resolve=False, lock
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
     guard = guard_for("portainer.deploy", lock_wait, force_unlock, resolve=not no_resolve)
     with user_errors(), common.transport_for(config, verbose) as transport:
+        carry_data_if_moved(transport, config, dry_run)
         result = guarded_deploy(transport, config, lambda digests: portainer.render_portainer(config, password, digests),
                                 guard=guard, dry_run=dry_run, timeout_s=timeout_s,
                                 show=lambda o, r: show_deploy(out, o, r, verbose=verbose, stage="plan"),

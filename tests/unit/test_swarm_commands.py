@@ -1,10 +1,12 @@
 """Exact argv of every docker command Phoenix runs, and the single quoting boundary."""
 
+import json
 import pickle
 import shlex
 
 import pytest
 
+from phoenix_tasks import engine_api
 from phoenix_tasks.secrets import MASK, Secret, scrub
 from phoenix_tasks.swarm import commands
 from phoenix_tasks.transport import display_command, shell_command
@@ -38,14 +40,26 @@ def test_changes():
     assert commands.node_demote("abc") == ["docker", "node", "demote", "--", "abc"]
 
 
-def test_join_keeps_the_token_a_secret():
+def test_join_is_an_engine_api_request_with_the_token_in_its_body():
+    """`docker swarm join --token T` would put T on the VM's process list: the join is
+    `POST /swarm/join` on dial-stdio's stdin, the token in the JSON body (issue 21)."""
     token = Secret(TOKEN)
-    argv = commands.swarm_join(token, "198.18.42.11:2377", "198.18.42.12")
-    assert argv == ["docker", "swarm", "join", "--token", token, "--advertise-addr", "198.18.42.12",
-                    "--", "198.18.42.11:2377"]
-    assert shell_command(argv) == f"docker swarm join --token {TOKEN} --advertise-addr 198.18.42.12 -- 198.18.42.11:2377"
-    assert TOKEN not in display_command(argv)
-    assert display_command(argv) == "docker swarm join --token '***' --advertise-addr 198.18.42.12 -- 198.18.42.11:2377"
+    req = commands.swarm_join(token, "198.18.42.11:2377", "198.18.42.12")
+    assert (req.method, req.path) == ("POST", "/swarm/join")
+    assert req.body == {"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "198.18.42.12",
+                        "RemoteAddrs": ["198.18.42.11:2377"], "JoinToken": token}
+    assert req.secrets() == [token]
+    head, _, body = req.encode().reveal().partition("\r\n\r\n")
+    assert head.splitlines()[0] == "POST /swarm/join HTTP/1.1"
+    assert f"Content-Length: {len(body.encode())}" in head and "Connection: close" in head
+    assert json.loads(body) == {"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "198.18.42.12",
+                                "RemoteAddrs": ["198.18.42.11:2377"], "JoinToken": TOKEN}
+    # Everything people and logs see: no token.
+    for shown in (str(req), repr(req), req.display, str(req.encode())):
+        assert TOKEN not in shown
+    assert req.display == "docker swarm join --advertise-addr 198.18.42.12 -- 198.18.42.11:2377; the token in the request body"
+    # The command line that runs on the VM is fixed: no data in it.
+    assert shell_command(list(engine_api.DIAL_STDIO)) == "docker system dial-stdio"
 
 
 def test_join_refuses_a_plain_string_token():
@@ -76,7 +90,7 @@ def test_a_node_id_that_looks_like_an_option_stays_a_positional(node_id):
         assert argv[-2:] == ["--", node_id]
         assert shlex.split(shell_command(argv))[-2:] == ["--", node_id]
     join = commands.swarm_join(Secret(TOKEN), node_id, "198.18.42.12")
-    assert join[-2:] == ["--", node_id]
+    assert join.body["RemoteAddrs"] == [node_id]  # a JSON string, never an option
 
 
 def test_secret_never_prints():

@@ -108,6 +108,9 @@ class Cluster:
             self.joined.add(vm.name)  # in no swarm yet: the guard runs the init
         elif command.startswith("docker swarm join-token"):
             return "SWMTKN-1-fake\n", 0
+        elif command == "docker system dial-stdio":  # POST /swarm/join
+            self.joined.add(vm.name)
+            return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0
         elif command.startswith("docker swarm join"):
             self.joined.add(vm.name)
         elif command.startswith("docker node update"):

@@ -7,6 +7,7 @@ import pytest
 from invoke import MockContext, Result
 from invoke.exceptions import CommandTimedOut, Exit
 
+from phoenix_tasks import engine_api
 from phoenix_tasks.swarm import commands, events
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import swarm as swarm_tasks
@@ -95,9 +96,12 @@ def test_join_fetches_token_in_memory_and_never_prints_it(wired, capsys):
     outputs["cpuworker"] = {tuple(commands.facts()): (json.dumps(recorded("info_inactive.json")), 0)}
     outputs["portainer"][tuple(commands.join_token("worker"))] = (TOKEN + "\n", 0)
     from phoenix_tasks.secrets import Secret
-    join = commands.swarm_join(Secret(TOKEN), "198.18.90.11:2377", "198.18.90.13")
-    # The join fails (as it would with a bad token); its stderr even echoes the token.
-    outputs["cpuworker"][tuple(join)] = ("", 1, f"Error response from daemon: invalid join token {TOKEN}")
+    # The join (an Engine API request on dial-stdio's stdin) fails, as it would with a
+    # bad token; the engine's answer even echoes the token.
+    body = json.dumps({"message": f"invalid join token {TOKEN}"})
+    answer = (f"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}")
+    outputs["cpuworker"][engine_api.DIAL_STDIO] = (answer, 0)
     made = wired(outputs)
     with pytest.raises(Exit) as exc:
         swarm_tasks.join(MockContext(), verbose=True)
@@ -105,7 +109,7 @@ def test_join_fetches_token_in_memory_and_never_prints_it(wired, capsys):
     captured = capsys.readouterr()
     everything = captured.out + captured.err + repr(made[0].log)
     assert TOKEN not in everything
-    assert "--token '***'" in everything
+    assert "POST /swarm/join" in everything and "the token in the request body" in everything
     assert "failed: cpuworker (vmid 1003)" in captured.err
     assert "invalid join token ***" in captured.err
 
@@ -173,10 +177,10 @@ def test_a_hung_engine_is_reported_by_name_and_the_others_are_read(wired, capsys
     doc = json.loads(capsys.readouterr().out)
     by_name = {n["name"]: n for n in doc["nodes"]}
     assert by_name["cpuworker"]["state"] == "unreachable" and by_name["cpuworker"]["reachable"] is False
-    assert by_name["cpuworker"]["detail"] == ("`sh -c <docker info, and the node list on a manager>` did not finish within 60 s "
+    assert by_name["cpuworker"]["detail"] == ("`sh -c <docker info, and the node list on a manager>` did not finish within 15 s "
                                               "(the engine or the VM's sshd may be hung)")
     assert by_name["portainer"]["state"] == by_name["drphoenix"]["state"] == "member"
-    assert Hung.timeouts == [60.0]  # vm_access.command_timeout_s, by default
+    assert Hung.timeouts == [15.0]  # a read: vm_access.read_timeout_s, by default (writes: command_timeout_s)
 
 
 def test_label_with_a_hung_engine_labels_the_others_and_names_it(wired, capsys):
@@ -193,7 +197,7 @@ def test_label_with_a_hung_engine_labels_the_others_and_names_it(wired, capsys):
     assert exc.value.code == 1
     assert [r.display for r in made[0].mutating_commands] == [shell_command(update)]
     assert "cpuworker (vmid 1003)" in captured.out + captured.err
-    assert "did not finish within 60 s" in captured.out + captured.err
+    assert "did not finish within 15 s" in captured.out + captured.err
 
 
 def test_status_names_a_hung_engine_by_name_vmid_and_state_under_the_table(wired, capsys):
@@ -204,5 +208,5 @@ def test_status_names_a_hung_engine_by_name_vmid_and_state_under_the_table(wired
         swarm_tasks.status(MockContext())
     assert exc.value.code == 1
     text = " ".join(capsys.readouterr().out.split())
-    assert ("cpuworker (vmid 1003): unreachable: `sh -c <docker info, and the node list on a manager>` did not finish within 60 s "
+    assert ("cpuworker (vmid 1003): unreachable: `sh -c <docker info, and the node list on a manager>` did not finish within 15 s "
             "(the engine or the VM's sshd may be hung)") in text
