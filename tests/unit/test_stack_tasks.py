@@ -30,7 +30,8 @@ from swarm_recorded import lab_config
 REPO = Path(__file__).resolve().parents[2]
 STACK_DATA = REPO / "tests" / "data" / "stack"
 RB_NAMESPACE = "rb_probe_rollback"
-RECORDED_HASH = "71af286c5860"  # io.phoenix.hash of services_probe_rollback.txt
+RECORDED_HASH = "71af286c5860"  # the document's hash (the plan, the ledger)
+RECORDED_SERVICE_HASH = "f06703452683"  # io.phoenix.hash of web in services_probe_rollback.txt
 
 
 class Unreachable:
@@ -111,7 +112,7 @@ def test_recorded_hash_is_the_rendered_hash_of_rb(wired):
     assert rendered.hash == RECORDED_HASH
     [web] = parse_services(recorded_services()).values()
     assert web.name == "rb_probe_rollback_web"
-    assert web.hash == RECORDED_HASH
+    assert web.hash == RECORDED_SERVICE_HASH
 
 
 def test_deploy_unchanged_is_one_read_and_no_changes(wired, capsys):
@@ -233,7 +234,7 @@ def test_render_of_rb_is_what_the_recorded_deploy_sent(wired, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert out == render(config.stacks["probe_rollback"], "rb").text
-    assert yaml.safe_load(out)["services"]["web"]["deploy"]["labels"]["io.phoenix.hash"] == RECORDED_HASH
+    assert yaml.safe_load(out)["services"]["web"]["deploy"]["labels"]["io.phoenix.hash"] == RECORDED_SERVICE_HASH
     assert made == []
 
 
