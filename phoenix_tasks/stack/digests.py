@@ -4,8 +4,15 @@ Each image of a rendered document is resolved on a manager, through its engine (
 a registry mirror, credentials and the daemon's DNS apply, as they will for the
 tasks): `docker pull`, then the RepoDigest of that repository.  The document is then
 rendered again with `name:tag@sha256:...`, so its hash, the diff and the ledger all
-see a tag that moved as a change.  An image with no digest (a pull that failed, an
-image only loaded locally) stays by tag, with a warning.
+see a tag that moved as a change.
+
+The pull's error is the registry's answer, and it is the deploy's image gate
+(guarded.py): an image the registry says does not exist (manifest unknown, tag or
+repository not found) or refuses (unauthorized, denied) is `blocked`: deploying it
+would stop the running task for one that can never start.  A registry that cannot be
+reached (DNS, refused, timeout, TLS) is `unreachable`: a warning, and the image stays
+by tag (the engines may still have it), unless the deploy requires digests.  An image
+with no digest and no error (only loaded locally) stays by tag, with a warning.
 """
 
 from __future__ import annotations
@@ -45,10 +52,53 @@ def _normal(repo: str) -> str:
     return repo.removeprefix("library/")
 
 
+def registry_of(image: str) -> str:
+    """The registry an image reference names: its first component when that is a host
+    (has a dot or a port, or is `localhost`), else Docker Hub."""
+    first, slash, _ = image.split("@", 1)[0].partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+# What the engine's pull error says, in the words registries and dockerd use.  The
+# first group is checked first: "lookup registry-1.docker.io: no such host" after a
+# mirror's 404 is a registry not reached, whatever the mirror said.
+UNREACHABLE = ("dial tcp", "no such host", "connection refused", "i/o timeout", "timeout exceeded",
+               "tls handshake timeout", "network is unreachable", "no route to host", "server misbehaving",
+               "request canceled", "context deadline exceeded", "x509:", "certificate",
+               "server gave http response to https client", "unexpected eof")
+NOT_FOUND = ("manifest unknown", "not found", "repository does not exist", "name unknown", "name_unknown",
+             "manifest_unknown")
+DENIED = ("unauthorized", "denied", "no basic auth credentials", "authentication required")
+
+
+def classify(error: str) -> str:
+    """`not-found`, `denied`, `unreachable` or `unknown` for one pull error."""
+    text = error.lower()
+    if any(k in text for k in UNREACHABLE):
+        return "unreachable"
+    if any(k in text for k in NOT_FOUND):
+        return "not-found"
+    if any(k in text for k in DENIED):
+        return "denied"
+    return "unknown"
+
+
+def _answer(error: str, limit: int = 240) -> str:
+    text = " ".join(error.split()).removeprefix("Error response from daemon: ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 @dataclass
 class Resolution:
     digests: dict[str, str] = field(default_factory=dict)  # image as written -> image@sha256:...
     warnings: list[str] = field(default_factory=list)
+    # The gate: one line per image the registry says does not exist or refuses to serve.
+    blocked: list[str] = field(default_factory=list)
+    # One line per image whose registry was not reached (deployed by tag, or blocked
+    # with --require-digests).
+    unreachable: list[str] = field(default_factory=list)
 
 
 def parse_resolve(stdout: str) -> Resolution:
@@ -65,8 +115,15 @@ def parse_resolve(stdout: str) -> Resolution:
         want = _normal(repository(image))
         digest = next((d.split("@", 1)[1] for d in repo_digests
                        if "@" in d and _normal(d.split("@", 1)[0]) == want), None)
+        kind = classify(error) if error.strip() else ""
         if digest:
             out.digests[image] = f"{image.split('@', 1)[0]}@{digest}"
+        elif kind in ("not-found", "denied"):
+            out.blocked.append(f"image {image}: registry {registry_of(image)} answered: {_answer(error)}")
+        elif kind == "unreachable":
+            line = f"image {image}: registry {registry_of(image)} not reached ({_answer(error, 160)})"
+            out.unreachable.append(line)
+            out.warnings.append(f"{line}: deployed by tag")
         else:
             why = error.strip() or "the engine knows no digest for it (an image loaded locally, not pulled)"
             why = why if len(why) <= 160 else why[:157] + "..."
@@ -94,12 +151,12 @@ def resolve(transport: Transport, manager: VM, images: list[str]) -> Resolution:
 
 
 def render_by_digest(transport: Transport, manager: VM, renderer, first):
-    """(the document rendered with its images by digest, warnings).  `first` is the
-    document rendered without digests.  A dry run resolves too (its plan must show a
-    tag that moved): the pull may add an image to the manager's engine; the swarm is
-    not touched."""
+    """(the document rendered with its images by digest, the Resolution: its warnings
+    and the gate's lines).  `first` is the document rendered without digests.  A dry
+    run resolves too (its plan must show a tag that moved): the pull may add an image
+    to the manager's engine; the swarm is not touched."""
     resolution = resolve(transport, manager, images_of(first.document))
-    return (renderer(resolution.digests) if resolution.digests else first), list(resolution.warnings)
+    return (renderer(resolution.digests) if resolution.digests else first), resolution
 
 
 def pin(digests: Mapping[str, str]):
