@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from ..model import VM
 from ..transport import Transport
+from . import registries
 from .render import SwarmObject
 
 RESOLVE_SCRIPT = (
@@ -34,8 +35,30 @@ RESOLVE_SCRIPT = (
 )
 
 
-def resolve_argv(images: Iterable[str]) -> list[str]:
-    return ["sh", "-c", RESOLVE_SCRIPT, "phoenix", *images]
+# The same, after a `docker login` to each registry that needs one: `$1` logins, then
+# (server, username) pairs, then the images; the passwords come on stdin, one a line,
+# and reach docker login through the shell's builtin printf (never an argv).  A login
+# that fails logs out again (an older, stale login must not pass for this one).
+LOGIN_THEN_RESOLVE_SCRIPT = (
+    'n=$1; shift; '
+    'while [ "$n" -gt 0 ]; do '
+    's=$1; u=$2; shift 2; n=$((n - 1)); IFS= read -r pw || pw=; '
+    'if err=$(printf \'%s\\n\' "$pw" | docker login --username "$u" --password-stdin -- "$s" 2>&1 >/dev/null); '
+    'then r=ok; else r=failed; docker logout -- "$s" >/dev/null 2>&1 || true; fi; '
+    "printf 'login\\t%s\\t%s\\t%s\\n' \"$s\" \"$r\" \"$(printf %s \"$err\" | tr '\\t\\n' '  ')\"; "
+    'done; pw=; '
+    + RESOLVE_SCRIPT
+)
+
+
+def resolve_argv(images: Iterable[str], logins: Iterable[tuple[str, str]] = ()) -> list[str]:
+    """The resolve command; with `logins` ((server, username) pairs), each registry is
+    logged in to first (the passwords go on its stdin, in the same order)."""
+    logins = list(logins)
+    if not logins:
+        return ["sh", "-c", RESOLVE_SCRIPT, "phoenix", *images]
+    pairs = [part for server, user in logins for part in (server, user)]
+    return ["sh", "-c", LOGIN_THEN_RESOLVE_SCRIPT, "phoenix", str(len(logins)), *pairs, *images]
 
 
 def repository(image: str) -> str:
@@ -105,6 +128,17 @@ def parse_resolve(stdout: str) -> Resolution:
     out = Resolution()
     for line in stdout.splitlines():
         parts = line.split("\t")
+        if len(parts) == 4 and parts[0] == "login":
+            _, server, result, error = parts
+            if result != "ok":
+                kind = classify(error)
+                line = f"registry {server}: docker login refused: {_answer(error) or 'no answer'}"
+                if kind == "unreachable":
+                    out.unreachable.append(line)
+                    out.warnings.append(line)
+                else:
+                    out.blocked.append(line)
+            continue
         if len(parts) != 3 or not parts[0]:
             continue
         image, found, error = parts
@@ -141,21 +175,25 @@ def images_of(document: Mapping) -> list[str]:
     return list(seen)
 
 
-def resolve(transport: Transport, manager: VM, images: list[str]) -> Resolution:
+def resolve(transport: Transport, manager: VM, images: list[str], credentials: Sequence = ()) -> Resolution:
+    """`credentials` (registries.Credential): the registries to log in to first, in
+    the same command (no round trip more)."""
     if not images:
         return Resolution()
+    wanted = registries.needed(credentials, {registry_of(i) for i in images})
     # a pull may take a while: longer than an ordinary command's deadline
-    res = transport.run(manager, resolve_argv(images), mutating=False,
-                        timeout=max(transport.access.command_timeout_s, 120.0))
+    res = transport.run(manager, resolve_argv(images, [(c.server, c.username) for c in wanted]), mutating=False,
+                        timeout=max(transport.access.command_timeout_s, 120.0),
+                        stdin=registries.stdin_of(wanted) if wanted else None)
     return parse_resolve(res.stdout)
 
 
-def render_by_digest(transport: Transport, manager: VM, renderer, first):
+def render_by_digest(transport: Transport, manager: VM, renderer, first, credentials: Sequence = ()):
     """(the document rendered with its images by digest, the Resolution: its warnings
     and the gate's lines).  `first` is the document rendered without digests.  A dry
     run resolves too (its plan must show a tag that moved): the pull may add an image
     to the manager's engine; the swarm is not touched."""
-    resolution = resolve(transport, manager, images_of(first.document))
+    resolution = resolve(transport, manager, images_of(first.document), credentials)
     return (renderer(resolution.digests) if resolution.digests else first), resolution
 
 

@@ -45,6 +45,9 @@ class Guard:
     resolve: bool = True
     require_digests: bool = False  # a registry not reached blocks the deploy (instead of by tag)
     restore: bool = True  # a deploy that fails in its wait redeploys the last converged record
+    # registries.Credential of the configured private registries: the manager logs in to
+    # those the document's images name, in the digests' round trip
+    credentials: tuple = ()
 
 
 @dataclass
@@ -88,7 +91,7 @@ def read_and_resolve(transport: Transport, config: Config, renderer: Renderer, f
 
 
 def read_resolve_gate(transport: Transport, config: Config, renderer: Renderer, first: Rendered,
-                      resolve: bool, manager: VM | None = None
+                      resolve: bool, manager: VM | None = None, credentials: tuple = ()
                       ) -> tuple[VM, StackRead, Rendered, digests_mod.Resolution]:
     """(the manager, the namespace's services, the document by digest, the Resolution:
     warnings and the image gate's lines).  The
@@ -101,14 +104,14 @@ def read_resolve_gate(transport: Transport, config: Config, renderer: Renderer, 
         return found, read, first, digests_mod.Resolution()
     guess = manager or config.managers[0]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        resolving = pool.submit(digests_mod.render_by_digest, transport, guess, renderer, first)
+        resolving = pool.submit(digests_mod.render_by_digest, transport, guess, renderer, first, credentials)
         found, read = read_stack(transport, config, first.namespace, manager)
         try:
             resolved, error = resolving.result(), None
         except PhoenixError as exc:
             resolved, error = None, exc
     if found.vmid != guess.vmid:
-        resolved, error = digests_mod.render_by_digest(transport, found, renderer, first), None
+        resolved, error = digests_mod.render_by_digest(transport, found, renderer, first, credentials), None
     if error is not None:
         raise error
     rendered, resolution = resolved
@@ -154,7 +157,8 @@ def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, 
     everything is read and planned again under it.  A deploy that fails in its wait
     redeploys the last converged ledger record (restore), as a second record."""
     rendered = renderer({})
-    manager, read, rendered, resolution = read_resolve_gate(transport, config, renderer, rendered, guard.resolve)
+    manager, read, rendered, resolution = read_resolve_gate(transport, config, renderer, rendered, guard.resolve,
+                                                            credentials=guard.credentials)
     warnings = list(resolution.warnings)
     result = Guarded(rendered, warnings=warnings)
 

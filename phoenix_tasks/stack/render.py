@@ -157,10 +157,14 @@ def _refs(items: Any, top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def service_hash(doc: Mapping[str, Any], name: str) -> str:
-    """The hash of one service's own spec: the service as rendered (before its hash and
-    version labels), and the top-level networks, volumes, configs and secrets it names.
+    """The hash of one service's own spec: the service as rendered (without its image,
+    its hash and version labels), and the top-level networks, volumes, configs and
+    secrets it names.
     Another service's change, or a top-level entry it does not use, leaves it alone."""
     svc = copy.deepcopy(doc["services"][name])
+    # The image is compared on its own (diff.FIELDS), as a tag or a digest: a document
+    # rendered by tag (`swarm.diff`) and the same one by digest have the same hash.
+    svc.pop("image", None)
     labels = (svc.get("deploy") or {}).get("labels")
     if isinstance(labels, dict):  # its own hash and Phoenix's version are not its spec
         for key in (LABEL_HASH, LABEL_VERSION):

@@ -15,7 +15,7 @@ from invoke.exceptions import Exit
 
 from .. import portainer
 from ..model import Config
-from ..stack import naming
+from ..stack import naming, registries
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from ..stack.deploy import read_stack
 from ..stack.diff import compare, describe, desired_services
@@ -121,9 +121,10 @@ GUARD_HELP = {
 
 
 def guard_for(command: str, lock_wait, force_unlock: bool, resolve: bool = True, *,
-              require_digests: bool = False, restore: bool = True) -> Guard:
+              require_digests: bool = False, restore: bool = True, credentials: tuple = ()) -> Guard:
     return Guard(command=command, lock_wait_s=seconds_or_exit(lock_wait, DEFAULT_WAIT_S, minimum=0, flag="--lock-wait"),
-                 force_unlock=force_unlock, resolve=resolve, require_digests=require_digests, restore=restore)
+                 force_unlock=force_unlock, resolve=resolve, require_digests=require_digests, restore=restore,
+                 credentials=credentials)
 
 
 def note(line: str) -> None:
@@ -168,8 +169,11 @@ def deploy(c, stack=None, env=None, dry_run=False, verbose=False, timeout=None, 
     renderer = renderer_or_exit(config, stack, env)
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
     first = renderer({})
+    with user_errors():  # the registries' passwords, read before any connection
+        credentials = registries.read_credentials(config, os.environ)
     guard = guard_for(f"swarm.deploy --stack {first.stack} --env {first.env}", lock_wait, force_unlock,
-                      resolve=not no_resolve, require_digests=require_digests, restore=not no_restore)
+                      resolve=not no_resolve, require_digests=require_digests, restore=not no_restore,
+                      credentials=credentials)
     with user_errors(), common.transport_for(config, verbose) as transport:
         result = guarded_deploy(transport, config, renderer, guard=guard, dry_run=dry_run, timeout_s=timeout_s,
                                 show=lambda o, r: show_deploy(out, o, r, verbose=verbose, stage="plan"),

@@ -402,6 +402,8 @@ version: "3.8"
 services:
   api:
     image: example/api:${TAG}
+    environment:
+      LEVEL: ${LEVEL}
     configs: [settings]
     networks: [backend]
   worker:
@@ -416,9 +418,9 @@ configs:
 """
 
 
-def _two(tmp_path: Path, tag="1.0", settings="a: 1\n") -> Stack:
-    directory = tmp_path / f"two_{tag}_{abs(hash(settings))}"
-    write_stack(directory, TWO_SERVICES, {"environments": {"default": {"variables": {"TAG": tag}}}},
+def _two(tmp_path: Path, tag="1.0", settings="a: 1\n", level="info") -> Stack:
+    directory = tmp_path / f"two_{tag}_{level}_{abs(hash(settings))}"
+    write_stack(directory, TWO_SERVICES, {"environments": {"default": {"variables": {"TAG": tag, "LEVEL": level}}}},
                 {"settings.yaml": settings})
     return stack_from_dir(directory, "webapp")
 
@@ -430,8 +432,11 @@ def _labels(rendered):
 def test_each_service_is_labelled_with_its_own_spec_s_hash(tmp_path):
     base = render(_two(tmp_path), "dev1")
     assert base.hash not in _labels(base).values()  # the document's hash is on no service
+    env = render(_two(tmp_path, level="debug"), "dev1")
+    assert env.hash != base.hash
+    assert _labels(env)["api"] != _labels(base)["api"] and _labels(env)["worker"] == _labels(base)["worker"]
+    # The image is a field of its own (a tag, or a digest once resolved): not in the hash.
     image = render(_two(tmp_path, tag="1.1"), "dev1")
-    assert image.hash != base.hash
-    assert _labels(image)["api"] != _labels(base)["api"] and _labels(image)["worker"] == _labels(base)["worker"]
+    assert image.hash != base.hash and _labels(image) == _labels(base)
     config = render(_two(tmp_path, settings="a: 2\n"), "dev1")  # a config only api uses
     assert _labels(config)["api"] != _labels(base)["api"] and _labels(config)["worker"] == _labels(base)["worker"]

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 STACK_DATA = REPO / "tests" / "data" / "stack"
 RB_NAMESPACE = "rb_probe_rollback"
 RECORDED_HASH = "71af286c5860"  # the document's hash (the plan, the ledger)
-RECORDED_SERVICE_HASH = "f06703452683"  # io.phoenix.hash of web in services_probe_rollback.txt
+RECORDED_SERVICE_HASH = "e53d35f4cc32"  # io.phoenix.hash of web in services_probe_rollback.txt
 
 
 class Unreachable:
