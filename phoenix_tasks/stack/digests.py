@@ -150,10 +150,14 @@ def parse_resolve(stdout: str) -> Resolution:
         digest = next((d.split("@", 1)[1] for d in repo_digests
                        if "@" in d and _normal(d.split("@", 1)[0]) == want), None)
         kind = classify(error) if error.strip() else ""
-        if digest:
+        if kind in ("not-found", "denied"):
+            # before a digest the engine kept from earlier: the nodes cannot pull it now
+            answer = _answer(error)
+            if kind == "denied" and "unauthorized" not in answer.lower():
+                answer += " (unauthorized)"
+            out.blocked.append(f"image {image}: registry {registry_of(image)} answered: {answer}")
+        elif digest:
             out.digests[image] = f"{image.split('@', 1)[0]}@{digest}"
-        elif kind in ("not-found", "denied"):
-            out.blocked.append(f"image {image}: registry {registry_of(image)} answered: {_answer(error)}")
         elif kind == "unreachable":
             line = f"image {image}: registry {registry_of(image)} not reached ({_answer(error, 160)})"
             out.unreachable.append(line)

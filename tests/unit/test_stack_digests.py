@@ -92,9 +92,17 @@ def test_parse_resolve_an_image_the_registry_does_not_have_is_blocked_with_its_a
     assert out.digests == {} and out.warnings == [] and out.unreachable == []
     assert out.blocked == [
         "image thinkheads/ai-inference:1.4.0: registry docker.io answered: pull access denied for "
-        "thinkheads/ai-inference",
+        "thinkheads/ai-inference (unauthorized)",
         "image 198.18.100.1:5000/thinkheads/ai-api:9.9.9: registry 198.18.100.1:5000 answered: manifest for "
         "198.18.100.1:5000/thinkheads/ai-api:9.9.9 not found: manifest unknown: manifest unknown"]
+
+
+def test_parse_resolve_a_refusal_blocks_even_when_the_engine_kept_a_digest_from_earlier():
+    out = parse_resolve(line("r.lan:5443/team/api:1", [f"r.lan:5443/team/api@{D1}"],
+                             'Head "https://r.lan:5443/v2/team/api/manifests/1": no basic auth credentials'))
+    assert out.digests == {}
+    assert out.blocked == ['image r.lan:5443/team/api:1: registry r.lan:5443 answered: Head '
+                           '"https://r.lan:5443/v2/team/api/manifests/1": no basic auth credentials (unauthorized)']
 
 
 def test_parse_resolve_a_registry_not_reached_warns_and_deploys_by_tag():
