@@ -110,6 +110,12 @@ def _image(actual: str, desired: str) -> tuple[str, str]:
     return normal_image(actual, keep_digest=pinned), normal_image(desired, keep_digest=pinned)
 
 
+def same_image(actual: str, desired: str) -> bool:
+    """Whether a service runs the image a document wants (as compare() judges it)."""
+    running, wanted = _image(actual, desired)
+    return running == wanted
+
+
 @dataclass(frozen=True)
 class ServiceChange:
     name: str

@@ -332,7 +332,9 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
             doc["environments"]["dev1"] = {"variables": {"MODEL_NAME": "phi-3-medium"}}
             manifest.write_text(json.dumps(doc))
             try:
-                full = run_task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--timeout", "90")
+                # --no-restore: what is tested here is the rerun resuming Swarm's paused update
+                full = run_task(env, "swarm.deploy", "--stack", APP, "--env", "dev1", "--timeout", "90",
+                                "--no-restore")
             finally:
                 filler.unlink()
             full_text = flat(full)
