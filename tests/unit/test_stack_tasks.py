@@ -413,3 +413,11 @@ def test_rm_dry_run_shows_the_plan_and_changes_nothing(wired, capsys):
     assert "docker stack rm rb_probe_rollback (1 service, 1 network)" in out
     assert "dry run: nothing was changed" in out
     assert len(made[0].log) == 1 and made[0].mutating_commands == []
+
+
+def test_require_digests_with_no_resolve_is_refused_before_any_connection(wired):
+    _, made = wired({})
+    code, message = run(stack_tasks.deploy, stack="probe_rollback", env="rb", no_resolve=True, require_digests=True)
+    assert code == 1
+    assert message == "error: --require-digests needs the digests resolved: it cannot go with --no-resolve"
+    assert made == []
