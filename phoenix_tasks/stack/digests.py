@@ -150,7 +150,12 @@ def parse_resolve(stdout: str) -> Resolution:
         digest = next((d.split("@", 1)[1] for d in repo_digests
                        if "@" in d and _normal(d.split("@", 1)[0]) == want), None)
         kind = classify(error) if error.strip() else ""
-        if kind in ("not-found", "denied"):
+        local_only = found.strip() == "[]"  # in the engine, never pulled: a local build or a `docker load`
+        if kind in ("not-found", "denied") and local_only:
+            # Swarm's nodes run an image they hold even when the pull fails: as before, by tag
+            out.warnings.append(f"image {image}: only in the manager's engine (registry {registry_of(image)} "
+                                f"answered: {_answer(error, 160)}): deployed by tag")
+        elif kind in ("not-found", "denied"):
             # before a digest the engine kept from earlier: the nodes cannot pull it now
             answer = _answer(error)
             if kind == "denied" and "unauthorized" not in answer.lower():

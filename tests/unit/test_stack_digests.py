@@ -105,6 +105,17 @@ def test_parse_resolve_a_refusal_blocks_even_when_the_engine_kept_a_digest_from_
                            '"https://r.lan:5443/v2/team/api/manifests/1": no basic auth credentials (unauthorized)']
 
 
+def test_parse_resolve_an_image_only_loaded_locally_is_not_blocked():
+    # `docker load`/a local build: the engine has it, with no RepoDigest; the registry
+    # does not: deployed by tag, as before (Swarm's nodes use an image they hold).
+    out = parse_resolve(line("phoenix/probe:dev", [], "pull access denied for phoenix/probe, repository does "
+                                                     "not exist or may require 'docker login'"))
+    assert out.blocked == [] and out.digests == {}
+    assert out.warnings == ["image phoenix/probe:dev: only in the manager's engine (registry docker.io answered: "
+                            "pull access denied for phoenix/probe, repository does not exist or may require "
+                            "'docker login'): deployed by tag"]
+
+
 def test_parse_resolve_a_registry_not_reached_warns_and_deploys_by_tag():
     error = ('Error response from daemon: Get "https://registry.lan/v2/": dial tcp: lookup registry.lan '
              'on 127.0.0.53:53: no such host')
