@@ -37,13 +37,14 @@ VM_SETUP_THEN_EXEC = "\n".join((
     'mount -n --bind "$1" /etc/resolv.conf',
     'mount -n --bind "$5" /etc/hosts',
     '[ ! -d /etc/docker ] || mount -n --bind "$6" /etc/docker',
+    '[ ! -f /etc/ssl/certs/ca-certificates.crt ] || mount -n --bind "$7" /etc/ssl/certs/ca-certificates.crt',
     'mount -n -t tmpfs -o mode=755,nosuid,nodev tmpfs "$2"',
     'mkdir -p "$2/sshd" "$2${3#/run}"',
     'mount -n --bind "$3" "$2${3#/run}"',
     'ln -s "$3/docker.sock" "$2/docker.sock"',
     'mount -n --move "$2" /run',
     'mount -n --bind "$4" /var/lib/docker',
-    "shift 6",
+    "shift 7",
     'exec "$@"',
 ))
 # Runs as `sh -c SCRIPT PIDFILE PROGRAM ARGS...`: writes its own pid to PIDFILE, then
@@ -122,7 +123,8 @@ def as_vm(names: VMNames, hostname: str, argv: Argv) -> Argv:
     return ["nsenter", f"--net={names.netns_file}",
             "unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c", VM_SETUP_THEN_EXEC,
             hostname, str(names.lab.resolv_conf), str(names.run_stage), str(names.run_dir),
-            str(names.data_root), str(names.lab.hosts_file), str(names.lab.etc_docker), *argv]
+            str(names.data_root), str(names.lab.hosts_file), str(names.lab.etc_docker),
+            str(names.lab.private_registry_dir / "ca-bundle.crt"), *argv]
 
 
 def dockerd(names: VMNames) -> Argv:

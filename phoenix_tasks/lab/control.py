@@ -286,6 +286,7 @@ def prepare(config: Config, names: LabNames, checked: bool = False) -> list[str]
     if images.ensure_rootfs_tar(names.rootfs_tar, parts):
         done.append(f"built the stand-in rootfs {names.rootfs_tar}")
     done += registry.ensure(names, registry_address(config))
+    done += private_registry.ensure_hub(names, config.hypervisor.lab.gateway.ip)
     return done
 
 
@@ -363,7 +364,7 @@ def down(state_dir: Path, bridge: str | None = None,
     for line in registry.remove(LabNames(bridges[0] if bridges else "", state_dir)):
         report(line)
         done.append(line)
-    for line in private_registry.stop(LabNames(bridges[0] if bridges else "", state_dir)):
+    for line in private_registry.stop(LabNames(bridges[0] if bridges else "", state_dir), hub=True):
         report(line)
         done.append(line)
     for br in bridges:

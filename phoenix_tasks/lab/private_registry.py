@@ -1,4 +1,4 @@
-"""The lab's private registry: a registry that requires a login, under its own name, on TLS.
+"""The lab's private registry (a login, its own name, TLS), and Docker Hub's name in the lab.
 
 What every lab VM gets (at `lab.up`, `ensure_files`): an /etc/hosts that names
 `registry.phoenix.lab` at the lab gateway, and an /etc/docker whose
@@ -13,6 +13,15 @@ with `auth.htpasswd` (bcrypt), `http.tls` (a certificate for the name and the ga
 address, signed by the lab CA), listening on the gateway, port 5443 only; it is started
 by who needs it (a lab test), its pid in its pid file (a pid counts only while its
 command line names this lab's config), and stopped by `lab.down` if still running.
+
+Docker Hub's name (`ensure_hub`, at every `lab.up`): the same /etc/hosts names
+`registry-1.docker.io` at the gateway, the same certificate holds that name, and a
+second `docker-registry` serves the lab registry's storage read-only there on port 443
+(TLS, no login), the lab CA being in the CA bundle each lab daemon sees (bound over
+/etc/ssl/certs/ca-certificates.crt: Docker Hub's endpoint is checked against the
+system roots, not certs.d).  An engine that asks its mirror (the lab registry) for a
+tag it lacks falls back to "Docker Hub", as everywhere, and gets Docker Hub's answer
+from a registry it reached: `manifest unknown`.
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ from phoenix_tasks.lab.naming import LabNames
 NAME = "registry.phoenix.lab"
 PORT = 5443
 SERVER = f"{NAME}:{PORT}"
+HUB = "registry-1.docker.io"  # where an engine pulls a docker.io image from
+HUB_PORT = 443
+SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 READY_TIMEOUT_S = 20.0
 
 
@@ -46,13 +58,15 @@ def _files(names: LabNames) -> dict[str, Path]:
     d = names.private_registry_dir
     return {"ca_cert": d / "ca.crt", "ca_key": d / "ca.key", "cert": d / "server.crt", "key": d / "server.key",
             "htpasswd": d / "htpasswd", "config": d / "config.yml", "storage": d / "storage",
-            "pid": d / "registry.pid", "log": d / "registry.log"}
+            "pid": d / "registry.pid", "log": d / "registry.log",
+            "hub_config": d / "hub.yml", "hub_pid": d / "hub.pid", "hub_log": d / "hub.log",
+            "bundle": d / "ca-bundle.crt"}
 
 
 def hosts_text(gateway: ipaddress.IPv4Address) -> str:
     return ("# phoenix lab: bound over /etc/hosts in every lab daemon\n"
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            f"{gateway}\t{NAME}\n")
+            f"{gateway}\t{NAME} {HUB}\n")
 
 
 def _tls(names: LabNames, gateway: ipaddress.IPv4Address) -> bool:
@@ -77,7 +91,8 @@ def _tls(names: LabNames, gateway: ipaddress.IPv4Address) -> bool:
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME), x509.IPAddress(gateway)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME), x509.DNSName(HUB), x509.IPAddress(gateway)]),
+                           critical=False)
             .sign(ca_key, hashes.SHA256()))
     names.private_registry_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pem = serialization.Encoding.PEM
@@ -105,7 +120,52 @@ def ensure_files(names: LabNames, gateway: ipaddress.IPv4Address) -> list[str]:
         ca.parent.mkdir(parents=True, exist_ok=True)
         ca.write_text(want)
         done.append(f"wrote {ca} (the engines trust the lab CA for {SERVER})")
+    bundle = _files(names)["bundle"]
+    text = (SYSTEM_BUNDLE.read_text() if SYSTEM_BUNDLE.is_file() else "") + want
+    if not bundle.is_file() or bundle.read_text() != text:
+        bundle.write_text(text)
+        done.append(f"wrote {bundle} (the system's CAs and the lab CA)")
     return done
+
+
+def hub_config_text(names: LabNames, gateway: ipaddress.IPv4Address) -> str:
+    f = _files(names)
+    return yaml.safe_dump({
+        "version": 0.1,
+        "log": {"level": "info", "formatter": "text", "fields": {"service": "phoenix-lab-docker-hub"}},
+        "storage": {"filesystem": {"rootdirectory": str(names.registry_storage)},
+                    "maintenance": {"uploadpurging": {"enabled": False}, "readonly": {"enabled": True}}},
+        "http": {"addr": f"{gateway}:{HUB_PORT}", "host": f"https://{HUB}",
+                 "tls": {"certificate": str(f["cert"]), "key": str(f["key"])}},
+    }, sort_keys=False)
+
+
+def hub_pid(names: LabNames) -> int | None:
+    f = _files(names)
+    return procs.lab_pid(f["hub_pid"], str(f["hub_config"]))
+
+
+def ensure_hub(names: LabNames, gateway: ipaddress.IPv4Address) -> list[str]:
+    """Docker Hub's name served by the lab registry's storage (read-only), TLS, :443."""
+    f = _files(names)
+    text = hub_config_text(names, gateway)
+    same = f["hub_config"].is_file() and f["hub_config"].read_text() == text
+    running = hub_pid(names)
+    if same and running is not None and _status(gateway, f["ca_cert"], 1.0, HUB_PORT) == 200:
+        return []
+    if running is not None:
+        procs.stop([running], 10)
+    keys.write_private(f["hub_config"], text)
+    f["hub_pid"].unlink(missing_ok=True)
+    system.spawn(["setsid", "--fork", "sh", "-c", commands.WRITE_PID_THEN_EXEC, str(f["hub_pid"]),
+                  "docker-registry", "serve", str(f["hub_config"])], f["hub_log"])
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if _status(gateway, f["ca_cert"], 0.5, HUB_PORT) == 200:
+            return [f"started {HUB} in the lab on {gateway}:{HUB_PORT} (the lab registry's storage, read-only)"]
+        time.sleep(0.1)
+    raise PrivateRegistryError(f"the lab's {HUB} does not answer on {gateway}:{HUB_PORT}; see {f['hub_log']}: "
+                               f"{system.last_line(f['hub_log'])}")
 
 
 def htpasswd_text(users: Mapping[str, str]) -> str:
@@ -132,14 +192,14 @@ def pid(names: LabNames) -> int | None:
     return procs.lab_pid(f["pid"], str(f["config"]))
 
 
-def _status(gateway: ipaddress.IPv4Address, ca: Path, timeout: float = 1.0) -> int | None:
+def _status(gateway: ipaddress.IPv4Address, ca: Path, timeout: float = 1.0, port: int = PORT) -> int | None:
     """The HTTP status of GET /v2/ (401 when it runs: it wants a login), over TLS
     checked against the lab CA (by the gateway address: the host does not resolve NAME)."""
     ctx = ssl.create_default_context(cafile=str(ca))
     handler = urllib.request.HTTPSHandler(context=ctx)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), handler)
     try:
-        with opener.open(f"https://{gateway}:{PORT}/v2/", timeout=timeout) as res:
+        with opener.open(f"https://{gateway}:{port}/v2/", timeout=timeout) as res:
             return res.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -167,10 +227,13 @@ def start(names: LabNames, gateway: ipaddress.IPv4Address, users: Mapping[str, s
                                f"{system.last_line(f['log'])}")
 
 
-def stop(names: LabNames) -> list[str]:
-    running = pid(names)
-    if running is None:
-        return []
-    if procs.stop([running], 10):
-        raise PrivateRegistryError(f"the lab's private registry (pid {running}) did not stop")
-    return [f"stopped the lab's private registry (pid {running})"]
+def stop(names: LabNames, hub: bool = False) -> list[str]:
+    """Stop the private registry (and with `hub`, Docker Hub's stand-in too)."""
+    done = []
+    for what, running in (("private registry", pid(names)), (HUB, hub_pid(names) if hub else None)):
+        if running is None:
+            continue
+        if procs.stop([running], 10):
+            raise PrivateRegistryError(f"the lab's {what} (pid {running}) did not stop")
+        done.append(f"stopped the lab's {what} (pid {running})")
+    return done
