@@ -91,8 +91,8 @@ def _tls(names: LabNames, gateway: ipaddress.IPv4Address) -> bool:
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME), x509.DNSName(HUB), x509.IPAddress(gateway)]),
-                           critical=False)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(NAME), x509.DNSName(HUB), x509.IPAddress(gateway)]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     names.private_registry_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pem = serialization.Encoding.PEM

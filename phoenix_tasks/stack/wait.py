@@ -106,7 +106,8 @@ def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: in
     # *from* it would have changed the spec (the branch above).
     if ours_update and service.update_state == "rollback_started":
         return Verdict(name, PENDING, "-", "Swarm is rolling back to this spec")
-    if ours_update and service.update_state in BAD_UPDATE_STATES and service.update_state != "rollback_completed":
+    stuck = service.update_state in BAD_UPDATE_STATES and service.update_state != "rollback_completed"
+    if ours_update and stuck:
         return Verdict(name, FAILED, "-", f"update {service.update_state}: {_update_failure(service, tasks, since, node_names)}")
     current = current_tasks(service, tasks)
     fresh_failures = [t for t in current if t.state in FAILED_TASK_STATES and (t.created_at or 0) >= since]

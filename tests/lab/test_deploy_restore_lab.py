@@ -111,7 +111,8 @@ class NoTaskRunning:
         while not self._stop.is_set():
             try:
                 n = sum(1 for t in running_tasks(client, self.service)
-                        if not any(e.startswith("PHX_STANDIN_EXIT=") for e in t["Spec"]["ContainerSpec"].get("Env", [])))
+                        if not any(e.startswith("PHX_STANDIN_EXIT=")
+                                   for e in t["Spec"]["ContainerSpec"].get("Env", [])))
             except Exception:  # noqa: BLE001 - a read during an update may race; the next one counts
                 n = -1
             now = time.monotonic()
