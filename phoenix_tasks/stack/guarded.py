@@ -21,7 +21,7 @@ import yaml
 
 from ..errors import PhoenixError
 from ..model import VM, Config
-from ..plan import Blocked, Plan
+from ..plan import Action, Blocked, Plan
 from ..transport import Transport
 from . import digests as digests_mod
 from . import gc, ledger
@@ -124,8 +124,11 @@ def gated(rendered: Rendered, manager: VM, read: StackRead, lines: list[str], wa
     (to show), one blocked line per image, nothing applied, nothing locked."""
     plan = Plan(warnings=[*rendered.warnings, *warnings],
                 blocked=[Blocked(rendered.namespace, line) for line in lines])
-    outcome = DeployOutcome(plan, dry_run=dry_run, changes=compare(desired_services(rendered), read.services),
-                            manager=manager, facts=read.services)
+    changes = compare(desired_services(rendered), read.services)
+    if changes:  # what would have run, shown with its block (as a pre-flight block shows it)
+        plan.actions.append(Action(kind="deploy", where=manager, target=rendered.namespace,
+                                   summary=f"docker stack deploy {rendered.namespace} (hash {rendered.hash})"))
+    outcome = DeployOutcome(plan, dry_run=dry_run, changes=changes, manager=manager, facts=read.services)
     outcome.blocked = list(plan.blocked)
     return outcome
 

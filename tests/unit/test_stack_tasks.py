@@ -173,7 +173,7 @@ def test_the_image_gate_blocks_before_any_change(wired, capsys, answer, flags, b
     code, message = run(stack_tasks.deploy, stack="probe_rollback", env="rb", **flags)
     captured = capsys.readouterr()
     assert code == 1, captured.out + captured.err + message
-    assert f"blocked rb_probe_rollback: image {image}: {blocked}" in captured.out
+    assert f"blocked rb_probe_rollback: image {image}: {blocked}" in captured.out, captured.out
     assert "Traceback" not in captured.err
     [t] = made  # the same two reads as an unchanged deploy: no lock, no ledger, nothing created
     assert [(r.vm, r.mutating) for r in t.log] == [("portainer", False), ("portainer", False)]
