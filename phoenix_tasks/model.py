@@ -126,6 +126,17 @@ class PortainerSettings:
 
 
 @dataclass(frozen=True)
+class RegistrySettings:
+    """A private registry the managers log in to; the password is read (stack/registries.py)
+    from the file or the environment variable named here, never stored in the config."""
+
+    server: str
+    username: str
+    password_file: Path | None = None
+    password_env: str | None = None
+
+
+@dataclass(frozen=True)
 class ProxmoxSettings:
     host: str
     node: str
@@ -169,6 +180,7 @@ class Hypervisor:
     portainer: PortainerSettings
     proxmox: ProxmoxSettings | None = None
     lab: LabSettings | None = None
+    registries: tuple[RegistrySettings, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -192,10 +192,12 @@ def show_deploy(console: Console, outcome, rendered, *, verbose: bool, stage: st
             for w in outcome.plan.warnings:
                 console.print(f"  warning: {w}", style="yellow", markup=False, highlight=False)
             console.print(f"{ns}: no changes (hash {rendered.hash}, read from {outcome.manager.name})", markup=False)
+            for b in outcome.blocked:
+                console.print(f"  blocked {b.subject}: {b.reason}", style="red", markup=False, highlight=False)
             if outcome.behind:
                 behind = ", ".join(f"{name} {rd}" for name, rd in sorted(outcome.behind.items()))
                 resumed = " after resuming the paused ones" if outcome.plan.actions else ""
-                console.print(f"  but not every service runs its desired replicas ({behind}): "
+                console.print(f"  but not every service has converged ({behind}): "
                               + (f"a deploy would wait for them{resumed}" if outcome.dry_run else
                                  f"waiting for them{resumed} (nothing else is deployed)" if resumed else
                                  "waiting for them (nothing is deployed)"), style="yellow")
@@ -212,7 +214,7 @@ def show_deploy(console: Console, outcome, rendered, *, verbose: bool, stage: st
     if outcome.dry_run:
         console.print("dry run: nothing was changed")
         return
-    if not outcome.changes and not outcome.behind:
+    if not outcome.changes and not outcome.behind and not outcome.blocked:
         return
     for subject, message in outcome.failed:
         _failed(err, subject, message)

@@ -18,6 +18,7 @@ from ..model import (
     NetworkConfig,
     PortainerSettings,
     ProxmoxSettings,
+    RegistrySettings,
     Stack,
     StackService,
     SwarmSettings,
@@ -115,6 +116,10 @@ def _build_hypervisor(hv: dict, config_dir: Path) -> Hypervisor:
             autolock_key_file=_path(hv["swarm"]["autolock_key_file"], config_dir)
             if hv.get("swarm", {}).get("autolock_key_file") else None,
         ),
+        registries=tuple(RegistrySettings(
+            server=r["server"], username=r["username"],
+            password_file=_path(r["password_file"], config_dir) if r.get("password_file") else None,
+            password_env=r.get("password_env")) for r in hv.get("registries") or ()),
         portainer=PortainerSettings(
             stack=hv["portainer"]["stack"],
             env=hv["portainer"]["env"],

@@ -35,13 +35,16 @@ VM_SETUP_THEN_EXEC = "\n".join((
     "set -e",
     'hostname "$0"',
     'mount -n --bind "$1" /etc/resolv.conf',
+    'mount -n --bind "$5" /etc/hosts',
+    '[ ! -d /etc/docker ] || mount -n --bind "$6" /etc/docker',
+    '[ ! -f /etc/ssl/certs/ca-certificates.crt ] || mount -n --bind "$7" /etc/ssl/certs/ca-certificates.crt',
     'mount -n -t tmpfs -o mode=755,nosuid,nodev tmpfs "$2"',
     'mkdir -p "$2/sshd" "$2${3#/run}"',
     'mount -n --bind "$3" "$2${3#/run}"',
     'ln -s "$3/docker.sock" "$2/docker.sock"',
     'mount -n --move "$2" /run',
     'mount -n --bind "$4" /var/lib/docker',
-    "shift 4",
+    "shift 7",
     'exec "$@"',
 ))
 # Runs as `sh -c SCRIPT PIDFILE PROGRAM ARGS...`: writes its own pid to PIDFILE, then
@@ -109,7 +112,8 @@ def as_vm(names: VMNames, hostname: str, argv: Argv) -> Argv:
     """Run argv in the VM's network namespace, a new UTS namespace whose hostname is
     the VM's name, and a private mount namespace set up by VM_SETUP_THEN_EXEC: its
     own /run (with /run/docker.sock, its engine), its data root at /var/lib/docker,
-    and an /etc/resolv.conf that names no server: the host's resolver is outside the
+    the lab's /etc/hosts (the private registry's name) and /etc/docker (certs.d: the
+    lab CA), and an /etc/resolv.conf that names no server: the host's resolver is outside the
     lab, and dockerd (and a docker CLI in an SSH session) would otherwise send registry
     lookups there and wait seconds for each (shared/LAB.md).
 
@@ -119,7 +123,8 @@ def as_vm(names: VMNames, hostname: str, argv: Argv) -> Argv:
     return ["nsenter", f"--net={names.netns_file}",
             "unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c", VM_SETUP_THEN_EXEC,
             hostname, str(names.lab.resolv_conf), str(names.run_stage), str(names.run_dir),
-            str(names.data_root), *argv]
+            str(names.data_root), str(names.lab.hosts_file), str(names.lab.etc_docker),
+            str(names.lab.private_registry_dir / "ca-bundle.crt"), *argv]
 
 
 def dockerd(names: VMNames) -> Argv:
@@ -151,6 +156,12 @@ def daemon_config(names: VMNames, dockerd_major: int, registry: str) -> dict:
     if dockerd_major < 23:
         config["deprecated-key-path"] = str(names.trust_key)
     return config
+
+
+def private_registry_serve(names: LabNames, config: Path) -> Argv:
+    """The lab's private registry (private_registry.py), detached, as registry_serve."""
+    return ["setsid", "--fork", "sh", "-c", WRITE_PID_THEN_EXEC, str(names.private_registry_dir / "registry.pid"),
+            "docker-registry", "serve", str(config)]
 
 
 def registry_serve(names: LabNames) -> Argv:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from phoenix_tasks.errors import PhoenixError
-from phoenix_tasks.lab import (checks, commands, images, keys, mirror, registry, registry_api,
+from phoenix_tasks.lab import (checks, commands, images, keys, mirror, private_registry, registry, registry_api,
                                system, var_lib_docker)
 from phoenix_tasks.lab import vm as labvm
 from phoenix_tasks.lab.naming import RUN_ROOT, VM_DOCKER_ROOT, LabNames, VMNames
@@ -277,6 +277,7 @@ def prepare(config: Config, names: LabNames, checked: bool = False) -> list[str]
     if not names.resolv_conf.exists() or names.resolv_conf.read_text() != commands.LAB_RESOLV_CONF:
         keys.write_private(names.resolv_conf, commands.LAB_RESOLV_CONF)
         done.append(f"wrote {names.resolv_conf} (no name server: lookups stay in the lab)")
+    done += private_registry.ensure_files(names, config.hypervisor.lab.gateway.ip)
     if images.ensure_tls_pair(names.standin_cert, names.standin_key, system.run):
         done.append(f"made the stand-ins' TLS certificate {names.standin_cert}")
     parts = images.RootfsParts(checks.BUSYBOX, checks.OPENSSL,
@@ -285,6 +286,7 @@ def prepare(config: Config, names: LabNames, checked: bool = False) -> list[str]
     if images.ensure_rootfs_tar(names.rootfs_tar, parts):
         done.append(f"built the stand-in rootfs {names.rootfs_tar}")
     done += registry.ensure(names, registry_address(config))
+    done += private_registry.ensure_hub(names, config.hypervisor.lab.gateway.ip)
     return done
 
 
@@ -362,6 +364,9 @@ def down(state_dir: Path, bridge: str | None = None,
     for line in registry.remove(LabNames(bridges[0] if bridges else "", state_dir)):
         report(line)
         done.append(line)
+    for line in private_registry.stop(LabNames(bridges[0] if bridges else "", state_dir), hub=True):
+        report(line)
+        done.append(line)
     for br in bridges:
         names = LabNames(br, state_dir)
         vmids = recorded_vmids(names)
@@ -381,11 +386,12 @@ def down(state_dir: Path, bridge: str | None = None,
                 done.append(f"deleted bridge {br}")
         if names.run_dir.exists():
             shutil.rmtree(names.run_dir)
-        for path in (names.ssh_dir, names.image_dir, names.vms_dir):
+        for path in (names.ssh_dir, names.image_dir, names.vms_dir, names.etc_docker, names.private_registry_dir):
             if path.exists():
                 shutil.rmtree(path)
         names.record_file.unlink(missing_ok=True)
         names.resolv_conf.unlink(missing_ok=True)
+        names.hosts_file.unlink(missing_ok=True)
     removed, line = var_lib_docker.remove_if_made(bool((record or {}).get(var_lib_docker.RECORD_KEY)))
     if line:
         report(line)

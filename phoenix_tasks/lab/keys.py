@@ -76,7 +76,7 @@ def sshd_config_text(names: VMNames, vm: VM, port: int, user: str,
         "StrictModes no",
         "PrintMotd no",
         "Subsystem sftp internal-sftp",
-        f"SetEnv DOCKER_HOST={names.docker_host}",
+        f"SetEnv DOCKER_HOST={names.docker_host} DOCKER_CONFIG={names.docker_client_dir}",
     ])
 
 

@@ -86,6 +86,23 @@ class LabNames:
         return self.state_dir / "resolv.conf"
 
     @property
+    def hosts_file(self) -> Path:
+        """The /etc/hosts every lab daemon sees (bound over it in its own mount
+        namespace): localhost, and the lab's private registry's name at the gateway."""
+        return self.state_dir / "hosts"
+
+    @property
+    def etc_docker(self) -> Path:
+        """Bound over /etc/docker in every lab daemon's mount namespace: the engines'
+        certs.d, which trusts the lab CA for the private registry's name."""
+        return self.state_dir / "etc-docker"
+
+    @property
+    def private_registry_dir(self) -> Path:
+        """The lab CA, the private registry's TLS pair, htpasswd, config, storage, pid, log."""
+        return self.state_dir / "private-registry"
+
+    @property
     def registry_dir(self) -> Path:
         """The lab registry's config, storage, pid file and log (lab.down removes it)."""
         return self.state_dir / "registry"
@@ -151,6 +168,12 @@ class VMNames:
     @property
     def state_dir(self) -> Path:
         return self.lab.vms_dir / str(self.vmid)
+
+    @property
+    def docker_client_dir(self) -> Path:
+        """DOCKER_CONFIG of the VM's SSH sessions: `docker login` there writes the VM's
+        own client config, as on a real VM (not the host's ~/.docker)."""
+        return self.state_dir / "docker-client"
 
     @property
     def record_file(self) -> Path:

@@ -33,7 +33,8 @@ class DeployOutcome(Outcome):
     logs: dict[str, str] = field(default_factory=dict)  # failing service -> its last log lines
     manager: VM | None = None
     # Nothing to deploy, but these services run fewer replicas than desired (a deploy
-    # interrupted in its wait, a crashing service): name -> "running/desired".
+    # interrupted in its wait, a crashing service), or Swarm is still updating them (an
+    # interrupted rolling update): name -> "running/desired[, update <state>]".
     behind: dict[str, str] = field(default_factory=dict)
 
 
@@ -100,7 +101,7 @@ def deploy(transport: Transport, config: Config, rendered: Rendered, *, dry_run:
         # its wait, or a service crashing since, is not done: wait for the truth again.
         # A service whose update Swarm paused gets no new task by itself: resume it
         # (one forced rollout of the same spec), then wait.
-        outcome.behind = read.behind()
+        outcome.behind = {**read.behind(), **read.in_progress()}
         outcome.plan.actions = [
             Action(kind="resume", where=manager, target=name,
                    summary=f"resume {name} ({rd} running; Swarm paused its update): docker service update --force",

@@ -10,14 +10,16 @@ from typing import Any, Mapping
 from .facts import Port, ServiceFacts, ServiceShape
 from .render import LABEL_HASH, Rendered
 
-# Fields compared one by one; everything else in the compose file is covered by the
-# hash label (a change there shows as "other settings").
+# Fields compared one by one; everything else of a service's own spec is covered by its
+# hash label (render.service_hash; a change there shows as "other settings").
 FIELDS = ("image", "mode", "replicas", "constraints", "env", "ports", "configs", "secrets")
 
 
 @dataclass(frozen=True)
 class Desired(ServiceShape):
-    """What the rendered document wants of one service, and the hash it is labelled with."""
+    """What the rendered document wants of one service, and the hash it is labelled with
+    (its own spec's hash; a document rendered before per-service hashes, as an old
+    ledger record holds it, labels each service with the document's hash)."""
 
     hash: str
 
@@ -81,7 +83,8 @@ def desired_services(rendered: Rendered) -> dict[str, Desired]:
                                key=lambda p: (p.published or 0, p.target, p.protocol))),
             configs=_names(svc.get("configs"), doc.get("configs") or {}),
             secrets=_names(svc.get("secrets"), doc.get("secrets") or {}),
-            hash=rendered.hash,
+            hash=str(((deploy.get("labels") or {}) if isinstance(deploy.get("labels"), Mapping) else {})
+                     .get(LABEL_HASH) or rendered.hash),
             restart_condition=((deploy.get("restart_policy") or {}).get("condition") or "any"),
         )
     return out
@@ -105,6 +108,12 @@ def _image(actual: str, desired: str) -> tuple[str, str]:
     dropped when the compose file names a tag only."""
     pinned = "@" in desired
     return normal_image(actual, keep_digest=pinned), normal_image(desired, keep_digest=pinned)
+
+
+def same_image(actual: str, desired: str) -> bool:
+    """Whether a service runs the image a document wants (as compare() judges it)."""
+    running, wanted = _image(actual, desired)
+    return running == wanted
 
 
 @dataclass(frozen=True)
@@ -165,5 +174,5 @@ def describe(change: ServiceChange) -> list[str]:
         else:
             lines.append(f"  ~ {f}: {_fmt(before)} -> {_fmt(after)}")
     if change.other_settings:
-        lines.append("  ~ other settings of the compose file (the deployed hash differs)")
+        lines.append("  ~ other settings of this service (its deployed hash differs)")
     return lines

@@ -121,6 +121,7 @@ def parse_services(stdout: str) -> dict[str, ServiceFacts]:
 
 
 PAUSED_UPDATE_STATES = ("paused", "rollback_paused")
+IN_PROGRESS_UPDATE_STATES = ("updating", "rollback_started")
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,16 @@ class StackRead:
             if running != desired:
                 out[name] = text
         return out
+
+    def in_progress(self) -> dict[str, str]:
+        """Services Swarm is still updating (or rolling back), whatever their replica
+        counts say (a rolling update has old and new tasks running), and those whose
+        update Swarm paused while their old tasks still run all replicas (`start-first`,
+        or a paused batch): name -> "r/d, update <state>".  A rerun waits for them and
+        reports what it finds; it never says "no changes" while the spec is not what runs."""
+        return {name: f"{self.replicas.get(name, '?')}, update {s.update_state}"
+                for name, s in sorted(self.services.items())
+                if s.update_state in IN_PROGRESS_UPDATE_STATES + PAUSED_UPDATE_STATES}
 
     def paused(self) -> dict[str, str]:
         """Behind services whose last update Swarm paused (a task of it failed): Swarm

@@ -21,6 +21,7 @@ import yaml
 
 from ..errors import PhoenixError
 from ..model import VM, Config
+from ..plan import Action, Blocked, Plan
 from ..transport import Transport
 from . import digests as digests_mod
 from . import gc, ledger
@@ -42,6 +43,11 @@ class Guard:
     lock_wait_s: float = DEFAULT_WAIT_S
     force_unlock: bool = False
     resolve: bool = True
+    require_digests: bool = False  # a registry not reached blocks the deploy (instead of by tag)
+    restore: bool = True  # a deploy that fails in its wait redeploys the last converged record
+    # registries.Credential of the configured private registries: the manager logs in to
+    # those the document's images name, in the digests' round trip
+    credentials: tuple = ()
 
 
 @dataclass
@@ -51,6 +57,9 @@ class Guarded:
     entry: ledger.Entry | None = None
     collected: gc.Collected | None = None
     warnings: list[str] = field(default_factory=list)
+    restored: "Guarded | None" = None  # the automatic restore after a failed wait
+    restore_note: str = ""  # why nothing was restored
+    target: ledger.Entry | None = None  # for a restore: the record it went back to
 
 
 def result_of(outcome: DeployOutcome) -> tuple[str, str]:
@@ -75,28 +84,68 @@ def referenced_objects(document: Mapping) -> tuple[str, ...]:
 
 def read_and_resolve(transport: Transport, config: Config, renderer: Renderer, first: Rendered,
                      resolve: bool, manager: VM | None = None) -> tuple[VM, StackRead, Rendered, list[str]]:
-    """(the manager, the namespace's services, the document by digest, warnings).  The
+    """(the manager, the namespace's services, the document by digest, warnings: the
+    gate's lines among them, for flows that only show them)."""
+    found, read, rendered, resolution = read_resolve_gate(transport, config, renderer, first, resolve, manager)
+    return found, read, rendered, [*resolution.warnings, *resolution.blocked]
+
+
+def read_resolve_gate(transport: Transport, config: Config, renderer: Renderer, first: Rendered,
+                      resolve: bool, manager: VM | None = None, credentials: tuple = ()
+                      ) -> tuple[VM, StackRead, Rendered, digests_mod.Resolution]:
+    """(the manager, the namespace's services, the document by digest, the Resolution:
+    warnings and the image gate's lines).  The
     stack read and the digests' resolution run at once (two channels) on `manager`, or,
     when the caller knows none, on the first configured manager; should another manager
     answer the read (the first one is down or not a manager), the digests are resolved
     again there."""
     if not resolve or (manager is None and not config.managers):
         found, read = read_stack(transport, config, first.namespace, manager)
-        return found, read, first, []
+        return found, read, first, digests_mod.Resolution()
     guess = manager or config.managers[0]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        resolving = pool.submit(digests_mod.render_by_digest, transport, guess, renderer, first)
+        resolving = pool.submit(digests_mod.render_by_digest, transport, guess, renderer, first, credentials)
         found, read = read_stack(transport, config, first.namespace, manager)
         try:
             resolved, error = resolving.result(), None
         except PhoenixError as exc:
             resolved, error = None, exc
     if found.vmid != guess.vmid:
-        resolved, error = digests_mod.render_by_digest(transport, found, renderer, first), None
+        resolved, error = digests_mod.render_by_digest(transport, found, renderer, first, credentials), None
     if error is not None:
         raise error
-    rendered, warnings = resolved
-    return found, read, rendered, list(warnings)
+    rendered, resolution = resolved
+    return found, read, rendered, resolution
+
+
+def gated(rendered: Rendered, manager: VM, read: StackRead, lines: list[str], warnings: list[str],
+          dry_run: bool) -> DeployOutcome:
+    """The outcome of a deploy the image gate stopped: the changes it would have made
+    (to show), one blocked line per image, nothing applied, nothing locked."""
+    plan = Plan(warnings=[*rendered.warnings, *warnings],
+                blocked=[Blocked(rendered.namespace, line) for line in lines])
+    changes = compare(desired_services(rendered), read.services)
+    if changes:  # what would have run, shown with its block (as a pre-flight block shows it)
+        plan.actions.append(Action(kind="deploy", where=manager, target=rendered.namespace,
+                                   summary=f"docker stack deploy {rendered.namespace} (hash {rendered.hash})"))
+    outcome = DeployOutcome(plan, dry_run=dry_run, changes=changes, manager=manager, facts=read.services)
+    outcome.blocked = list(plan.blocked)
+    return outcome
+
+
+def gate_lines(resolution: digests_mod.Resolution, require_digests: bool) -> list[str]:
+    """What blocks the deploy: images the registry says do not exist or refuses; with
+    --require-digests also those whose registry was not reached."""
+    return [*resolution.blocked,
+            *([f"{line}: --require-digests refuses to deploy it by tag" for line in resolution.unreachable]
+              if require_digests else [])]
+
+
+def should_restore(guard: Guard, outcome: DeployOutcome | None, dry_run: bool) -> bool:
+    """A deploy that failed in its wait (a task rejected, a crash, not converged in time)
+    restores the last converged record, unless --no-restore."""
+    return (guard.restore and not dry_run and outcome is not None
+            and any(v.state == FAILED for v in outcome.verdicts.values()))
 
 
 def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, guard: Guard, dry_run: bool,
@@ -105,15 +154,32 @@ def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, 
                    report: Callable[[Mapping], None] = lambda v: None,
                    note: Callable[[str], None] = lambda line: None) -> Guarded:
     """Read first, without the lock: a deploy with nothing to change (the usual second
-    run) takes no lock, writes nothing and costs the reads alone.  With changes, the
-    lock is taken and everything is read and planned again under it."""
+    run) takes no lock, writes nothing and costs the reads alone.  The image gate is
+    read in the same round trip (the digests' resolution): an image the registry does
+    not have, or refuses, stops the deploy here.  With changes, the lock is taken and
+    everything is read and planned again under it.  A deploy that fails in its wait
+    redeploys the last converged ledger record (restore), as a second record."""
     rendered = renderer({})
-    manager, read, rendered, warnings = read_and_resolve(transport, config, renderer, rendered, guard.resolve)
+    manager, read, rendered, resolution = read_resolve_gate(transport, config, renderer, rendered, guard.resolve,
+                                                            credentials=guard.credentials)
+    warnings = list(resolution.warnings)
     result = Guarded(rendered, warnings=warnings)
 
     def with_warnings(outcome: DeployOutcome) -> DeployOutcome:
         outcome.plan.warnings[:0] = [w for w in warnings if w not in outcome.plan.warnings]
         return outcome
+
+    blocking = gate_lines(resolution, guard.require_digests)
+    if blocking:
+        result.outcome = gated(rendered, manager, read, blocking, warnings, dry_run)
+        show(result.outcome, rendered)
+        return result
+
+    swarm = config.hypervisor.swarm
+
+    def new_lock() -> Lock:
+        return Lock(transport, manager, rendered.namespace, guard.command, ttl_s=swarm.lock_ttl_s,
+                    wait_s=guard.lock_wait_s, force=guard.force_unlock, report=note)
 
     if dry_run or (not compare(desired_services(rendered), read.services) and not read.paused()):
         # nothing to change (it may still wait for replicas), or only a plan: no lock.
@@ -121,11 +187,17 @@ def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, 
         result.outcome = deploy(transport, config, rendered, dry_run=dry_run, timeout_s=timeout_s,
                                 show=lambda o: show(with_warnings(o), rendered), report=report,
                                 first_read=(manager, read))
+        if should_restore(guard, result.outcome, dry_run):
+            lock = new_lock()
+            lock.acquire()
+            try:
+                restore(transport, config, manager, result, guard=guard, lock=lock, timeout_s=timeout_s,
+                        show=show, report=report, note=note)
+            finally:
+                lock.release()
         return result
 
-    swarm = config.hypervisor.swarm
-    lock = Lock(transport, manager, rendered.namespace, guard.command, ttl_s=swarm.lock_ttl_s,
-                wait_s=guard.lock_wait_s, force=guard.force_unlock, report=note)
+    lock = new_lock()
     lock.acquire()
     try:
         recorder = ledger.Recorder(transport, manager)
@@ -138,7 +210,8 @@ def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, 
                     namespace=rendered.namespace, seq=0, kind=kind, env=rendered.env, stack=rendered.stack,
                     hash=rendered.hash, who=lock.holder, command=guard.command, started=0,
                     document=rendered.text, objects=referenced_objects(rendered.document),
-                    digests=digests_mod.images_digests(rendered.document)))
+                    digests=digests_mod.images_digests(rendered.document),
+                    services=tuple(f"{c.kind} {c.name}" for c in outcome.changes)))
 
         def on_progress(verdicts) -> None:
             lock.renew_if_due()
@@ -152,9 +225,64 @@ def guarded_deploy(transport: Transport, config: Config, renderer: Renderer, *, 
             recorder.finish(result.entry, state, reason)
             if state == ledger.CONVERGED:
                 result.collected = gc.collect(transport, manager, rendered.namespace, swarm.keep_deploys)
+        if should_restore(guard, outcome, False):
+            restore(transport, config, manager, result, guard=guard, lock=lock, timeout_s=timeout_s,
+                    show=show, report=report, note=note)
         return result
     finally:
         lock.release()
+
+
+def restore(transport: Transport, config: Config, manager: VM, result: Guarded, *, guard: Guard, lock: Lock,
+            timeout_s: float, show, report, note) -> None:
+    """Redeploy the environment's last converged ledger record, as `swarm.rollback`
+    does, under the lock already held, and wait for it: a record of its own (kind
+    rollback).  Sets result.restored (or result.restore_note: why nothing was restored)."""
+    rendered = result.rendered
+    ns = rendered.namespace
+    _, entries = ledger.read(transport, manager, ns)
+    failed_seq = result.entry.seq if result.entry is not None else None
+    good = [e for e in entries if e.result == ledger.CONVERGED and e.document and e.seq != failed_seq]
+    if not good:
+        result.restore_note = (f"nothing to restore: no deploy of {ns} has converged before "
+                               "(its first deploy failed); what failed stays as it is")
+        return
+    target = good[-1]
+    if target.hash == rendered.hash:
+        result.restore_note = (f"nothing to restore: the last deploy of {ns} that converged (record "
+                               f"#{target.seq}) is this same document")
+        return
+    try:
+        check_restorable(transport, manager, target)
+        stored = stored_rendered(target)
+    except RollbackRefused as exc:
+        result.restore_note = f"cannot restore: {exc}"
+        return
+    note(f"restoring {ns} to ledger record #{target.seq} (hash {target.hash}, the last deploy that converged)")
+    restored = Guarded(stored, target=target)
+    recorder = ledger.Recorder(transport, manager)
+    command = f"{guard.command} (automatic restore to #{target.seq})"
+
+    def on_plan(outcome: DeployOutcome) -> None:
+        lock.renew_if_due()
+        show(outcome, stored)
+        if (outcome.changes or outcome.plan.actions) and not outcome.blocked:
+            restored.entry = recorder.start(ledger.Entry(
+                namespace=ns, seq=0, kind="rollback", env=stored.env, stack=stored.stack, hash=stored.hash,
+                who=lock.holder, command=command, started=0, document=stored.text,
+                objects=referenced_objects(stored.document), digests=dict(target.digests),
+                services=tuple(f"{c.kind} {c.name}" for c in outcome.changes)))
+
+    def on_progress(verdicts) -> None:
+        lock.renew_if_due()
+        report(verdicts)
+
+    restored.outcome = deploy(transport, config, stored, dry_run=False, timeout_s=timeout_s, show=on_plan,
+                              report=on_progress)
+    if restored.entry is not None:
+        state, reason = result_of(restored.outcome)
+        recorder.finish(restored.entry, state, reason)
+    result.restored = restored
 
 
 def guarded_remove(transport: Transport, config: Config, namespace: str, env: str, stack: str, *, guard: Guard,

@@ -54,6 +54,7 @@ class Entry:
     document: str | None = None  # the rendered compose document, as sent
     objects: tuple[str, ...] = ()  # configs and secrets it names
     digests: Mapping[str, str] = field(default_factory=dict)  # image as written -> image@digest
+    services: tuple[str, ...] = ()  # what the deploy changed: "add|change|remove <service>"
     result: str = INCOMPLETE
     reason: str = ""
     duration_s: float | None = None
@@ -67,7 +68,7 @@ class Entry:
         d = {"seq": self.seq, "kind": self.kind, "env": self.env, "stack": self.stack, "hash": self.hash,
              "who": self.who, "command": self.command, "started": self.started, "result": self.result,
              "reason": self.reason, "duration_s": self.duration_s, "finished": self.finished,
-             "digests": dict(self.digests), "objects": list(self.objects)}
+             "digests": dict(self.digests), "objects": list(self.objects), "services": list(self.services)}
         if with_document:
             d["document"] = self.document
         return d
@@ -77,7 +78,7 @@ def entry_data(entry: Entry) -> str:
     return json.dumps({"namespace": entry.namespace, "kind": entry.kind, "env": entry.env, "stack": entry.stack,
                        "hash": entry.hash, "who": entry.who, "command": entry.command, "started": entry.started,
                        "document": entry.document, "objects": list(entry.objects),
-                       "digests": dict(entry.digests)}, sort_keys=True) + "\n"
+                       "digests": dict(entry.digests), "services": list(entry.services)}, sort_keys=True) + "\n"
 
 
 def result_data(entry: Entry) -> str:
@@ -145,7 +146,7 @@ def parse_read(stdout: str) -> tuple[int, list[Entry]]:
                 env=data.get("env", ""), stack=data.get("stack", ""), hash=data.get("hash"),
                 who=clean(data.get("who", "?")), command=clean(data.get("command", "")), started=int(data.get("started") or 0),
                 document=data.get("document"), objects=tuple(data.get("objects") or ()),
-                digests=dict(data.get("digests") or {}))
+                digests=dict(data.get("digests") or {}), services=tuple(data.get("services") or ()))
         elif RESULT_OF in labels:
             results[seq] = data
     for seq, data in results.items():

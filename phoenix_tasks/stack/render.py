@@ -11,7 +11,10 @@ Pure apart from reading the config/secret files a compose file names (through a
 - names each config and secret by a hash of its content (`<namespace>_<key>_<hash8>`),
   created by Phoenix before the deploy and referenced as external, so a changed file
   rolls the services instead of failing on an immutable object;
-- labels every service with env, stack, Phoenix version and the hash of the document;
+- labels every service with env, stack, Phoenix version and the hash of its own spec
+  (the service, and the networks, volumes, configs and secrets it names): a change to
+  one service changes that service's label only.  The document's hash is Rendered.hash
+  (the plan and the ledger show it); no service carries it;
 - drops the keys swarm ignores (container_name, restart, build, ...) with a warning.
 """
 
@@ -183,6 +186,47 @@ def secret_name(namespace: str, key: str, data: bytes) -> str:
     return f"{namespace}_{key}_{_short_hash(data)}"
 
 
+def _hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _refs(items: Any, top: Mapping[str, Any]) -> dict[str, Any]:
+    """The top-level definitions (under `top`) that a service's list names."""
+    keys = []
+    for item in items or []:
+        if isinstance(item, str):
+            keys.append(item.split(":", 1)[0])
+        elif isinstance(item, Mapping):
+            keys.append(str(item.get("source", "")))
+    if isinstance(items, Mapping):  # networks: {name: {aliases...}}
+        keys = [str(k) for k in items]
+    return {k: top.get(k) for k in sorted(set(keys)) if k in top}
+
+
+def service_hash(doc: Mapping[str, Any], name: str) -> str:
+    """The hash of one service's own spec: the service as rendered (without its image,
+    its hash and version labels), and the top-level networks, volumes, configs and
+    secrets it names.
+    Another service's change, or a top-level entry it does not use, leaves it alone."""
+    svc = copy.deepcopy(doc["services"][name])
+    # The image is compared on its own (diff.FIELDS), as a tag or a digest: a document
+    # rendered by tag (`swarm.diff`) and the same one by digest have the same hash.
+    svc.pop("image", None)
+    labels = (svc.get("deploy") or {}).get("labels")
+    if isinstance(labels, dict):  # its own hash and Phoenix's version are not its spec
+        for key in (LABEL_HASH, LABEL_VERSION):
+            labels.pop(key, None)
+    volumes = [v.get("source") if isinstance(v, Mapping) else str(v).split(":", 1)[0]
+               for v in svc.get("volumes") or []]
+    return _hash({
+        "service": svc,
+        "networks": _refs(svc.get("networks"), doc.get("networks") or {}),
+        "volumes": _refs([v for v in volumes if v], doc.get("volumes") or {}),
+        "configs": _refs(svc.get("configs"), doc.get("configs") or {}),
+        "secrets": _refs(svc.get("secrets"), doc.get("secrets") or {}),
+    })
+
+
 # What a flow adds to a stack's document after the interpolation (Portainer's admin
 # password secret): (document, namespace) -> the swarm objects it needs created.
 Amend = Callable[[dict, str], list[SwarmObject]]
@@ -270,8 +314,9 @@ def render(stack: Stack, env: str, read_file: Callable[[Path], bytes] = safe_rea
         if not placement:
             del deploy["placement"]
         deploy["labels"] = {**_labels(deploy.get("labels")), LABEL_ENV: env, LABEL_STACK: stack.name}
-    digest = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    for service in doc["services"].values():
-        service["deploy"]["labels"].update({LABEL_HASH: digest, LABEL_VERSION: __version__})
+    digest = _hash(doc)
+    own = {name: service_hash(doc, name) for name in doc["services"]}
+    for name, service in doc["services"].items():
+        service["deploy"]["labels"].update({LABEL_HASH: own[name], LABEL_VERSION: __version__})
     text = yaml.safe_dump(escape_dollars(doc), sort_keys=False, default_flow_style=False, width=1000)
     return Rendered(stack.name, env, namespace, doc, text, digest, tuple(objects), tuple(warnings))

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-from .diff import Desired
+from .diff import Desired, same_image
 from .facts import Progress, ServiceFacts, TaskFacts
 from .render import LABEL_HASH
 
@@ -92,7 +92,8 @@ def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: in
     name = want.name
     if service is None:
         return Verdict(name, PENDING, "0/?", "service not created yet")
-    if service.labels.get(LABEL_HASH) != want.hash:
+    # Its own spec: the hash label covers all but the image, which is compared as such.
+    if service.labels.get(LABEL_HASH) != want.hash or not same_image(service.image, want.image):
         if (service.update_state or "").startswith("rollback"):
             return Verdict(name, FAILED, "-", f"Swarm rolled the update back ({service.update_state}): "
                                               f"{_update_failure(service, tasks, started or 0, node_names)}")
@@ -100,7 +101,13 @@ def judge(service: ServiceFacts | None, want: Desired, tasks, eligible_nodes: in
                                           "(replaced by another deploy?)")
     since = started or 0
     ours_update = service.update_state and (service.update_started_at or 0) >= since
-    if ours_update and service.update_state in BAD_UPDATE_STATES:
+    # The service has this deploy's spec.  Swarm rolling back *to* it (a restore, or a
+    # rerun after Swarm undid a later update) is progress, not a failure: rolling back
+    # *from* it would have changed the spec (the branch above).
+    if ours_update and service.update_state == "rollback_started":
+        return Verdict(name, PENDING, "-", "Swarm is rolling back to this spec")
+    stuck = service.update_state in BAD_UPDATE_STATES and service.update_state != "rollback_completed"
+    if ours_update and stuck:
         return Verdict(name, FAILED, "-", f"update {service.update_state}: {_update_failure(service, tasks, since, node_names)}")
     current = current_tasks(service, tasks)
     fresh_failures = [t for t in current if t.state in FAILED_TASK_STATES and (t.created_at or 0) >= since]

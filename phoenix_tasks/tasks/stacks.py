@@ -15,7 +15,7 @@ from invoke.exceptions import Exit
 from .. import portainer
 from ..cluster_text import MAX_TEXT, control_characters
 from ..model import Config
-from ..stack import naming
+from ..stack import naming, registries
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from ..stack.deploy import read_stack
 from ..stack.diff import compare, describe, desired_services
@@ -130,9 +130,11 @@ GUARD_HELP = {
 }
 
 
-def guard_for(command: str, lock_wait, force_unlock: bool, resolve: bool = True) -> Guard:
+def guard_for(command: str, lock_wait, force_unlock: bool, resolve: bool = True, *,
+              require_digests: bool = False, restore: bool = True, credentials: tuple = ()) -> Guard:
     return Guard(command=command, lock_wait_s=seconds_or_exit(lock_wait, DEFAULT_WAIT_S, minimum=0, flag="--lock-wait"),
-                 force_unlock=force_unlock, resolve=resolve)
+                 force_unlock=force_unlock, resolve=resolve, require_digests=require_digests, restore=restore,
+                 credentials=credentials)
 
 
 def note(line: str) -> None:
@@ -146,22 +148,42 @@ def show_guarded(result: Guarded, verbose: bool) -> None:
                   f" ({result.entry.duration_s} s)", markup=False, highlight=False)
     if result.collected is not None:
         out.print(result.collected.describe(), markup=False, highlight=False)
+    restored = result.restored
+    if restored is not None:
+        target = restored.target
+        show_deploy(out, restored.outcome, restored.rendered, verbose=verbose, stage="result", err=err)
+        state = "converged" if restored.outcome.ok else "FAILED as well"
+        err.print(f"restored: {result.rendered.namespace} to ledger record #{target.seq} (hash {target.hash}, "
+                  f"the last deploy that converged): {state}", style="yellow" if restored.outcome.ok else "red",
+                  markup=False, highlight=False)
+        if restored.entry is not None:
+            out.print(f"ledger: record #{restored.entry.seq} {restored.entry.kind} {restored.entry.result}"
+                      f" ({restored.entry.duration_s} s)", markup=False, highlight=False)
+    elif result.restore_note:
+        err.print(result.restore_note, style="yellow", markup=False, highlight=False)
 
 
 @task(auto_shortflags=False, help={
     "stack": STACK_HELP, "env": ENV_HELP, **{k: MUTATING_HELP[k] for k in ("dry_run", "verbose")},
     "timeout": f"seconds to wait for the services to converge (default {DEFAULT_TIMEOUT_S:.0f})",
     "no_resolve": "deploy images by tag as written (do not resolve each tag to a digest on the manager)",
+    "require_digests": "block the deploy when an image's registry cannot be reached (instead of deploying it by tag)",
+    "no_restore": "when the deploy fails in its wait, leave it as it is (do not redeploy the last converged record)",
     **GUARD_HELP})
 def deploy(c, stack=None, env=None, dry_run=False, verbose=False, timeout=None, no_resolve=False,
-           lock_wait=None, force_unlock=False):
-    """Deploy STACK as environment ENV (<env>_<stack>): lock, digests, plan, deploy, wait, ledger."""
+           lock_wait=None, force_unlock=False, require_digests=False, no_restore=False):
+    """Deploy STACK as environment ENV (<env>_<stack>): image gate, lock, plan, deploy, wait, ledger, restore."""
     config = load_config_or_exit(uses=[stack] if stack else [])
+    if no_resolve and require_digests:
+        raise Exit("error: --require-digests needs the digests resolved: it cannot go with --no-resolve", code=1)
     renderer = renderer_or_exit(config, stack, env)
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
     first = renderer({})
+    with user_errors():  # the registries' passwords, read before any connection
+        credentials = registries.read_credentials(config, os.environ)
     guard = guard_for(f"swarm.deploy --stack {first.stack} --env {first.env}", lock_wait, force_unlock,
-                      resolve=not no_resolve)
+                      resolve=not no_resolve, require_digests=require_digests, restore=not no_restore,
+                      credentials=credentials)
     with user_errors(), common.transport_for(config, verbose) as transport:
         result = guarded_deploy(transport, config, renderer, guard=guard, dry_run=dry_run, timeout_s=timeout_s,
                                 show=lambda o, r: show_deploy(out, o, r, verbose=verbose, stage="plan"),
@@ -212,7 +234,8 @@ def rollback(c, stack=None, env=None, to=None, dry_run=False, verbose=False, tim
         if not str(to).lstrip("#").isdigit():
             raise Exit(f"error: --to must be a ledger record number (see swarm.history), not {to!r}", code=1)
         target_seq = int(str(to).lstrip("#"))
-    guard = guard_for(f"swarm.rollback --stack {stack} --env {env}", lock_wait, force_unlock, resolve=False)
+    guard = guard_for(f"swarm.rollback --stack {stack} --env {env}", lock_wait, force_unlock, resolve=False,
+                      restore=False)
     with user_errors(), common.transport_for(config, verbose) as transport:
         manager, res = on_a_manager(transport, config, ledger.read_argv(namespace))
         _, entries = ledger.parse_read(res.stdout)

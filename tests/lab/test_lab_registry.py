@@ -109,15 +109,14 @@ def test_docker_pull_in_an_ssh_session_goes_through_the_mirror_with_both_clis(re
             assert "Digest: sha256:" in out and "qdrant/qdrant:v1.12.4" in out
 
 
-def test_an_image_the_registry_lacks_fails_at_once_inside_the_lab(reg_lab):
+def test_an_image_the_registry_lacks_is_manifest_unknown_from_docker_hub_s_name(reg_lab):
     """The mirror has no such tag, so the engine falls back to Docker Hub, as any
-    engine with a mirror does; the lab's resolv.conf (no name server) ends that at
-    once, without a packet leaving the lab."""
-    started = time.monotonic()
+    engine with a mirror does; in the lab that name is the lab registry's storage on
+    TLS (lab /etc/hosts, lab CA): the answer of a registry that was reached, without a
+    packet leaving the lab."""
     with pytest.raises(docker.errors.APIError) as e:
         client(reg_lab, reg_lab.vms[0]).images.pull("portainer/portainer-ce", tag="2.99.0")
-    assert time.monotonic() - started < 5
-    assert "lookup registry-1.docker.io on 127.0.0.1:53" in e.value.explanation
+    assert "manifest unknown" in e.value.explanation, e.value.explanation
 
 
 def test_the_registry_answers_on_the_lab_bridge_address_only(reg_lab):

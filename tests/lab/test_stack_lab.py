@@ -177,7 +177,7 @@ def test_a_service_that_exits_non_zero_fails_the_deploy_with_its_error_and_logs(
     assert any(t["Status"]["State"] == "failed" and t["Status"]["ContainerStatus"]["ExitCode"] == 3 for t in tasks)
     # Run again: nothing to deploy, but the service is not running: not "done" either.
     code, out, t = run(stack_tasks.deploy, stack="probe_fail", env="t1", timeout="60")
-    assert code == 1 and "t1_probe_fail: no changes" in out and "not every service runs its desired" in out, out
+    assert code == 1 and "t1_probe_fail: no changes" in out and "not every service has converged" in out, out
     assert "(exit code 3)" in out and not any("stack deploy" in r.display for r in t.log)
 
 

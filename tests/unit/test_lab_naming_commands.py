@@ -43,8 +43,12 @@ def test_dockerd_runs_in_the_vm_namespace_through_nsenter_with_its_own_paths():
     assert argv[13] == str(names.lab.resolv_conf)  # bound over /etc/resolv.conf: no lookup leaves the lab
     # the VM's /run is built in its stage, its run dir bound back, its data root at /var/lib/docker
     assert argv[14:17] == [str(names.run_stage), str(names.run_dir), str(names.data_root)]
+    # the lab's /etc/hosts (the private registry's name) and /etc/docker (the lab CA)
+    # and the CA bundle with the lab CA (Docker Hub's name is checked against it)
+    assert argv[17:20] == [str(names.lab.hosts_file), str(names.lab.etc_docker),
+                           str(names.lab.private_registry_dir / "ca-bundle.crt")]
     assert argv[2:] == commands.as_vm(names, "portainer", commands.dockerd(names))
-    rest = argv[17:]
+    rest = argv[20:]
     assert rest[0] == "dockerd"
     for flag, value in (("--data-root", names.data_root), ("--exec-root", names.exec_root),
                         ("--host", f"unix://{names.socket}"),
@@ -57,19 +61,22 @@ def test_a_hostile_vm_name_stays_one_argument():
     names = USER.vm(1001)
     argv = commands.in_vm(names, "dev1; rm -rf /", ["sleep", "1"])
     assert argv[12] == "dev1; rm -rf /"
-    assert argv[17:] == ["sleep", "1"]
-    # the script never contains values: a constant that reads them from $0..$4
+    assert argv[20:] == ["sleep", "1"]
+    # the script never contains values: a constant that reads them from $0..$7
     assert argv[11] == "\n".join((
         "set -e",
         'hostname "$0"',
         'mount -n --bind "$1" /etc/resolv.conf',
+        'mount -n --bind "$5" /etc/hosts',
+        '[ ! -d /etc/docker ] || mount -n --bind "$6" /etc/docker',
+        '[ ! -f /etc/ssl/certs/ca-certificates.crt ] || mount -n --bind "$7" /etc/ssl/certs/ca-certificates.crt',
         'mount -n -t tmpfs -o mode=755,nosuid,nodev tmpfs "$2"',
         'mkdir -p "$2/sshd" "$2${3#/run}"',
         'mount -n --bind "$3" "$2${3#/run}"',
         'ln -s "$3/docker.sock" "$2/docker.sock"',
         'mount -n --move "$2" /run',
         'mount -n --bind "$4" /var/lib/docker',
-        "shift 4",
+        "shift 7",
         'exec "$@"',
     ))
 

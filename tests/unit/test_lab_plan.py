@@ -97,7 +97,8 @@ def test_sshd_config_listens_on_the_vm_only_key_only_with_its_engine():
     text = DESIRED.sshd_config
     for line in ("ListenAddress 198.18.42.11", "PasswordAuthentication no",
                  "PermitRootLogin prohibit-password", f"HostKey {V.host_key}",
-                 f"PidFile {V.sshd_pidfile}", f"SetEnv DOCKER_HOST=unix://{V.socket}"):
+                 f"PidFile {V.sshd_pidfile}",
+                 f"SetEnv DOCKER_HOST=unix://{V.socket} DOCKER_CONFIG={V.docker_client_dir}"):
         assert line + "\n" in text
 
 

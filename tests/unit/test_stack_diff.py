@@ -327,7 +327,7 @@ def test_describe_a_change():
 
 def test_describe_other_settings():
     assert describe(ServiceChange("dev1_webapp_api", "change", {}, other_settings=True)) == [
-        "  ~ other settings of the compose file (the deployed hash differs)"]
+        "  ~ other settings of this service (its deployed hash differs)"]
 
 
 def test_describe_an_add():

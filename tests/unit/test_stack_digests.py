@@ -83,12 +83,72 @@ def test_parse_resolve_another_repository_s_digest_is_no_digest():
                              "loaded locally, not pulled)): deployed by tag")]
 
 
-def test_parse_resolve_missing_digest_warns_with_the_pull_error():
+def test_parse_resolve_an_image_the_registry_does_not_have_is_blocked_with_its_answer():
     out = parse_resolve(line("thinkheads/ai-inference:1.4.0", None,
-                             "Error response from daemon: pull access denied for thinkheads/ai-inference  "))
+                             "Error response from daemon: pull access denied for thinkheads/ai-inference  ")
+                        + line("198.18.100.1:5000/thinkheads/ai-api:9.9.9", None,
+                               "Error response from daemon: manifest for 198.18.100.1:5000/thinkheads/ai-api:9.9.9 "
+                               "not found: manifest unknown: manifest unknown"))
+    assert out.digests == {} and out.warnings == [] and out.unreachable == []
+    assert out.blocked == [
+        "image thinkheads/ai-inference:1.4.0: registry docker.io answered: pull access denied for "
+        "thinkheads/ai-inference (unauthorized)",
+        "image 198.18.100.1:5000/thinkheads/ai-api:9.9.9: registry 198.18.100.1:5000 answered: manifest for "
+        "198.18.100.1:5000/thinkheads/ai-api:9.9.9 not found: manifest unknown: manifest unknown"]
+
+
+def test_parse_resolve_a_refusal_blocks_even_when_the_engine_kept_a_digest_from_earlier():
+    out = parse_resolve(line("r.lan:5443/team/api:1", [f"r.lan:5443/team/api@{D1}"],
+                             'Head "https://r.lan:5443/v2/team/api/manifests/1": no basic auth credentials'))
     assert out.digests == {}
-    assert out.warnings == [("image thinkheads/ai-inference:1.4.0: no digest (Error response from daemon: pull "
-                             "access denied for thinkheads/ai-inference): deployed by tag")]
+    assert out.blocked == ['image r.lan:5443/team/api:1: registry r.lan:5443 answered: Head '
+                           '"https://r.lan:5443/v2/team/api/manifests/1": no basic auth credentials (unauthorized)']
+
+
+def test_parse_resolve_an_image_only_loaded_locally_is_not_blocked():
+    # `docker load`/a local build: the engine has it, with no RepoDigest; the registry
+    # does not: deployed by tag, as before (Swarm's nodes use an image they hold).
+    out = parse_resolve(line("phoenix/probe:dev", [], "pull access denied for phoenix/probe, repository does "
+                                                     "not exist or may require 'docker login'"))
+    assert out.blocked == [] and out.digests == {}
+    assert out.warnings == ["image phoenix/probe:dev: only in the manager's engine (registry docker.io answered: "
+                            "pull access denied for phoenix/probe, repository does not exist or may require "
+                            "'docker login'): deployed by tag"]
+
+
+def test_parse_resolve_a_registry_not_reached_warns_and_deploys_by_tag():
+    error = ('Error response from daemon: Get "https://registry.lan/v2/": dial tcp: lookup registry.lan '
+             'on 127.0.0.53:53: no such host')
+    out = parse_resolve(line("registry.lan/team/api:2", None, error))
+    assert out.blocked == [] and out.digests == {}
+    reason = error.removeprefix("Error response from daemon: ")
+    assert out.unreachable == [f"image registry.lan/team/api:2: registry registry.lan not reached ({reason})"]
+    assert out.warnings == [out.unreachable[0] + ": deployed by tag"]
+
+
+@pytest.mark.parametrize("error, kind", [
+    ("manifest for x:1 not found: manifest unknown: manifest unknown", "not-found"),
+    ("pull access denied for x, repository does not exist or may require 'docker login': denied: requested "
+     "access to the resource is denied", "not-found"),
+    ('Head "https://r.lan/v2/x/manifests/1": no basic auth credentials', "denied"),
+    ("unauthorized: authentication required", "denied"),
+    ("denied: requested access to the resource is denied", "denied"),
+    ('Get "https://r.lan:5000/v2/": dial tcp 10.0.0.9:5000: connect: connection refused', "unreachable"),
+    ('Get "https://r.lan/v2/": net/http: request canceled while waiting for connection (Client.Timeout '
+     'exceeded while awaiting headers)', "unreachable"),
+    ("Get https://r.lan/v2/: x509: certificate signed by unknown authority", "unreachable"),
+    ("toomanyrequests: You have reached your pull rate limit", "unknown"),
+])
+def test_classify_the_registry_s_answer(error, kind):
+    assert digests.classify(error) == kind
+
+
+@pytest.mark.parametrize("image, registry", [
+    ("nginx:1.25", "docker.io"), ("thinkheads/ai-api:1", "docker.io"), ("docker.io/library/nginx", "docker.io"),
+    ("registry.lan/a/b:1", "registry.lan"), ("198.18.100.1:5000/x:1", "198.18.100.1:5000"),
+    ("localhost/x", "localhost"), (f"r.lan:443/x@{D1}", "r.lan:443")])
+def test_registry_of(image, registry):
+    assert digests.registry_of(image) == registry
 
 
 def test_parse_resolve_a_local_image_has_an_empty_list():
@@ -100,7 +160,7 @@ def test_parse_resolve_a_local_image_has_an_empty_list():
 
 def test_parse_resolve_truncates_a_long_error_at_160_characters():
     error = "E" * 100 + " and then " + "x" * 200
-    [warning] = parse_resolve(line("a:1", None, error)).warnings
+    [warning] = parse_resolve(line("a:1", None, error)).warnings  # an answer not classified: a warning
     why = warning.removeprefix("image a:1: no digest (").removesuffix("): deployed by tag")
     assert len(why) == 160 and why == error[:157] + "..."
     [exact] = parse_resolve(line("a:1", None, "y" * 160)).warnings

@@ -155,7 +155,7 @@ def test_entry_data_and_result_data_hold_their_fields():
         "namespace": NS, "kind": "deploy", "env": "dev1", "stack": "thinkheads_ai_app", "hash": "6c6452d5835c",
         "who": "alice@laptop", "command": "swarm.deploy --stack thinkheads_ai_app --env dev1", "started": T0,
         "document": e.document, "objects": ["dev1_thinkheads_ai_app_api_settings_8e109b51"],
-        "digests": dict(e.digests)}
+        "digests": dict(e.digests), "services": []}
     assert json.loads(result_data(e)) == {"result": "converged", "reason": "", "duration_s": 3.0,
                                           "finished": T0 + 3}
     assert entry_data(e).endswith("}\n") and result_data(e).endswith("}\n")

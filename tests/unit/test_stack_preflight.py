@@ -477,6 +477,16 @@ def test_a_behind_service_whose_update_swarm_paused_is_paused():
     assert _paused_read("completed").paused() == {}
 
 
+@pytest.mark.parametrize("state, expect", [
+    ("updating", {"rb_probe_rollback_web": "2/2, update updating"}),
+    ("rollback_started", {"rb_probe_rollback_web": "2/2, update rollback_started"}),
+    ("paused", {"rb_probe_rollback_web": "2/2, update paused"}),  # old tasks run all replicas: not done
+    ("completed", {}), ("rollback_completed", {}),
+])
+def test_an_update_in_progress_or_paused_is_not_converged_whatever_the_replicas(state, expect):
+    assert _paused_read(state, "2/2").in_progress() == expect
+
+
 def test_an_unchanged_deploy_resumes_a_paused_update_then_waits_from_then_on(tmp_path, view, monkeypatch):
     # A disk full on a node: Swarm paused the update; once space is back nothing starts
     # the task again, and a deploy with nothing to change used to wait for nothing.

@@ -39,7 +39,7 @@ import phoenix_tasks
 from phoenix_tasks.model import Stack, StackService
 from phoenix_tasks.secrets import Secret
 from phoenix_tasks.stack.interpolate import escape_dollars
-from phoenix_tasks.stack.render import (
+from phoenix_tasks.stack.render import (service_hash, 
     LABEL_ENV,
     LABEL_HASH,
     LABEL_STACK,
@@ -103,7 +103,7 @@ def check_phoenix_labels(rendered) -> dict:
     doc = json.loads(json.dumps(rendered.document))
     for svc_name, svc in doc["services"].items():
         labels = svc["deploy"]["labels"]
-        assert labels[LABEL_HASH] == rendered.hash, f"service {svc_name}: hash label"
+        assert labels[LABEL_HASH] == service_hash(rendered.document, svc_name), f"service {svc_name}: hash label"
         assert labels[LABEL_VERSION] == phoenix_tasks.__version__, f"service {svc_name}: version label"
         labels[LABEL_HASH] = HASH_PLACEHOLDER
         labels[LABEL_VERSION] = VERSION_PLACEHOLDER
@@ -208,7 +208,7 @@ def test_text_keeps_types_and_labels():
     assert svc["ports"][0]["published"] == 18000
     assert svc["read_only"] is True
     assert svc["environment"]["API_PORT"] == "18000"  # a string stays a string in YAML
-    assert svc["deploy"]["labels"][LABEL_HASH] == rendered.hash
+    assert svc["deploy"]["labels"][LABEL_HASH] == service_hash(rendered.document, "api")
 
 
 # -- the hash ------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def test_a_changed_variable_changes_the_hash(tmp_path):
     base = render(_hash_stack(tmp_path), "dev1")
     changed = render(_hash_stack(tmp_path, log_level="debug"), "dev1")
     assert changed.hash != base.hash
-    assert changed.services["api"]["deploy"]["labels"][LABEL_HASH] == changed.hash
+    assert changed.services["api"]["deploy"]["labels"][LABEL_HASH] != base.services["api"]["deploy"]["labels"][LABEL_HASH]
     assert render(_hash_stack(tmp_path, tag="1.1"), "dev1").hash != base.hash
 
 
@@ -395,3 +395,48 @@ def test_config_names_of_the_cases_are_names_docker_accepts():
         if "expect" in case:
             for obj in render(stack, case["env"]).objects:
                 assert len(obj.name) <= 64 and DOCKER_OBJECT_NAME.fullmatch(obj.name), obj.name
+
+
+TWO_SERVICES = """\
+version: "3.8"
+services:
+  api:
+    image: example/api:${TAG}
+    environment:
+      LEVEL: ${LEVEL}
+    configs: [settings]
+    networks: [backend]
+  worker:
+    image: example/worker:1.0
+    networks: [backend]
+networks:
+  backend:
+    driver: overlay
+configs:
+  settings:
+    file: ./settings.yaml
+"""
+
+
+def _two(tmp_path: Path, tag="1.0", settings="a: 1\n", level="info") -> Stack:
+    directory = tmp_path / f"two_{tag}_{level}_{abs(hash(settings))}"
+    write_stack(directory, TWO_SERVICES, {"environments": {"default": {"variables": {"TAG": tag, "LEVEL": level}}}},
+                {"settings.yaml": settings})
+    return stack_from_dir(directory, "webapp")
+
+
+def _labels(rendered):
+    return {n: s["deploy"]["labels"][LABEL_HASH] for n, s in rendered.services.items()}
+
+
+def test_each_service_is_labelled_with_its_own_spec_s_hash(tmp_path):
+    base = render(_two(tmp_path), "dev1")
+    assert base.hash not in _labels(base).values()  # the document's hash is on no service
+    env = render(_two(tmp_path, level="debug"), "dev1")
+    assert env.hash != base.hash
+    assert _labels(env)["api"] != _labels(base)["api"] and _labels(env)["worker"] == _labels(base)["worker"]
+    # The image is a field of its own (a tag, or a digest once resolved): not in the hash.
+    image = render(_two(tmp_path, tag="1.1"), "dev1")
+    assert image.hash != base.hash and _labels(image) == _labels(base)
+    config = render(_two(tmp_path, settings="a: 2\n"), "dev1")  # a config only api uses
+    assert _labels(config)["api"] != _labels(base)["api"] and _labels(config)["worker"] == _labels(base)["worker"]

@@ -30,7 +30,8 @@ from swarm_recorded import lab_config
 REPO = Path(__file__).resolve().parents[2]
 STACK_DATA = REPO / "tests" / "data" / "stack"
 RB_NAMESPACE = "rb_probe_rollback"
-RECORDED_HASH = "71af286c5860"  # io.phoenix.hash of services_probe_rollback.txt
+RECORDED_HASH = "71af286c5860"  # the document's hash (the plan, the ledger)
+RECORDED_SERVICE_HASH = "e53d35f4cc32"  # io.phoenix.hash of web in services_probe_rollback.txt
 
 
 class Unreachable:
@@ -111,7 +112,7 @@ def test_recorded_hash_is_the_rendered_hash_of_rb(wired):
     assert rendered.hash == RECORDED_HASH
     [web] = parse_services(recorded_services()).values()
     assert web.name == "rb_probe_rollback_web"
-    assert web.hash == RECORDED_HASH
+    assert web.hash == RECORDED_SERVICE_HASH
 
 
 def test_deploy_unchanged_is_one_read_and_no_changes(wired, capsys):
@@ -137,20 +138,45 @@ def test_deploy_dry_run_unchanged_is_the_same_one_read(wired, capsys):
 
 
 def test_deploy_unchanged_with_digests_is_two_reads_and_takes_no_lock(wired, capsys):
-    # The resolve read (a pull on the manager) found no digest: by tag, with a warning,
-    # so the document and its hash are the recorded ones: nothing to change, no lock taken.
+    # The resolve read (a pull on the manager) did not reach the registry: by tag, with a
+    # warning, so the document and its hash are the recorded ones: nothing to change, no lock taken.
     image = "thinkheads/ai-inference:1.4.0"
     resolve = tuple(digests.resolve_argv([image]))
     _, made = wired({"portainer": {tuple(commands.stack_services(RB_NAMESPACE)): (recorded_services(), 0),
-                                   resolve: (f"{image}\tnull\tpull access denied\n", 0)}})
+                                   resolve: (f"{image}\tnull\t{NO_DNS}\n", 0)}})
     code, message = run(stack_tasks.deploy, stack="probe_rollback", env="rb")
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err + message
-    assert f"warning: image {image}: no digest (pull access denied): deployed by tag" in captured.out
+    assert f"warning: image {image}: registry docker.io not reached ({NO_DNS}): deployed by tag" in captured.out
     assert f"rb_probe_rollback: no changes (hash {RECORDED_HASH}" in captured.out
     [t] = made
     assert [(r.vm, r.mutating) for r in t.log] == [("portainer", False), ("portainer", False)]
     assert not any("config create" in r.display for r in t.log)
+
+
+NO_DNS = "dial tcp: lookup registry-1.docker.io: no such host"
+
+
+@pytest.mark.parametrize("answer, flags, blocked", [
+    ("manifest for thinkheads/ai-inference:1.4.0 not found: manifest unknown: manifest unknown", {},
+     "registry docker.io answered: manifest for thinkheads/ai-inference:1.4.0 not found: manifest unknown"),
+    ("unauthorized: authentication required", {"dry_run": True},
+     "registry docker.io answered: unauthorized: authentication required"),
+    (NO_DNS, {"require_digests": True},
+     f"registry docker.io not reached ({NO_DNS}): --require-digests refuses to deploy it by tag"),
+])
+def test_the_image_gate_blocks_before_any_change(wired, capsys, answer, flags, blocked):
+    image = "thinkheads/ai-inference:1.4.0"
+    resolve = tuple(digests.resolve_argv([image]))
+    _, made = wired({"portainer": {tuple(commands.stack_services(RB_NAMESPACE)): (recorded_services(), 0),
+                                   resolve: (f"{image}\tnull\t{answer}\n", 0)}})
+    code, message = run(stack_tasks.deploy, stack="probe_rollback", env="rb", **flags)
+    captured = capsys.readouterr()
+    assert code == 1, captured.out + captured.err + message
+    assert f"blocked rb_probe_rollback: image {image}: {blocked}" in captured.out, captured.out
+    assert "Traceback" not in captured.err
+    [t] = made  # the same two reads as an unchanged deploy: no lock, no ledger, nothing created
+    assert [(r.vm, r.mutating) for r in t.log] == [("portainer", False), ("portainer", False)]
 
 
 def test_diff_unchanged(wired, capsys):
@@ -233,7 +259,7 @@ def test_render_of_rb_is_what_the_recorded_deploy_sent(wired, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert out == render(config.stacks["probe_rollback"], "rb").text
-    assert yaml.safe_load(out)["services"]["web"]["deploy"]["labels"]["io.phoenix.hash"] == RECORDED_HASH
+    assert yaml.safe_load(out)["services"]["web"]["deploy"]["labels"]["io.phoenix.hash"] == RECORDED_SERVICE_HASH
     assert made == []
 
 
@@ -387,3 +413,11 @@ def test_rm_dry_run_shows_the_plan_and_changes_nothing(wired, capsys):
     assert "docker stack rm rb_probe_rollback (1 service, 1 network)" in out
     assert "dry run: nothing was changed" in out
     assert len(made[0].log) == 1 and made[0].mutating_commands == []
+
+
+def test_require_digests_with_no_resolve_is_refused_before_any_connection(wired):
+    _, made = wired({})
+    code, message = run(stack_tasks.deploy, stack="probe_rollback", env="rb", no_resolve=True, require_digests=True)
+    assert code == 1
+    assert message == "error: --require-digests needs the digests resolved: it cannot go with --no-resolve"
+    assert made == []

@@ -191,3 +191,23 @@ def test_node_rows_ready_counts_ready_and_active_nodes_per_hostname():
     assert names == {"n1": "cpuworker", "n2": "cpuworker", "n3": "drphoenix", "n4": "portainer"}
     assert ready == {"cpuworker": 1, "portainer": 1}
     assert parse_node_rows("") == ({}, None)
+
+
+def test_an_image_only_update_swarm_rolled_back_is_a_failure():
+    # The hash label leaves the image out (it is compared on its own): the rolled-back
+    # service has the wanted hash, but not the wanted image.
+    p = read("update_rolled_back")
+    (name,) = p.services
+    v = judge_all(p, desired_for(p, image="thinkheads/ai-inference:9.9.9"), started=RB)[name]
+    assert v.state == FAILED and v.detail.startswith("Swarm rolled the update back (rollback_started)")
+
+
+def test_swarm_rolling_back_to_the_wanted_spec_is_progress_not_a_failure():
+    # A restore (or a rerun) that wants the spec Swarm rolls back to.
+    import dataclasses
+    p = read("update_rolled_back")
+    (name,) = p.services
+    v = judge_all(p, desired_for(p), started=None)[name]
+    assert (v.state, v.detail) == (PENDING, "Swarm is rolling back to this spec")
+    p.services[name] = dataclasses.replace(p.services[name], update_state="rollback_completed")
+    assert judge_all(p, desired_for(p), started=None)[name].state != FAILED
