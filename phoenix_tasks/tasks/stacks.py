@@ -6,6 +6,7 @@ and exit 1 with nothing contacted."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
