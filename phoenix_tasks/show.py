@@ -170,16 +170,17 @@ def _rd(running, desired) -> str:
 
 
 def show_environments(console: Console, environments) -> None:
-    """Environments -> stacks -> services, replicas running/desired, deployed hash."""
+    """Environments -> stacks -> services, each with its own spec hash, mode and
+    replicas running/desired (the document's hash of a deploy is in its ledger)."""
     from rich.table import Table  # here: rich tables cost start-up time
     table = Table(title="environments", title_justify="left")
-    for col in ("env", "stack", "hash", "service", "mode", "running/desired"):
+    for col in ("env", "stack", "service", "spec hash", "mode", "running/desired"):
         table.add_column(col)
     for env in environments:
         for st in env.stacks:
             for i, svc in enumerate(st.services):
-                first = (env.name, st.stack, st.hash or "-") if i == 0 else ("", "", "")
-                table.add_row(*_cells(*first, svc.name, svc.mode, _rd(svc.running, svc.desired)),
+                first = (env.name, st.stack) if i == 0 else ("", "")
+                table.add_row(*_cells(*first, svc.name, svc.hash or "-", svc.mode, _rd(svc.running, svc.desired)),
                               style=None if svc.running == svc.desired else "yellow")
     console.print(table)
 

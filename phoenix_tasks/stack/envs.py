@@ -23,13 +23,14 @@ class EnvService:
     mode: str
     running: int | None
     desired: int | None
+    hash: str | None = None  # the hash of this service's own spec (its io.phoenix.hash label)
 
 
 @dataclass
 class EnvStack:
     stack: str
     namespace: str
-    hash: str | None
+    hash: str | None  # its first service's own hash (kept in --json for scripts); the document's is in the ledger
     services: list[EnvService] = field(default_factory=list)
 
     @property
@@ -84,7 +85,7 @@ def parse_environments(stdout: str) -> list[Environment]:
             stack = EnvStack(stack_name, namespace, own.get(LABEL_HASH))
             env.stacks.append(stack)
         running, desired = _replicas(s.get("Replicas", ""))
-        stack.services.append(EnvService(name, s.get("Mode", ""), running, desired))
+        stack.services.append(EnvService(name, s.get("Mode", ""), running, desired, own.get(LABEL_HASH)))
     for env in envs.values():
         env.stacks.sort(key=lambda st: st.stack)
         for st in env.stacks:

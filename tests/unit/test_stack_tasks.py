@@ -349,12 +349,12 @@ def test_envs_json(wired, capsys):
         {"name": "dev1", "stacks": [
             {"stack": "app", "namespace": "dev1_app", "hash": "abc123abc123", "converged": False,
              "services": [
-                 {"name": "dev1_app_api", "mode": "replicated", "running": 2, "desired": 2},
-                 {"name": "dev1_app_worker", "mode": "replicated", "running": 1, "desired": 2},
+                 {"name": "dev1_app_api", "mode": "replicated", "running": 2, "desired": 2, "hash": "abc123abc123"},
+                 {"name": "dev1_app_worker", "mode": "replicated", "running": 1, "desired": 2, "hash": "abc123abc123"},
              ]}]},
         {"name": "(not deployed by Phoenix)", "stacks": [
             {"stack": "legacy", "namespace": "legacy", "hash": None, "converged": True,
-             "services": [{"name": "legacy_web", "mode": "replicated", "running": 1, "desired": 1}]}]},
+             "services": [{"name": "legacy_web", "mode": "replicated", "running": 1, "desired": 1, "hash": None}]}]},
     ]
     assert doc[-1]["name"] == OUTSIDE
     [t] = made
