@@ -127,7 +127,7 @@ class SyncResult:
 
 
 def read_plan(config: Config, transport: Transport, provider: VMProvider, renderer: Renderer,
-              opts: Options, *, apply_drift: bool = False) -> SyncPlan:
+              opts: Options, *, apply_drift: bool = False, credentials: tuple = ()) -> SyncPlan:
     """Every stage's plan, read from the real state; nothing changes."""
     rendered = renderer({})
     vm_plan = plan_vms(config, provider, apply_drift=apply_drift)
@@ -146,7 +146,7 @@ def read_plan(config: Config, transport: Transport, provider: VMProvider, render
         return plan
     # The images' digests and Portainer's services, read at once on the control manager.
     manager, read, plan.rendered, warnings = read_and_resolve(transport, config, renderer, rendered, True,
-                                                              manager=facts.control)
+                                                              manager=facts.control, credentials=credentials)
     plan.portainer_read = (manager, read)
     plan.portainer_move = portainer_data.plan_move(config, read, portainer.server_service(config),
                                                    portainer.namespace(config))
@@ -159,7 +159,8 @@ def read_plan(config: Config, transport: Transport, provider: VMProvider, render
 
 def apply(config: Config, transport: Transport, provider: VMProvider, renderer: Renderer, port: int,
           opts: Options, plan: SyncPlan, reporter: Reporter, *,
-          deploy_timeout_s: float = DEFAULT_TIMEOUT_S, ssh_timeout_s: float = SSH_WAIT_S) -> SyncResult:
+          deploy_timeout_s: float = DEFAULT_TIMEOUT_S, ssh_timeout_s: float = SSH_WAIT_S,
+          credentials: tuple = ()) -> SyncResult:
     result = SyncResult(plan, dry_run=False)
     rendered = plan.rendered
 
@@ -243,7 +244,7 @@ def apply(config: Config, transport: Transport, provider: VMProvider, renderer: 
         resolved = plan.portainer is not None
         guarded = guarded_deploy(
             transport, config, (lambda digests_: rendered) if resolved else renderer,
-            guard=Guard(command="sync-all", resolve=not resolved), dry_run=False, timeout_s=deploy_timeout_s,
+            guard=Guard(command="sync-all", resolve=not resolved, credentials=credentials), dry_run=False, timeout_s=deploy_timeout_s,
             show=lambda o, r: reporter.deploy(o, r, "plan"), report=reporter.progress, note=reporter.line)
         result.portainer = guarded.outcome
         reporter.deploy(guarded.outcome, guarded.rendered, "result")

@@ -5,6 +5,7 @@ stack rendered, before any connection."""
 from __future__ import annotations
 
 import json as jsonlib
+import os
 
 from invoke import Collection, task
 from invoke.exceptions import Exit
@@ -12,6 +13,7 @@ from invoke.exceptions import Exit
 from .. import portainer
 from ..model import Config
 from ..show import show_deploy, show_portainer, show_progress
+from ..stack import registries
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from ..stack.guarded import guarded_deploy
 from ..stack.render import Rendered
@@ -50,7 +52,9 @@ def deploy(c, dry_run=False, verbose=False, timeout=None, no_resolve=False, lock
     config = load_config_or_exit()
     rendered, password, port = rendered_or_exit(config)
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
-    guard = guard_for("portainer.deploy", lock_wait, force_unlock, resolve=not no_resolve)
+    with user_errors():  # the private registries' passwords, read before any connection
+        credentials = registries.read_credentials(config, os.environ)
+    guard = guard_for("portainer.deploy", lock_wait, force_unlock, resolve=not no_resolve, credentials=credentials)
     with user_errors(), common.transport_for(config, verbose) as transport:
         carry_data_if_moved(transport, config, dry_run)
         result = guarded_deploy(transport, config, lambda digests: portainer.render_portainer(config, password, digests),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 from invoke import task
@@ -11,6 +12,7 @@ from invoke.exceptions import Exit
 from .. import portainer, sync
 from ..providers import get_provider
 from ..show import SyncReporter, show_sync_plan, show_sync_summary
+from ..stack import registries
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from . import common
 from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
@@ -38,6 +40,7 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, 
     opts = dataclasses.replace(options(config, None, force_rejoin), prune=prune)
     with user_errors():  # everything that can be refused is refused before any connection
         password = common.read_portainer_password(config)
+        credentials = registries.read_credentials(config, os.environ)  # private registries' passwords
 
         def renderer(digests):
             return portainer.render_portainer(config, password, digests)
@@ -50,13 +53,14 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, 
     with user_errors(), unless_dry_run(dry_run, config.config_dir, "sync-all", wait_s=lock_wait_s,
                                        note=lambda line: err.print(line, markup=False, highlight=False)), \
             provider, common.transport_for(ssh_wait_access(config, ssh_timeout_s), verbose) as transport:
-        plan = sync.read_plan(config, transport, provider, renderer, opts, apply_drift=apply_drift)
+        plan = sync.read_plan(config, transport, provider, renderer, opts, apply_drift=apply_drift,
+                              credentials=credentials)
         show_sync_plan(out, plan, verbose=verbose)
         if dry_run:
             out.print("dry run: nothing was changed")
             return
         result = sync.apply(config, transport, provider, renderer, port, opts, plan, reporter,
-                            deploy_timeout_s=timeout_s, ssh_timeout_s=ssh_timeout_s)
+                            deploy_timeout_s=timeout_s, ssh_timeout_s=ssh_timeout_s, credentials=credentials)
     result.elapsed_s = time.monotonic() - started
     show_sync_summary(out, config, result, password)
     if not result.ok:

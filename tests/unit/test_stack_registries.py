@@ -151,3 +151,56 @@ def test_deploy_logs_in_within_the_resolve_round_trip_and_the_password_is_only_o
     assert [(r.vm, r.mutating) for r in t.log] == [("portainer", False), ("portainer", False)]
     [login] = [r for r in t.log if "docker login" in r.display]
     assert login.stdin_bytes == len(PASSWORD) + 1 and PASSWORD not in login.display
+
+
+class _Stop(Exception):
+    """Ends a task where the test has seen what it needs (before any connection)."""
+
+
+def test_portainer_deploy_and_sync_all_log_in_to_private_registries_too(tmp_path, stacks_dir, monkeypatch):  # noqa: F811
+    """Portainer's images may live in a private registry as well: portainer.deploy and
+    sync-all's Portainer stage read the credentials before any connection and hand them
+    to the same resolve (and login) that swarm.deploy uses."""
+    from phoenix_tasks import sync
+    from phoenix_tasks.tasks import portainer as portainer_tasks
+    from phoenix_tasks.tasks import sync as sync_tasks
+    cfg = with_registries(load_config(lab_config(tmp_path, None).config_dir, stacks_dir),
+                          [{"server": "docker.io", "username": "deploy", "password_env": "PHX_REG"}])
+    monkeypatch.setenv("PHX_REG", PASSWORD)
+    monkeypatch.setenv("PHOENIX_CONFIG_DIR", str(cfg.config_dir))
+    monkeypatch.setenv("PHOENIX_STACKS_DIR", str(stacks_dir))
+    monkeypatch.setattr(common, "transport_for",
+                        lambda c, verbose: Transport(c.hypervisor.vm_access,
+                                                     connect=lambda vm, access: MockContext()))
+    seen = []
+
+    def guarded_deploy(transport, config, renderer, *, guard, **kw):
+        seen.append(("portainer.deploy", guard.credentials))
+        raise _Stop
+
+    def read_plan(config, transport, provider, renderer, opts, *, apply_drift=False, credentials=()):
+        seen.append(("sync-all", credentials))
+        raise _Stop
+
+    monkeypatch.setattr(portainer_tasks, "guarded_deploy", guarded_deploy)
+    monkeypatch.setattr(portainer_tasks, "carry_data_if_moved", lambda *a: None)
+    monkeypatch.setattr(sync, "read_plan", read_plan)
+    for task in (portainer_tasks.deploy, sync_tasks.sync_all):
+        with pytest.raises(_Stop):
+            task(MockContext(), dry_run=True)
+    assert [(where, [(c.server, c.username, c.password.reveal()) for c in creds]) for where, creds in seen] == [
+        ("portainer.deploy", [("docker.io", "deploy", PASSWORD)]), ("sync-all", [("docker.io", "deploy", PASSWORD)])]
+
+
+def test_sync_all_refuses_an_unreadable_registry_password_before_any_connection(tmp_path, stacks_dir,
+                                                                                 monkeypatch, capsys):  # noqa: F811
+    from phoenix_tasks.tasks import sync as sync_tasks
+    cfg = with_registries(load_config(lab_config(tmp_path, None).config_dir, stacks_dir),
+                          [{"server": "docker.io", "username": "deploy", "password_env": "PHX_REG_UNSET"}])
+    monkeypatch.delenv("PHX_REG_UNSET", raising=False)
+    monkeypatch.setenv("PHOENIX_CONFIG_DIR", str(cfg.config_dir))
+    monkeypatch.setenv("PHOENIX_STACKS_DIR", str(stacks_dir))
+    monkeypatch.setattr(common, "transport_for", lambda *a: pytest.fail("a connection was made"))
+    code, message = run(sync_tasks.sync_all, dry_run=True)
+    text = message + capsys.readouterr().err
+    assert code == 1 and "registry docker.io" in text and "PHX_REG_UNSET is not set" in text, text
