@@ -76,6 +76,21 @@ class Lab:
         return conn
 
 
+def copy_stacks(out: Path, *extra: Path) -> Path:
+    """The repository's stacks (and `extra` stack directories) copied into `out`, a
+    directory a test may edit; returns `out`."""
+    import shutil
+    for src in [*sorted((REPO / "stacks").iterdir()), *extra]:
+        shutil.copytree(src, out / src.name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def stacks_dir(tmp_path_factory):
+    """A module's own copy of the repository's stacks (a module may define its own)."""
+    return copy_stacks(tmp_path_factory.mktemp("stacks"))
+
+
 def make_lab_config(out: Path, nodes: int, subnet: str, bridge: str, stacks_dir: Path | None = None):
     from phoenix_tasks.config import load_config
     from phoenix_tasks.lab.configgen import write_lab_config

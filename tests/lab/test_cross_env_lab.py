@@ -16,7 +16,7 @@ import shutil
 
 import pytest
 
-from conftest import REPO, module_lab, run_task, task_env
+from conftest import module_lab, run_task, task_env
 
 pytestmark = pytest.mark.lab
 
@@ -33,14 +33,6 @@ secrets:
     external: true
     name: {secret}
 """
-
-
-@pytest.fixture(scope="module")
-def stacks_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("stacks")
-    for src in (REPO / "stacks").iterdir():
-        shutil.copytree(src, out / src.name)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ order.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import sys
 import threading
@@ -25,7 +24,7 @@ import pytest
 from phoenix_tasks.tasks import stacks as stack_tasks
 from phoenix_tasks.tasks import sync as sync_tasks
 
-from conftest import REPO, module_lab, running_tasks, start_task, task_env, task_runner
+from conftest import module_lab, running_tasks, start_task, task_env, task_runner
 
 pytestmark = pytest.mark.lab
 
@@ -36,14 +35,6 @@ NS = f"s1_{APP}"
 API, INFERENCE = f"{NS}_api", f"{NS}_inference"
 API_LINE = "    image: thinkheads/ai-api:1.4.0\n"
 ENV_LINE = "      INFERENCE_URL: http://inference:8080\n"
-
-
-@pytest.fixture(scope="module")
-def stacks_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("stacks")
-    for src in (REPO / "stacks").iterdir():
-        shutil.copytree(src, out / src.name)
-    return out
 
 
 @pytest.fixture(scope="module")

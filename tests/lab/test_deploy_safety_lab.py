@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -28,14 +27,6 @@ pytestmark = pytest.mark.lab
 SUBNET, BRIDGE = "198.18.63.0/24", "phxtest8"
 APP = "thinkheads_ai_app"
 TTL_S = 30  # short for the test (default 120); longer than any step between two renewals here
-
-
-@pytest.fixture(scope="module")
-def stacks_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("stacks")
-    for src in (REPO / "stacks").iterdir():
-        shutil.copytree(src, out / src.name)
-    return out
 
 
 @pytest.fixture(scope="module")

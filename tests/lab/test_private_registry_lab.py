@@ -13,7 +13,6 @@ password appears in no output.  State is verified through the docker SDK.
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -23,7 +22,7 @@ from phoenix_tasks.lab.naming import LabNames
 from phoenix_tasks.tasks import stacks as stack_tasks
 from phoenix_tasks.tasks import sync as sync_tasks
 
-from conftest import REPO, module_lab, running_tasks, task_runner
+from conftest import copy_stacks, module_lab, running_tasks, task_runner
 
 pytestmark = pytest.mark.lab
 
@@ -46,9 +45,7 @@ services:
 
 @pytest.fixture(scope="module")
 def stacks_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("stacks")
-    for src in (REPO / "stacks").iterdir():
-        shutil.copytree(src, out / src.name)
+    out = copy_stacks(tmp_path_factory.mktemp("stacks"))
     (out / STACK).mkdir()
     (out / STACK / "docker-compose.yml").write_text(COMPOSE)
     (out / STACK / "phoenix.json").write_text(json.dumps({

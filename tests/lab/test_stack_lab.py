@@ -21,7 +21,7 @@ from phoenix_tasks.tasks import stacks as stack_tasks
 from phoenix_tasks.tasks import sync as sync_tasks
 from phoenix_tasks.transport import Transport
 
-from conftest import REPO, module_lab, task_runner
+from conftest import REPO, copy_stacks, module_lab, task_runner
 
 pytestmark = pytest.mark.lab
 
@@ -32,10 +32,7 @@ APP = "thinkheads_ai_app"
 @pytest.fixture(scope="module")
 def stacks_dir(tmp_path_factory):
     """The repository's stacks and the lab test stacks, in a directory tests may edit."""
-    out = tmp_path_factory.mktemp("stacks")
-    for src in [*(REPO / "stacks").iterdir(), *(REPO / "tests/data/lab_stacks").glob("probe_*")]:
-        shutil.copytree(src, out / src.name)
-    return out
+    return copy_stacks(tmp_path_factory.mktemp("stacks"), *sorted((REPO / "tests/data/lab_stacks").glob("probe_*")))
 
 
 @pytest.fixture(scope="module")
