@@ -350,6 +350,8 @@ def show_sync_plan(console: Console, plan, *, verbose: bool) -> None:
     if getattr(plan, "portainer_move", None) is not None:
         console.print(f"portainer data: {plan.portainer_move.summary()}", style="yellow", markup=False,
                       highlight=False)
+    for line in getattr(plan, "portainer_blocked", []):
+        console.print(f"blocked {rendered.namespace}: {line}", style="red", markup=False, highlight=False)
     if plan.portainer is not None:
         show_deploy(console, plan.portainer, rendered, verbose=verbose, stage="plan")
     else:

@@ -26,7 +26,7 @@ from .plan import Outcome, Plan
 from .providers import VMProvider
 from .stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy
 from .stack.facts import StackRead
-from .stack.guarded import Guard, Renderer, guarded_deploy, read_and_resolve
+from .stack.guarded import Guard, Renderer, guarded_deploy, read_resolve_gate
 from .stack.render import Rendered
 from .swarm.apply import converge
 from .swarm import maintenance
@@ -65,12 +65,14 @@ class SyncPlan:
     prune: Plan | None = None  # with --prune: nodes no VM claims, to drain and remove (swarm/maintenance.py)
     notes: dict[str, str] = field(default_factory=dict)  # stage -> why it is not planned yet
     warnings: list[str] = field(default_factory=list)
+    # The image gate: Portainer's images that their registry says do not exist or refuses.
+    portainer_blocked: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return (not self.vms and not self.vm_plan.blocked and self.swarm is not None and self.swarm.plan.empty
                 and self.portainer is not None and not self.portainer.changes and not self.portainer.behind
-                and (self.prune is None or self.prune.empty))
+                and not self.portainer_blocked and (self.prune is None or self.prune.empty))
 
 
 @dataclass
@@ -145,8 +147,9 @@ def read_plan(config: Config, transport: Transport, provider: VMProvider, render
         plan.notes["portainer"] = f"deploy {rendered.namespace} ({len(rendered.services)} services) once the swarm exists"
         return plan
     # The images' digests and Portainer's services, read at once on the control manager.
-    manager, read, plan.rendered, warnings = read_and_resolve(transport, config, renderer, rendered, True,
-                                                              manager=facts.control, credentials=credentials)
+    manager, read, plan.rendered, resolution = read_resolve_gate(transport, config, renderer, rendered, True,
+                                                                 facts.control, credentials)
+    warnings, plan.portainer_blocked = resolution.warnings, list(resolution.blocked)
     plan.portainer_read = (manager, read)
     plan.portainer_move = portainer_data.plan_move(config, read, portainer.server_service(config),
                                                    portainer.namespace(config))
@@ -224,6 +227,13 @@ def apply(config: Config, transport: Transport, provider: VMProvider, renderer: 
     if result.facts is None or result.facts.control is None:
         result.problems.append("no swarm manager answers: Portainer was not deployed")
         reporter.line("portainer: skipped: no swarm manager answers", "red")
+        return result
+    if plan.portainer_blocked:
+        # The image gate, as swarm.deploy's: nothing of Portainer is changed.
+        result.problems.append(f"Portainer was not deployed: {len(plan.portainer_blocked)} image(s) refused "
+                               "by their registry")
+        for line in plan.portainer_blocked:
+            reporter.line(f"blocked {rendered.namespace}: {line}", "red")
         return result
     if plan.portainer_move is not None:
         # Before the deploy starts the server on the new first manager: its data first.

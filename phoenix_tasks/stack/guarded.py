@@ -82,17 +82,6 @@ def referenced_objects(document: Mapping) -> tuple[str, ...]:
     return tuple(names)
 
 
-def read_and_resolve(transport: Transport, config: Config, renderer: Renderer, first: Rendered,
-                     resolve: bool, manager: VM | None = None, credentials: tuple = ()
-                     ) -> tuple[VM, StackRead, Rendered, list[str]]:
-    """(the manager, the namespace's services, the document by digest, warnings: the
-    gate's lines among them, for flows that only show them).  `credentials`: the private
-    registries to log the manager in to first (registries.read_credentials)."""
-    found, read, rendered, resolution = read_resolve_gate(transport, config, renderer, first, resolve, manager,
-                                                          credentials)
-    return found, read, rendered, [*resolution.warnings, *resolution.blocked]
-
-
 def read_resolve_gate(transport: Transport, config: Config, renderer: Renderer, first: Rendered,
                       resolve: bool, manager: VM | None = None, credentials: tuple = ()
                       ) -> tuple[VM, StackRead, Rendered, digests_mod.Resolution]:

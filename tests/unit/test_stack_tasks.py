@@ -222,7 +222,7 @@ def test_every_manager_unreachable_is_one_line_and_exit_1(wired, capsys):
     assert "no changes" not in captured.out
     [t] = made
     # The stack read tries each manager in order; the digests are resolved at the same
-    # time on the first one (read_and_resolve): portainer is asked twice, at once.
+    # time on the first one (read_resolve_gate): portainer is asked twice, at once.
     assert sorted(r.vm for r in t.log) == ["drphoenix", "portainer", "portainer"]
     assert t.mutating_commands == []
 

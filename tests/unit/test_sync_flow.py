@@ -304,3 +304,36 @@ def test_a_plan_with_something_to_do_is_not_empty(vms, what):
     else:
         plan.portainer = deploy_outcome(behind={"prod_portainer_service_portainer": "0/1"})
     assert not plan.empty
+
+
+# -- the image gate in sync-all's Portainer stage -----------------------------------------------
+
+class Recorder:
+    """A sync Reporter that keeps every line it is given."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def __getattr__(self, name):
+        return lambda first=None, *rest, **kw: self.lines.append(str(first))  # the text, not its style
+
+
+def test_portainer_images_refused_by_their_registry_block_its_stage_and_change_nothing(vms, config):
+    """As swarm.deploy's gate: an image the registry says does not exist (or refuses) is
+    never deployed by tag; the run says which, fails, and Portainer is left as it runs."""
+    from phoenix_tasks import sync
+    gate = "image portainer/portainer-ce:9.9.9: registry docker.io answered: manifest unknown"
+    plan = SyncPlan(vms=[], swarm=Outcome(Plan(), dry_run=True, facts=SimpleNamespace(control=vms.portainer)),
+                    portainer=deploy_outcome(dry_run=True), rendered=SimpleNamespace(namespace="prod_portainer_service"),
+                    portainer_blocked=[gate])
+    assert not plan.empty
+
+    class NoTransport:
+        def __getattr__(self, name):
+            raise AssertionError(f"the blocked stage used the transport ({name})")
+
+    reporter = Recorder()
+    result = sync.apply(config, NoTransport(), None, None, 9443, SimpleNamespace(prune=False), plan, reporter)
+    assert not result.ok and result.portainer is None
+    assert result.problems == ["Portainer was not deployed: 1 image(s) refused by their registry"]
+    assert f"blocked prod_portainer_service: {gate}" in reporter.lines
