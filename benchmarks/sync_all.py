@@ -154,9 +154,19 @@ def cold_swarm_bare(config) -> float:
 def sync_all(etc: Path, password: Path, *flags: str) -> tuple[float, subprocess.CompletedProcess]:
     """The real command; `res.stages` = seconds from the start to each "stage N/5" header
     (stdout unbuffered, read as it comes)."""
-    env = {"PHOENIX_CONFIG_DIR": str(etc), "PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE": str(password),
+    return inv(etc, password, "sync-all", *flags)
+
+
+def inv(etc: Path, password: Path | None, *args: str, stacks: Path | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    """`python -m invoke --search-root REPO ARGS...` as a user types it, timed as a whole
+    process; `res.stages` as for sync_all."""
+    env = {"PHOENIX_CONFIG_DIR": str(etc),
            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "invoke", "--search-root", str(REPO), "sync-all", *flags]
+    if password is not None:
+        env["PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE"] = str(password)
+    if stacks is not None:
+        env["PHOENIX_STACKS_DIR"] = str(stacks)
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args]
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     with ThreadPoolExecutor(max_workers=1) as pool:

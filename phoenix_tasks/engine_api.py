@@ -42,16 +42,24 @@ class EngineRequest:
     path: str
     body: Mapping[str, Any] = field(default_factory=dict)
     display: str = ""  # e.g. "docker swarm join --advertise-addr A -- M (token in the request body)"
+    # extra request headers, values may be Secrets (X-Registry-Auth: a registry's credential)
+    headers: tuple[tuple[str, Any], ...] = ()
 
     def secrets(self) -> list[Secret]:
-        return [v for v in _values(self.body) if isinstance(v, Secret)]
+        return [v for v in (*_values(self.body), *(v for _, v in self.headers)) if isinstance(v, Secret)]
 
-    def encode(self) -> Secret:
-        """The HTTP/1.1 request as sent: secrets revealed, so the whole of it is a Secret."""
+    def encode(self, keep_alive: bool = False) -> Secret:
+        """The HTTP/1.1 request as sent: secrets revealed, so the whole of it is a Secret.
+        `keep_alive`: another request follows on the same stream (pipelined)."""
+        extra = "".join(f"{k}: {_reveal(v) if isinstance(v, Secret) else v}\r\n" for k, v in self.headers)
+        connection = "keep-alive" if keep_alive else "close"
+        if self.method == "GET" and not self.body:
+            return Secret(f"GET {self.path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: phoenix\r\n{extra}"
+                          f"Connection: {connection}\r\n\r\n")
         data = json.dumps(self.body, default=_reveal, separators=(",", ":"))
-        head = (f"{self.method} {self.path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: phoenix\r\n"
+        head = (f"{self.method} {self.path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: phoenix\r\n{extra}"
                 f"Content-Type: application/json\r\nContent-Length: {len(data.encode())}\r\n"
-                "Connection: close\r\n\r\n")
+                f"Connection: {connection}\r\n\r\n")
         return Secret(head + data)
 
 
@@ -72,9 +80,14 @@ def _reveal(value):
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+class _Unclosed(io.BytesIO):
+    def close(self) -> None:  # http.client closes its file after each answer: the next one follows
+        pass
+
+
 class _Bytes:
-    def __init__(self, data: bytes):
-        self._file = io.BytesIO(data)
+    def __init__(self, data: bytes | io.BytesIO):
+        self._file = data if isinstance(data, io.BytesIO) else io.BytesIO(data)
 
     def makefile(self, *args, **kwargs):
         return self._file
@@ -110,6 +123,56 @@ def parse_answer(text: str) -> EngineAnswer | None:
     except (http.client.HTTPException, ValueError):
         return None
     return EngineAnswer(response.status, body.decode(errors="replace"))
+
+
+def parse_answers(text: str) -> list[EngineAnswer]:
+    """The answers to pipelined requests, in order (as many as the engine sent whole)."""
+    data = _Unclosed(text.encode())
+    out = []
+    while data.tell() < len(data.getvalue()):
+        response = http.client.HTTPResponse(_Bytes(data))  # type: ignore[arg-type]
+        try:
+            response.begin()
+            body = response.read()
+        except (http.client.HTTPException, ValueError):
+            break
+        out.append(EngineAnswer(response.status, body.decode(errors="replace")))
+    return out
+
+
+def encode_all(requests: "list[EngineRequest]") -> Secret:
+    """Requests pipelined on one stream: every one keeps it open but the last."""
+    return Secret("".join(r.encode(keep_alive=i < len(requests) - 1).reveal() for i, r in enumerate(requests)))
+
+
+def call_many(transport: "Transport", host: "Reachable", requests: "list[EngineRequest]", *,
+              argv: tuple[str, ...] | list[str] = DIAL_STDIO, preamble: Secret | None = None,
+              timeout: float | None = None, display: str = "") -> "tuple[str, list[EngineAnswer]]":
+    """Reads only: `requests` pipelined on ONE dial-stdio stream (one command, one round
+    trip); the answers in order, error answers included (each is the engine's word on its
+    request).  `argv`/`preamble`: a command that reads `preamble` from stdin first, prints
+    lines of its own, then execs dial-stdio on the rest (digests.py: registry logins).
+    Returns (what the command printed before the first answer, the answers).  The
+    command's stdin stays open until the engine has answered: an engine sees a closed
+    stream as a client gone, and cancels the request it is working on."""
+    for secret in (s for r in requests for s in r.secrets()):
+        transport.keep_secret(secret)
+    data = encode_all(requests)
+    if preamble is not None:
+        transport.keep_secret(preamble)
+        data = Secret(preamble.reveal() + data.reveal())
+    display = display or f"{' '.join(DIAL_STDIO)}: " + "; ".join(f"{r.method} {r.path}" for r in requests)
+    res = transport.run(host, tuple(argv), mutating=False, stdin=data, timeout=timeout, display=display,
+                        secret_output=True, hold_stdin=True)
+    text = res.stdout
+    start = text.find("HTTP/1.")
+    before, http_part = (text, "") if start < 0 else (text[:start], text[start:])
+    answers = [EngineAnswer(a.status, transport.scrub(a.body)) for a in parse_answers(http_part)]
+    if len(answers) < len(requests) and res.exited:
+        from .transport import RemoteCommandFailed
+        raise RemoteCommandFailed(host, display, res.exited or 1,
+                                  res.stderr or "the engine closed the API stream without an answer")
+    return transport.scrub(before), answers
 
 
 def call(transport: "Transport", host: "Reachable", request: EngineRequest, *, mutating: bool,

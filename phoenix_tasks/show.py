@@ -5,8 +5,11 @@ from a host is printed with markup off: a label like `zone=[/x]` is data, not st
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # rich is imported where something is printed: `inv --list` prints nothing of it
+    from rich.console import Console
+    from rich.text import Text
 
 from .argv import display_command
 from .plan import Outcome, Plan
@@ -59,6 +62,7 @@ def show_outcome(console: Console, err: Console, outcome: Outcome) -> None:
 def _cells(*values) -> list[Text]:
     """Table cells as text: a value read from the swarm or the config is never markup,
     whatever the console's markup setting."""
+    from rich.text import Text
     return [Text(str(v)) for v in values]
 
 
@@ -105,6 +109,7 @@ def show_status(console: Console, status: ClusterStatus) -> None:
         console.print("environments: none (no stack deployed)")
     for p in status.problems:
         console.print(f"problem: {p}", style="red", markup=False, highlight=False)
+    from rich.text import Text
     console.print(Text.assemble("cluster: ", Text("DEGRADED", "red") if status.degraded else Text("healthy", "green")))
 
 

@@ -270,7 +270,7 @@ class Transport:
     def run(self, host: Reachable, argv: Argv, *, mutating: bool, check: bool = True,
             stdin: str | Secret | None = None, quiet: bool = False,
             timeout: float | None = None, secret_output: bool = False,
-            display: str | None = None) -> CommandResult:
+            display: str | None = None, hold_stdin: bool = False) -> CommandResult:
         """Run one command on a host.  `check`: a non-zero exit raises RemoteCommandFailed.
         `stdin`: data the command reads on its standard input (closed after it).
         `quiet`: not echoed (a poll repeated every second); still in the run log.
@@ -281,7 +281,9 @@ class Transport:
         caller wraps in a `Secret` at once: its stdout is returned as printed, not
         scrubbed of secrets already known (a token read twice must compare equal).
         `display`: how the command is echoed, logged and named in errors, when its argv
-        alone says too little (an Engine API request on stdin, engine_api.py)."""
+        alone says too little (an Engine API request on stdin, engine_api.py).
+        `hold_stdin`: `stdin` is not closed after its data, only when the command ends (an
+        engine's API stream, where a closed stdin cancels the request being answered)."""
         import paramiko  # loaded already by the connection; imported here, not at start-up
 
         display = display or display_command(argv)
@@ -295,7 +297,7 @@ class Transport:
         if self.echo and not quiet:
             self.echo(f"[{host.name}] $ {display}" + (f" < ({size} bytes on stdin)" if data is not None else ""))
         conn = self._connection(host)
-        in_stream = io.StringIO(data) if data is not None else False
+        in_stream = (_HeldOpen(data) if hold_stdin else io.StringIO(data)) if data is not None else False
         try:
             self._open(host, conn)
             with self._channel_slots(host):
@@ -486,3 +488,11 @@ class Transport:
         if pending:
             on_line(self._scrub(pending.decode("utf-8", errors="replace").rstrip("\r")))
         return channel.recv_exit_status()
+
+
+class _HeldOpen(io.StringIO):
+    """Stdin data that never reaches end of file: once read, "nothing yet" (None) until the
+    command ends (Invoke closes a process's stdin on an empty read, not on None)."""
+
+    def read(self, size: int | None = -1):
+        return super().read(size) or None

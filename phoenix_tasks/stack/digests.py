@@ -2,11 +2,15 @@
 
 Each image of a rendered document is resolved on a manager, through its engine (so
 a registry mirror, credentials and the daemon's DNS apply, as they will for the
-tasks): `docker pull`, then the RepoDigest of that repository.  The document is then
+tasks): the Engine API's `GET /distribution/NAME/json` asks the registry which digest
+the tag names, without a pull (nothing is downloaded, on a dry run either), with the
+registry's credential in the X-Registry-Auth header; `GET /images/NAME/json` says
+whether the manager holds a copy.  Every request of a run goes pipelined on one
+`docker system dial-stdio` stream (engine_api.call_many): one command, one round trip.  The document is then
 rendered again with `name:tag@sha256:...`, so its hash, the diff and the ledger all
 see a tag that moved as a change.
 
-The pull's error is the registry's answer, and it is the deploy's image gate
+The endpoint's error is the registry's answer, and it is the deploy's image gate
 (guarded.py): an image the registry says does not exist (manifest unknown, tag or
 repository not found) or refuses (unauthorized, denied) is `blocked`: deploying it
 would stop the running task for one that can never start.  A registry that cannot be
@@ -17,29 +21,26 @@ with no digest and no error (only loaded locally) stays by tag, with a warning.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
+from urllib.parse import quote
 
+from .. import engine_api
 from ..model import VM
+from ..secrets import Secret
 from ..transport import Transport
 from . import registries
 from .render import SwarmObject
 
-RESOLVE_SCRIPT = (
-    'for i in "$@"; do '
-    'err=$(docker pull -q -- "$i" 2>&1 >/dev/null) || true; '
-    "d=$(docker image inspect --format '{{json .RepoDigests}}' -- \"$i\" 2>/dev/null) || d=null; "
-    "printf '%s\\t%s\\t%s\\n' \"$i\" \"$d\" \"$(printf %s \"$err\" | tr '\\t\\n' '  ')\"; "
-    "done"
-)
-
-
-# The same, after a `docker login` to each registry that needs one: `$1` logins, then
-# (server, username) pairs, then the images; the passwords come on stdin, one a line,
-# and reach docker login through the shell's builtin printf (never an argv).  A login
-# that fails logs out again (an older, stale login must not pass for this one).
-LOGIN_THEN_RESOLVE_SCRIPT = (
+# With logins: `$1` logins, then (server, username) pairs; the passwords come first on
+# stdin, one a line, and reach docker login through the shell's builtin printf (never an
+# argv); `read` takes them a byte at a time, so the rest of stdin (the API requests) is
+# left whole for dial-stdio.  A login that fails logs out again (an older, stale login
+# must not pass for this one).  The login stays: `docker stack deploy
+# --with-registry-auth` hands the manager CLI's credentials on to the workers.
+LOGIN_THEN_DIAL_SCRIPT = (
     'n=$1; shift; '
     'while [ "$n" -gt 0 ]; do '
     's=$1; u=$2; shift 2; n=$((n - 1)); IFS= read -r pw || pw=; '
@@ -47,18 +48,73 @@ LOGIN_THEN_RESOLVE_SCRIPT = (
     'then r=ok; else r=failed; docker logout -- "$s" >/dev/null 2>&1 || true; fi; '
     "printf 'login\\t%s\\t%s\\t%s\\n' \"$s\" \"$r\" \"$(printf %s \"$err\" | tr '\\t\\n' '  ')\"; "
     'done; pw=; '
-    + RESOLVE_SCRIPT
+    'exec docker system dial-stdio'
 )
 
 
-def resolve_argv(images: Iterable[str], logins: Iterable[tuple[str, str]] = ()) -> list[str]:
-    """The resolve command; with `logins` ((server, username) pairs), each registry is
-    logged in to first (the passwords go on its stdin, in the same order)."""
+def resolve_argv(logins: Iterable[tuple[str, str]] = ()) -> list[str]:
+    """The resolve command: the engine's API stream (`docker system dial-stdio`); with
+    `logins` ((server, username) pairs), each registry is logged in to first (the
+    passwords go first on its stdin, in the same order)."""
     logins = list(logins)
     if not logins:
-        return ["sh", "-c", RESOLVE_SCRIPT, "phoenix", *images]
+        return list(engine_api.DIAL_STDIO)
     pairs = [part for server, user in logins for part in (server, user)]
-    return ["sh", "-c", LOGIN_THEN_RESOLVE_SCRIPT, "phoenix", str(len(logins)), *pairs, *images]
+    return ["sh", "-c", LOGIN_THEN_DIAL_SCRIPT, "phoenix", str(len(logins)), *pairs]
+
+
+def registry_auth(credential) -> Secret:
+    """The X-Registry-Auth header's value: base64url of the JSON credential, as the CLI
+    sends it (a Secret: it carries the password)."""
+    doc = {"username": credential.username, "password": credential.password.reveal(),
+           "serveraddress": credential.server}
+    return Secret(base64.urlsafe_b64encode(json.dumps(doc).encode()).decode())
+
+
+SAFE = "/:@"  # a reference's separators stay; anything else a request line must not carry is %-encoded
+
+
+def resolve_requests(images: Sequence[str], credentials: Sequence = ()) -> list[engine_api.EngineRequest]:
+    """Per image, two reads: the registry's answer for its tag (`/distribution/NAME/json`:
+    the digest, without a pull) and the manager's own copy (`/images/NAME/json`: its
+    RepoDigests, to tell an image only loaded locally from one the registry lost)."""
+    auth = {c.server: registry_auth(c) for c in credentials}
+    out = []
+    for image in images:
+        headers = (("X-Registry-Auth", auth[registry_of(image)]),) if registry_of(image) in auth else ()
+        out += [engine_api.EngineRequest("GET", f"/distribution/{quote(image, safe=SAFE)}/json", headers=headers),
+                engine_api.EngineRequest("GET", f"/images/{quote(image, safe=SAFE)}/json")]
+    return out
+
+
+def resolve_lines(images: Sequence[str], answers: Sequence[engine_api.EngineAnswer]) -> str:
+    """The engine's answers as the lines parse_resolve reads: `image TAB RepoDigests
+    (JSON, or null) TAB the registry's error`."""
+    lines = []
+    for n, image in enumerate(images):
+        dist = answers[2 * n] if 2 * n < len(answers) else None
+        local = answers[2 * n + 1] if 2 * n + 1 < len(answers) else None
+        found, error = "null", ""
+        if dist is None:
+            error = "the engine gave no answer"
+        elif dist.ok:
+            try:
+                digest = json.loads(dist.body)["Descriptor"]["digest"]
+            except (ValueError, KeyError, TypeError):
+                digest = None
+            if digest:
+                found = json.dumps([f"{repository(image)}@{digest}"])
+            else:
+                error = f"the engine's answer names no digest: {dist.body[:120]}"
+        else:
+            error = dist.message() or f"HTTP {dist.status}"
+            if local is not None and local.ok:
+                try:
+                    found = json.dumps(json.loads(local.body).get("RepoDigests") or [])
+                except (ValueError, AttributeError):
+                    found = "null"
+        lines.append("\t".join((image, found, " ".join(error.split()))))
+    return "".join(line + "\n" for line in lines)
 
 
 def repository(image: str) -> str:
@@ -190,18 +246,23 @@ def resolve(transport: Transport, manager: VM, images: list[str], credentials: S
     if not images:
         return Resolution()
     wanted = registries.needed(credentials, {registry_of(i) for i in images})
-    # a pull may take a while: longer than an ordinary command's deadline
-    res = transport.run(manager, resolve_argv(images, [(c.server, c.username) for c in wanted]), mutating=False,
-                        timeout=max(transport.access.command_timeout_s, 120.0),
-                        stdin=registries.stdin_of(wanted) if wanted else None)
-    return parse_resolve(res.stdout)
+    # a registry may be slow to answer: longer than an ordinary read's deadline
+    before, answers = engine_api.call_many(
+        transport, manager, resolve_requests(images, wanted),
+        argv=resolve_argv([(c.server, c.username) for c in wanted]),
+        preamble=registries.stdin_of(wanted) if wanted else None,
+        timeout=max(transport.access.command_timeout_s, 120.0),
+        display=(f"docker login to {', '.join(c.server for c in wanted)}, then " if wanted else "")
+        + f"{' '.join(engine_api.DIAL_STDIO)}: GET /distribution/NAME/json and /images/NAME/json of "
+        + ", ".join(images))
+    return parse_resolve(before + resolve_lines(images, answers))
 
 
 def render_by_digest(transport: Transport, manager: VM, renderer, first, credentials: Sequence = ()):
     """(the document rendered with its images by digest, the Resolution: its warnings
     and the gate's lines).  `first` is the document rendered without digests.  A dry
-    run resolves too (its plan must show a tag that moved): the pull may add an image
-    to the manager's engine; the swarm is not touched."""
+    run resolves too (its plan must show a tag that moved): it pulls nothing; the swarm
+    is not touched."""
     resolution = resolve(transport, manager, images_of(first.document), credentials)
     return (renderer(resolution.digests) if resolution.digests else first), resolution
 

@@ -2,7 +2,7 @@
 read before any connection, and which of them a document's images need.
 
 The login itself runs on the manager in the same round trip as the digests' resolution
-(digests.LOGIN_THEN_RESOLVE_SCRIPT): `docker login --username U --password-stdin -- S`,
+(digests.LOGIN_THEN_DIAL_SCRIPT): `docker login --username U --password-stdin -- S`,
 the password piped from the shell's own `printf` (a builtin: no process has it in its
 argv) after it came on the command's standard input.  `docker stack deploy
 --with-registry-auth` then passes the manager's credentials on to the workers.  A

@@ -7,10 +7,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from invoke.exceptions import Exit
-from rich.console import Console
 
-from ..config import ConfigInvalid, load_config, validate
-from ..config.problems import errors
+from ..config.problems import ConfigInvalid, errors
 from ..errors import PhoenixError
 from ..model import Config
 from ..transport import Transport
@@ -18,8 +16,25 @@ from ..transport import Transport
 # Wide when not on a terminal, so that tables in logs and CI are not cut.  Markup is
 # off: what comes from config, files, the environment or the swarm (a node label
 # `zone=[/x]`, a path with `[/]`) is text, never style; style is given as style=.
-out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+class _Console:
+    """A rich Console made on first use (rich costs start-up time: `inv --list` prints
+    none of it)."""
+
+    def __init__(self, **settings):
+        self._settings, self._console = settings, None
+
+    def __getattr__(self, name: str):
+        if self._console is None:
+            from rich.console import Console
+            settings = dict(self._settings)
+            if settings.pop("wide_off_terminal", False):
+                settings["width"] = None if sys.stdout.isatty() else 200
+            self._console = Console(**settings)
+        return getattr(self._console, name)
+
+
+out = _Console(highlight=False, markup=False, wide_off_terminal=True)
+err = _Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
 MUTATING_HELP = {
@@ -47,6 +62,7 @@ def load_config_or_exit(config_dir=None, uses=None) -> Config:
 
     `uses`: the stacks the command works on; errors in other stacks are then warnings
     (None: every stack counts, for commands that deploy them all)."""
+    from ..config import validate
     config, problems = validate(config_dir, uses=uses)
     print_problems([p for p in problems if p.severity == "warning"] if config else problems)
     if config is None:
@@ -79,6 +95,15 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("interrupted", style="red")
         raise Exit(code=130) from None
+
+
+
+
+def __getattr__(name: str):
+    if name == "load_config":  # on first use (see config/__init__.py)
+        from ..config import load_config
+        return load_config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["MUTATING_HELP", "VMID_HELP", "err", "load_config", "load_config_or_exit", "out", "print_problems",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from invoke import task
 from invoke.exceptions import Exit
 
-from ..config import validate as validate_config
 from ..config.problems import errors
 from ..paths import display
 from .common import out, print_problems
@@ -14,6 +13,7 @@ from .common import out, print_problems
 @task
 def validate(c):
     """Check etc/ and stacks/ against the schemas and each other; list every problem."""
+    from ..config import validate as validate_config
     config, problems = validate_config()
     print_problems(problems)
     if config is None:

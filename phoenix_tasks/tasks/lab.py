@@ -9,7 +9,6 @@ from pathlib import Path
 
 from invoke import Collection, task
 from invoke.exceptions import Exit
-from rich.text import Text
 
 from phoenix_tasks import paths
 from phoenix_tasks.lab import checks, commands, configgen
@@ -79,6 +78,7 @@ def status(c, config_dir=None):
         rows = control.status(config)
         reg = control.registry_status(config)
     from rich.table import Table  # here: rich tables cost start-up time
+    from rich.text import Text
     table = Table(title=f"lab on {config.hypervisor.lab.bridge}")
     for column in ("vmid", "name", "IP", "namespace", "link", "engine", "sshd", "state"):
         table.add_column(column)

@@ -51,6 +51,16 @@ def test_listing_and_help_load_no_ssh_docker_or_table_module(args):
     assert heavy_in(modules) == []
 
 
+@pytest.mark.parametrize("args", [("--list",), ("--help", "sync-all"), ("--help", "swarm.deploy")])
+def test_listing_and_help_load_neither_the_config_checks_nor_rich(args):
+    """Listing tasks reads no config: jsonschema, the loader and rich (its console is made
+    on the first print) stay out (issue 24: about half of `inv --list`'s imports)."""
+    modules, _ = loaded(*args)
+    assert "phoenix_tasks.tasks.sync" in modules
+    assert sorted(m for m in modules if m.split(".")[0] in ("jsonschema", "rich")
+                  or m == "phoenix_tasks.config.loader") == []
+
+
 def test_validate_loads_no_ssh_docker_or_table_module():
     modules, out = loaded("validate", config_dir=REPO / "etc" / "lab")
     assert "configuration valid" in out

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from phoenix_tasks.config import load_config
+from phoenix_tasks import engine_api
 from phoenix_tasks.stack import digests
 from phoenix_tasks.stack.digests import (
     Resolution,
@@ -246,17 +247,61 @@ def test_render_by_digest_changes_the_hash_and_reads_back():
 
 # -- the command ---------------------------------------------------------------------------------------
 
+def http(status: str, body: str = "") -> str:
+    """One answer as the engine prints it on the dial-stdio stream (kept alive)."""
+    return f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n\r\n{body}"
+
+
+def distribution(digest: str) -> str:
+    return http("200 OK", json.dumps({"Descriptor": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                                                     "digest": digest, "size": 527}, "Platforms": []}))
+
+
+def error(status: str, message: str) -> str:
+    return http(status, json.dumps({"message": message}))
+
+
 def test_resolve_argv_exact():
-    assert resolve_argv(["nginx:1.25", "redis:7"]) == ["sh", "-c", digests.RESOLVE_SCRIPT, "phoenix",
-                                                      "nginx:1.25", "redis:7"]
-    assert resolve_argv(iter(["a"])) == ["sh", "-c", digests.RESOLVE_SCRIPT, "phoenix", "a"]
+    assert resolve_argv() == ["docker", "system", "dial-stdio"]
+    assert resolve_argv([]) == ["docker", "system", "dial-stdio"]
 
 
-def test_resolve_argv_quotes_a_hostile_image_once():
-    argv = resolve_argv(["nginx; rm -rf /", "$(reboot)"])
-    assert shlex.split(shell_command(argv)) == argv
-    assert "nginx" not in digests.RESOLVE_SCRIPT
-    assert 'docker pull -q -- "$i"' in digests.RESOLVE_SCRIPT
+def test_resolve_requests_ask_the_registry_and_the_manager_s_copy_without_a_pull():
+    reqs = digests.resolve_requests(["nginx:1.25", "registry.lan:5000/team/api:2"])
+    assert [(r.method, r.path, r.headers) for r in reqs] == [
+        ("GET", "/distribution/nginx:1.25/json", ()), ("GET", "/images/nginx:1.25/json", ()),
+        ("GET", "/distribution/registry.lan:5000/team/api:2/json", ()),
+        ("GET", "/images/registry.lan:5000/team/api:2/json", ())]
+
+
+def test_a_hostile_image_cannot_break_the_request_line():
+    [dist, _] = digests.resolve_requests(["nginx HTTP/1.1\r\nX: y"])
+    assert " " not in dist.path and "\r" not in dist.path and "\n" not in dist.path
+    assert dist.encode().reveal().startswith("GET /distribution/nginx%20HTTP/1.1%0D%0AX:%20y/json HTTP/1.1\r\n")
+
+
+def test_resolve_lines_turn_the_engine_s_answers_into_the_gate_s_input():
+    images = ["nginx:1.25", "gone:1", "phoenix/probe:dev", "far:1"]
+    answers = engine_api.parse_answers(
+        distribution(D1) + http("200 OK", json.dumps({"RepoDigests": [f"nginx@{D1}"]}))
+        + error("404 Not Found", "manifest unknown: manifest unknown") + error("404 Not Found", "No such image: gone:1")
+        + error("403 Forbidden", "pull access denied for phoenix/probe, repository does not exist")
+        + http("200 OK", json.dumps({"RepoDigests": []}))
+        + error("500 Internal Server Error",
+                "Get https://registry-1.docker.io/v2/: dial tcp: lookup registry-1.docker.io: no such host")
+        + error("404 Not Found", "No such image: far:1"))
+    out = parse_resolve(digests.resolve_lines(images, answers))
+    assert out.digests == {"nginx:1.25": f"nginx:1.25@{D1}"}
+    assert out.blocked == ["image gone:1: registry docker.io answered: manifest unknown: manifest unknown"]
+    assert out.unreachable == ["image far:1: registry docker.io not reached (Get https://registry-1.docker.io/v2/: "
+                               "dial tcp: lookup registry-1.docker.io: no such host)"]
+    assert any(w.startswith("image phoenix/probe:dev: only in the manager's engine") for w in out.warnings)
+
+
+def test_a_missing_answer_is_no_digest_and_no_block():
+    out = parse_resolve(digests.resolve_lines(["a:1"], []))
+    assert out.digests == {} and out.blocked == []
+    assert out.warnings == ["image a:1: no digest (the engine gave no answer): deployed by tag"]
 
 
 class RecordingTransport:
@@ -264,16 +309,28 @@ class RecordingTransport:
         self.access = SimpleNamespace(command_timeout_s=command_timeout_s)
         self.stdout, self.calls = stdout, []
 
-    def run(self, host, argv, *, mutating, check=True, stdin=None, quiet=False, timeout=None):
-        self.calls.append((host, list(argv), mutating, timeout))
+    def keep_secret(self, secret):
+        return secret
+
+    def scrub(self, text):
+        return text
+
+    def run(self, host, argv, *, mutating, check=True, stdin=None, quiet=False, timeout=None, display=None,
+            secret_output=False, hold_stdin=False):
+        self.calls.append((host, list(argv), mutating, timeout, stdin.reveal(), hold_stdin))
         return CommandResult(host, shell_command(argv), 0, self.stdout, "")
 
 
-def test_resolve_is_one_read_with_a_pull_s_deadline():
-    t = RecordingTransport(line("nginx:1.25", [f"nginx@{D1}"]))
+def test_resolve_is_one_read_pipelined_on_one_api_stream_held_open():
+    t = RecordingTransport(distribution(D1) + http("200 OK", "{}"))
     out = resolve(t, "portainer", ["nginx:1.25"])
     assert out.digests == {"nginx:1.25": f"nginx:1.25@{D1}"}
-    assert t.calls == [("portainer", resolve_argv(["nginx:1.25"]), False, 120.0)]
+    [(host, argv, mutating, timeout, stdin, held)] = t.calls
+    assert (host, argv, mutating, timeout, held) == ("portainer", resolve_argv(), False, 120.0, True)
+    assert stdin == ("GET /distribution/nginx:1.25/json HTTP/1.1\r\nHost: docker\r\nUser-Agent: phoenix\r\n"
+                     "Connection: keep-alive\r\n\r\n"
+                     "GET /images/nginx:1.25/json HTTP/1.1\r\nHost: docker\r\nUser-Agent: phoenix\r\n"
+                     "Connection: close\r\n\r\n")
     long = RecordingTransport("", command_timeout_s=300.0)
     resolve(long, "portainer", ["nginx:1.25"])
     assert long.calls[0][3] == 300.0

@@ -4,6 +4,7 @@ registry's answer to a login (phoenix_tasks.stack.registries, digests)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ from phoenix_tasks.tasks import stacks as stack_tasks
 from phoenix_tasks.transport import Transport, shell_command
 
 from swarm_recorded import lab_config
+from test_stack_digests import error
 from test_stack_tasks import RB_NAMESPACE, recorded_services, run, stacks_dir  # noqa: F401 - fixture
 
 PASSWORD = "s3cret-Pa55word"
@@ -85,38 +87,52 @@ def test_needed_are_the_registries_the_images_name():
 
 
 def test_resolve_argv_with_logins_exact():
-    argv = digests.resolve_argv(["r.lan/a:1"], [("r.lan", "deploy")])
-    assert argv == ["sh", "-c", digests.LOGIN_THEN_RESOLVE_SCRIPT, "phoenix", "1", "r.lan", "deploy", "r.lan/a:1"]
-    assert digests.resolve_argv(["a:1"], []) == ["sh", "-c", digests.RESOLVE_SCRIPT, "phoenix", "a:1"]
-    assert "--password-stdin" in digests.LOGIN_THEN_RESOLVE_SCRIPT and "--password " not in \
-        digests.LOGIN_THEN_RESOLVE_SCRIPT
+    argv = digests.resolve_argv([("r.lan", "deploy")])
+    assert argv == ["sh", "-c", digests.LOGIN_THEN_DIAL_SCRIPT, "phoenix", "1", "r.lan", "deploy"]
+    assert digests.resolve_argv([]) == ["docker", "system", "dial-stdio"]
+    assert "--password-stdin" in digests.LOGIN_THEN_DIAL_SCRIPT and "--password " not in \
+        digests.LOGIN_THEN_DIAL_SCRIPT
+    assert digests.LOGIN_THEN_DIAL_SCRIPT.endswith("exec docker system dial-stdio")
+
+
+def test_the_registry_s_credential_goes_in_the_api_request_s_header():
+    cred = registries.Credential("r.lan", "deploy", Secret(PASSWORD), "env")
+    [dist, local] = digests.resolve_requests(["r.lan/a:1"], [cred])
+    [(name, value)] = dist.headers
+    assert name == "X-Registry-Auth" and isinstance(value, Secret) and local.headers == ()
+    decoded = json.loads(base64.urlsafe_b64decode(value.reveal()))
+    assert decoded == {"username": "deploy", "password": PASSWORD, "serveraddress": "r.lan"}
+    assert PASSWORD not in repr(dist) and value in dist.secrets()
+    assert digests.resolve_requests(["q.lan/a:1"], [cred])[0].headers == ()  # another registry's: none
 
 
 def test_the_login_script_pipes_the_password_and_logs_out_after_a_refusal(tmp_path):
-    """The script run by a real sh against a stand-in `docker` that records its argv and stdin."""
-    log = tmp_path / "log"
+    """The script run by a real sh against a stand-in `docker` that records its argv and stdin;
+    what is left on stdin after the passwords reaches dial-stdio whole."""
+    log, api = tmp_path / "log", tmp_path / "api"
     fake = tmp_path / "docker"
     fake.write_text(f"""#!/bin/sh
 echo "argv: $*" >> {log}
 case "$1" in
 login) pw=$(cat); echo "stdin: $pw" >> {log}; [ "$pw" = good ] && exit 0
        echo 'Error response from daemon: login attempt to https://q.lan:5000/v2/ failed with status: 401 Unauthorized' >&2; exit 1;;
-pull) exit 0;;
-image) echo '["r.lan/a@sha256:{"1" * 64}"]';;
+system) cat > {api}; printf 'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\n{{}}';;
 esac
 """)
     fake.chmod(0o755)
-    argv = digests.resolve_argv(["r.lan/a:1"], [("r.lan", "u1"), ("q.lan:5000", "u2")])
-    res = subprocess.run(argv, input="good\nbad\n", capture_output=True, text=True,
+    argv = digests.resolve_argv([("r.lan", "u1"), ("q.lan:5000", "u2")])
+    requests = "GET /distribution/r.lan/a:1/json HTTP/1.1\r\nHost: docker\r\n\r\n"
+    res = subprocess.run(argv, input="good\nbad\n" + requests, capture_output=True, text=True,
                          env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
-    out = digests.parse_resolve(res.stdout)
-    assert out.digests == {"r.lan/a:1": f"r.lan/a:1@sha256:{'1' * 64}"}
+    head, _, answer = res.stdout.partition("HTTP/1.1")
+    out = digests.parse_resolve(head)
     assert out.blocked == ["registry q.lan:5000: docker login refused: login attempt to https://q.lan:5000/v2/ "
                            "failed with status: 401 Unauthorized"]
+    assert api.read_bytes().decode() == requests and answer.endswith("{}")
     lines = log.read_text().splitlines()
-    assert lines[:5] == ["argv: login --username u1 --password-stdin -- r.lan", "stdin: good",
+    assert lines[:6] == ["argv: login --username u1 --password-stdin -- r.lan", "stdin: good",
                          "argv: login --username u2 --password-stdin -- q.lan:5000", "stdin: bad",
-                         "argv: logout -- q.lan:5000"]
+                         "argv: logout -- q.lan:5000", "argv: system dial-stdio"]
     assert not any("good" in line or "bad" in line for line in lines if line.startswith("argv"))
 
 
@@ -128,10 +144,11 @@ def test_deploy_logs_in_within_the_resolve_round_trip_and_the_password_is_only_o
     monkeypatch.setenv("PHOENIX_CONFIG_DIR", str(cfg.config_dir))
     monkeypatch.setenv("PHOENIX_STACKS_DIR", str(stacks_dir))
     image = "thinkheads/ai-inference:1.4.0"
-    resolve = digests.resolve_argv([image], [("docker.io", "deploy")])
+    resolve = digests.resolve_argv([("docker.io", "deploy")])
     outputs = {shell_command(commands.stack_services(RB_NAMESPACE)): Result(stdout=recorded_services()),
                shell_command(resolve): Result(stdout="login\tdocker.io\tfailed\tunauthorized: incorrect username "
-                                                     f"or password\n{image}\tnull\tunauthorized\n")}
+                                                     "or password\n" + error("401 Unauthorized", "unauthorized")
+                                                     + error("404 Not Found", f"No such image: {image}"))}
     made = []
 
     def transport_for(c, verbose):
@@ -150,7 +167,7 @@ def test_deploy_logs_in_within_the_resolve_round_trip_and_the_password_is_only_o
     [t] = made  # the same two reads as without a registry: the login rides on the resolve
     assert [(r.vm, r.mutating) for r in t.log] == [("portainer", False), ("portainer", False)]
     [login] = [r for r in t.log if "docker login" in r.display]
-    assert login.stdin_bytes == len(PASSWORD) + 1 and PASSWORD not in login.display
+    assert login.stdin_bytes > len(PASSWORD) + 1 and PASSWORD not in login.display  # then the API requests
 
 
 class _Stop(Exception):

@@ -141,9 +141,9 @@ def test_deploy_unchanged_with_digests_is_two_reads_and_takes_no_lock(wired, cap
     # The resolve read (a pull on the manager) did not reach the registry: by tag, with a
     # warning, so the document and its hash are the recorded ones: nothing to change, no lock taken.
     image = "thinkheads/ai-inference:1.4.0"
-    resolve = tuple(digests.resolve_argv([image]))
+    resolve = tuple(digests.resolve_argv())
     _, made = wired({"portainer": {tuple(commands.stack_services(RB_NAMESPACE)): (recorded_services(), 0),
-                                   resolve: (f"{image}\tnull\t{NO_DNS}\n", 0)}})
+                                   resolve: (not_found_locally(image, "500 Internal Server Error", NO_DNS), 0)}})
     code, message = run(stack_tasks.deploy, stack="probe_rollback", env="rb")
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err + message
@@ -157,6 +157,13 @@ def test_deploy_unchanged_with_digests_is_two_reads_and_takes_no_lock(wired, cap
 NO_DNS = "dial tcp: lookup registry-1.docker.io: no such host"
 
 
+def not_found_locally(image: str, status: str, message: str) -> str:
+    """The engine's two answers on the resolve stream: the registry's error for the tag,
+    and no copy in the manager's engine."""
+    from test_stack_digests import error
+    return error(status, message) + error("404 Not Found", f"No such image: {image}")
+
+
 @pytest.mark.parametrize("answer, flags, blocked", [
     ("manifest for thinkheads/ai-inference:1.4.0 not found: manifest unknown: manifest unknown", {},
      "registry docker.io answered: manifest for thinkheads/ai-inference:1.4.0 not found: manifest unknown"),
@@ -167,9 +174,9 @@ NO_DNS = "dial tcp: lookup registry-1.docker.io: no such host"
 ])
 def test_the_image_gate_blocks_before_any_change(wired, capsys, answer, flags, blocked):
     image = "thinkheads/ai-inference:1.4.0"
-    resolve = tuple(digests.resolve_argv([image]))
+    resolve = tuple(digests.resolve_argv())
     _, made = wired({"portainer": {tuple(commands.stack_services(RB_NAMESPACE)): (recorded_services(), 0),
-                                   resolve: (f"{image}\tnull\t{answer}\n", 0)}})
+                                   resolve: (not_found_locally(image, "404 Not Found", answer), 0)}})
     code, message = run(stack_tasks.deploy, stack="probe_rollback", env="rb", **flags)
     captured = capsys.readouterr()
     assert code == 1, captured.out + captured.err + message
