@@ -48,7 +48,8 @@ def test_inv_help_shows_config_dir(name, capsys):
 def test_the_help_says_what_the_default_is(name, says):
     # (a fresh process: Invoke hands each task's help text to the first parser built)
     shown = subprocess.run([sys.executable, "-m", "phoenix_tasks", "--search-root", str(paths.REPO_ROOT),
-                            "--help", name], capture_output=True, text=True, timeout=60).stdout
+                            "--help", name], capture_output=True, text=True, timeout=60,
+                           cwd=paths.REPO_ROOT).stdout
     assert " ".join(shown.split()).count(says) == 1, shown
 
 
