@@ -4,18 +4,17 @@ etc/lab for the lab.* tasks)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 
 import pytest
-from invoke import MockContext
-from invoke.exceptions import Exit
 
 from phoenix_tasks import paths
 from phoenix_tasks.__main__ import PhoenixProgram
 from phoenix_tasks.collection import ns
 from phoenix_tasks.config import validate
 from phoenix_tasks.tasks import lab
+
+from conftest import call_task, run_task
 
 TASKS = sorted(ns.task_names)
 # Tasks that read no configuration (they take the flag all the same).
@@ -47,9 +46,7 @@ def test_inv_help_shows_config_dir(name, capsys):
                                         ("lab.config", "this one reads no configuration")])
 def test_the_help_says_what_the_default_is(name, says):
     # (a fresh process: Invoke hands each task's help text to the first parser built)
-    shown = subprocess.run([sys.executable, "-m", "phoenix_tasks", "--search-root", str(paths.REPO_ROOT),
-                            "--help", name], capture_output=True, text=True, timeout=60,
-                           cwd=paths.REPO_ROOT).stdout
+    shown = run_task({"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, "--help", name, timeout=60).stdout
     assert " ".join(shown.split()).count(says) == 1, shown
 
 
@@ -62,11 +59,10 @@ def test_every_reading_task_reads_the_config_dir_it_is_given(name, tmp_path, mon
     flags = {"stack": "web", "env": "prod"} if "stack" in {a.name for a in ns[name].get_arguments()} else {}
     if name == "lab.ssh":
         flags = {"vmid": "101"}
-    with pytest.raises(Exit) as caught:
-        ns[name](MockContext(), config_dir=str(missing), **flags)
-    assert caught.value.code == 1
+    code, message = call_task(ns[name], config_dir=str(missing), **flags)
+    assert code == 1
     said = capsys.readouterr()
-    assert str(missing) in said.err + said.out + (caught.value.message or "")
+    assert str(missing) in said.err + said.out + message
     assert "from-env" not in said.err + said.out
 
 
@@ -101,5 +97,5 @@ def test_a_set_but_empty_environment_is_refused_unless_a_flag_is_given(monkeypat
 
 def test_validate_reads_the_flag_over_the_environment(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(paths.CONFIG_DIR_ENV, str(tmp_path / "nowhere"))
-    ns["validate"](MockContext(), config_dir=str(paths.REPO_ROOT / "etc" / "lab"))
+    assert call_task(ns["validate"], config_dir=str(paths.REPO_ROOT / "etc" / "lab")) == (0, "")
     assert "configuration valid" in capsys.readouterr().out
