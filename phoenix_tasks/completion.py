@@ -4,7 +4,14 @@ The verbs, their actions and each one's flags are read from the task collection 
 task's own argument parser: which flags exist, which take a value), not from a table
 kept by hand; the stacks (directories of PHOENIX_STACKS_DIR holding a phoenix.json)
 and a stack's environments (its phoenix.json) are read when TAB is pressed, so the
-script stays right when stacks change.  Pure: the caller prints the text."""
+script stays right when stacks change.  Pure: the caller prints the text.
+
+bin/phoenix's own table (which verb runs which task, each task's options, those that
+take a value, the word a bare <stack>/<vmid> stands for) is generated here too, from
+the same parsers: `python -m phoenix_tasks.completion --write` rewrites the block
+between the TABLE markers of bin/phoenix (a unit test fails while it is stale), so a
+new task or flag needs no edit in bash and bin/phoenix still answers a usage error
+without starting Python."""
 
 from __future__ import annotations
 
@@ -24,23 +31,26 @@ class Verb:
     flags: tuple[str, ...]
     value_flags: tuple[str, ...]
     positional: str | None  # the option a bare word stands for: --stack, --vmid, or None
+    task: str = ""  # the task's name in the collection (swarm.deploy, sync-all)
+    short_values: tuple[str, ...] = ()  # its one-letter options that take a value (lab: -c DIR)
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _verb(verb: str, action: str, task) -> Verb:
-    flags, values = [], []
-    for arg in task.get_arguments():
-        name = _flag(arg.name)
-        flags.append(name)
+def _verb(verb: str, action: str, task, name: str = "") -> Verb:
+    flags, values, shorts = [], [], []
+    for arg in task.get_arguments(ignore_unknown_help=True):
+        flag = _flag(arg.name)
+        flags.append(flag)
         if arg.kind is not bool:
-            values.append(name)
-    names = {a.name for a in task.get_arguments()}
+            values.append(flag)
+            shorts += ["-" + n for n in arg.names if len(n) == 1]
+    names = {a.name for a in task.get_arguments(ignore_unknown_help=True)}
     positional = "--stack" if "stack" in names else "--vmid" if "vmid" in names and verb in ("vm", "swarm") and \
         action in ("create", "status", "drain", "undrain") else None
-    return Verb(verb, action, tuple(sorted(flags)), tuple(sorted(values)), positional)
+    return Verb(verb, action, tuple(sorted(flags)), tuple(sorted(values)), positional, name, tuple(sorted(shorts)))
 
 
 def verbs_of(collection) -> list[Verb]:
@@ -48,11 +58,87 @@ def verbs_of(collection) -> list[Verb]:
     found = []
     for name, task in sorted(collection.tasks.items()):
         if name in TOP_LEVEL:
-            found.append(_verb(*TOP_LEVEL[name], task))
+            found.append(_verb(*TOP_LEVEL[name], task, name))
     for cname, sub in sorted(collection.collections.items()):
         for name, task in sorted(sub.tasks.items()):
-            found.append(_verb(cname, name, task))
+            found.append(_verb(cname, name, task, f"{cname}.{name}"))
     return found
+
+
+# -- bin/phoenix's table -------------------------------------------------------------
+
+TABLE_BEGIN = ("# BEGIN TABLE: generated from the task collection by `python -m phoenix_tasks.completion "
+               "--write`; do not edit")
+TABLE_END = "# END TABLE"
+# The verbs whose task changes nothing, so has no --dry-run to offer: bin/phoenix says
+# "run it without" rather than "it would really run" (a fact the parser cannot tell).
+CHANGES_NOTHING = frozenset({"validate", "completion", "swarm.diff", "swarm.envs", "swarm.history", "swarm.logs",
+                             "swarm.ps", "swarm.render", "swarm.status", "portainer.status", "lab.status",
+                             "vm.status"})
+# A second bare word after the <stack>, and the option it stands for (swarm logs <stack> <service>).
+SECOND_WORD = "service"
+
+
+def cli_verbs(collection) -> list[Verb]:
+    """bin/phoenix's verbs: the completion's, and `completion <shell>` itself."""
+    completion = _verb("completion", "", collection.tasks["completion"], "completion")
+    return verbs_of(collection) + [Verb(completion.verb, "", completion.flags, completion.value_flags, "--shell",
+                                        "completion", completion.short_values)]
+
+
+def _assoc(name: str, items: dict[str, str]) -> str:
+    return f"declare -A {name}=(\n" + "".join(
+        f"    [{shlex.quote(k)}]={shlex.quote(v)}\n" for k, v in sorted(items.items())) + ")"
+
+
+def cli_table(collection) -> str:
+    """The block of bin/phoenix between TABLE_BEGIN and TABLE_END, markers included."""
+    verbs = cli_verbs(collection)
+    key = {v: f"{v.verb} {v.action}".strip() for v in verbs}
+    lines = [
+        TABLE_BEGIN,
+        "# verb -> task; every option of its task; its one-letter options that take a value; the",
+        "# option a bare word after the verb stands for (and a second one); verbs that change nothing.",
+        _assoc("task_of", {key[v]: v.task for v in verbs}),
+        _assoc("actions_of", {v.verb: " ".join(sorted(w.action for w in verbs if w.verb == v.verb))
+                              for v in verbs if v.action}),
+        _assoc("flags_of", {key[v]: " " + " ".join(v.flags) + " " for v in verbs}),
+        _assoc("short_values_of", {key[v]: " ".join(v.short_values) for v in verbs if v.short_values}),
+        _assoc("positional_of", {key[v]: v.positional for v in verbs if v.positional}),
+        _assoc("second_of", {key[v]: _flag(SECOND_WORD) for v in verbs
+                             if v.positional == "--stack" and _flag(SECOND_WORD) in v.flags}),
+        _assoc("changes_nothing_of", {key[v]: "1" for v in verbs if v.task in CHANGES_NOTHING}),
+        "# every option of any task that takes a value: the word after it is its value, never a flag",
+        "value_opts=(" + " ".join(sorted({f for v in verbs for f in v.value_flags})) + ")",
+        TABLE_END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def with_table(script: str, table: str) -> str:
+    """bin/phoenix's text with its TABLE block replaced by `table`."""
+    start = script.index(TABLE_BEGIN)
+    end = script.index(TABLE_END, start) + len(TABLE_END) + 1
+    return script[:start] + table + script[end:]
+
+
+def main(argv: list[str]) -> int:
+    """--write: rewrite bin/phoenix's table from the collection; else print the table."""
+    from .collection import ns
+    from .paths import REPO_ROOT
+    table = cli_table(ns)
+    if argv[1:] == ["--write"]:
+        path = REPO_ROOT / "bin" / "phoenix"
+        path.write_text(with_table(path.read_text(), table))
+        print(f"wrote the table of {path}")
+    else:
+        print(table, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv))
 
 
 def bash_script(collection, default_stacks_dir: str) -> str:

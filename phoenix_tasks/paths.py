@@ -23,11 +23,16 @@ STACK_MANIFEST_FILE = "phoenix.json"
 STACK_COMPOSE_FILE = "docker-compose.yml"
 
 
-def config_dir(explicit: str | Path | None = None) -> Path:
+def config_dir(explicit: str | Path | None = None, default: str = "etc") -> Path:
+    """The configuration directory a task reads, decided here and nowhere else:
+    `explicit` (the task's --config-dir), then PHOENIX_CONFIG_DIR, then `default` below
+    default_home() (the checkout, or installed the working directory): "etc", or
+    "etc/lab" for the lab.* tasks.  Unset and empty count alike here; config.validate
+    refuses a set-but-empty PHOENIX_CONFIG_DIR when no --config-dir is given."""
     if explicit:
         return Path(explicit).expanduser().absolute()
     env = os.environ.get(CONFIG_DIR_ENV)
-    return Path(env).expanduser().absolute() if env else default_home() / "etc"
+    return Path(env).expanduser().absolute() if env else default_home() / default
 
 
 def stacks_dir(explicit: str | Path | None = None) -> Path:

@@ -140,6 +140,21 @@ def start_task(env: dict[str, str], name: str, *flags: str) -> subprocess.Popen:
                             env=env)
 
 
+def wait_until(what: str, check, timeout_s: float = 60, every: float = 0.5):
+    """Poll check() every `every` s until it returns something true, and return that; fail
+    the test naming `what` when it is still false after `timeout_s` (the one polling
+    helper of the tests: checked once more at the deadline, so a loaded machine that
+    sleeps past it does not fail a check that holds)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout_s:.0f} s: {what}")
+        time.sleep(every)
+
+
 def running_tasks(manager, service: str) -> list[dict]:
     """A service's tasks that run now (docker SDK, on a manager's own socket)."""
     return [t for t in manager.services.get(service).tasks(filters={"desired-state": "running"})
@@ -164,11 +179,21 @@ def module_lab(out: Path, subnet: str, bridge: str, nodes: int = 3, stacks_dir: 
             control.down(config.hypervisor.lab.state_dir, config.hypervisor.lab.bridge)
 
 
+def call_task(task, **flags) -> tuple[int, str]:
+    """A task called in-process as `inv` calls it (with a MockContext): (its exit code,
+    the message of its Exit, "" when none)."""
+    from invoke import MockContext
+    from invoke.exceptions import Exit
+    try:
+        task(MockContext(), **flags)
+    except Exit as exc:
+        return exc.code, exc.message or ""
+    return 0, ""
+
+
 def task_runner(config, monkeypatch, capsys):
     """Run a task in-process against `config` (as `inv` would, with MockContext);
     returns go(task, **flags) -> (exit code, stdout + stderr, the last Transport made)."""
-    from invoke import MockContext
-    from invoke.exceptions import Exit
     from phoenix_tasks.tasks import common
     monkeypatch.setenv("PHOENIX_CONFIG_DIR", str(config.config_dir))
     monkeypatch.setenv("PHOENIX_STACKS_DIR", str(config.stacks_dir))
@@ -184,11 +209,7 @@ def task_runner(config, monkeypatch, capsys):
 
     def go(task, **flags):
         made.clear()
-        code, message = 0, ""
-        try:
-            task(MockContext(), **flags)
-        except Exit as exc:
-            code, message = exc.code, exc.message or ""  # inv prints the message on stderr
+        code, message = call_task(task, **flags)  # inv prints the message on stderr
         captured = capsys.readouterr()
         return code, captured.out + captured.err + message, (made[-1] if made else None)
 

@@ -43,6 +43,11 @@ MUTATING_HELP = {
     "force_rejoin": "take over a VM that is in another swarm (it leaves that swarm first)",
 }
 VMID_HELP = "only this VM (by vmid); default: every swarm VM in the config"
+# Every task takes --config-dir; which directory wins is decided in paths.config_dir only.
+CONFIG_DIR_HELP = "configuration directory (default: $PHOENIX_CONFIG_DIR, else etc/)"
+# The two tasks that read no configuration (completion; lab.config, which writes one to
+# --out) take the flag too, so that every task accepts the same --config-dir.
+UNREAD_CONFIG_DIR_HELP = "accepted on every task; this one reads no configuration"
 
 
 def transport_for(config: Config, verbose: bool) -> Transport:
@@ -59,6 +64,9 @@ def print_problems(problems) -> None:
 
 def load_config_or_exit(config_dir=None, uses=None) -> Config:
     """The validated config; on any error, print every problem and exit 1 (no connection made).
+
+    `config_dir`: the task's --config-dir (None: PHOENIX_CONFIG_DIR, else the default;
+    paths.config_dir decides).
 
     `uses`: the stacks the command works on; errors in other stacks are then warnings
     (None: every stack counts, for commands that deploy them all)."""
@@ -106,5 +114,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["MUTATING_HELP", "VMID_HELP", "err", "load_config", "load_config_or_exit", "out", "print_problems",
+__all__ = ["CONFIG_DIR_HELP", "UNREAD_CONFIG_DIR_HELP", "MUTATING_HELP", "VMID_HELP", "err", "load_config", "load_config_or_exit", "out", "print_problems",
            "read_portainer_password", "transport_for", "user_errors"]

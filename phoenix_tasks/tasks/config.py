@@ -7,14 +7,14 @@ from invoke.exceptions import Exit
 
 from ..config.problems import errors
 from ..paths import display
-from .common import out, print_problems
+from .common import CONFIG_DIR_HELP, out, print_problems
 
 
-@task
-def validate(c):
+@task(help={"config_dir": CONFIG_DIR_HELP})
+def validate(c, config_dir=None):
     """Check etc/ and stacks/ against the schemas and each other; list every problem."""
     from ..config import validate as validate_config
-    config, problems = validate_config()
+    config, problems = validate_config(config_dir)
     print_problems(problems)
     if config is None:
         n = len(errors(problems))

@@ -20,10 +20,8 @@ CONFIG_HELP = "lab configuration directory (default: $PHOENIX_CONFIG_DIR, else e
 
 
 def lab_config_dir(explicit: str | None) -> Path:
-    """--config-dir, else PHOENIX_CONFIG_DIR, else the checkout's etc/lab."""
-    if explicit or os.environ.get(paths.CONFIG_DIR_ENV):
-        return paths.config_dir(explicit)
-    return paths.default_home() / "etc" / "lab"
+    """--config-dir, else PHOENIX_CONFIG_DIR, else etc/lab (paths.config_dir decides)."""
+    return paths.config_dir(explicit, default="etc/lab")
 
 
 def require_root() -> None:
@@ -117,9 +115,10 @@ def ssh(c, vmid, cmd=None, config_dir=None):
             "out": "directory to write both JSON files to (created if needed)",
             "subnet": "lab subnet (default 198.18.42.0/24)",
             "bridge": "lab bridge name (default phxlab0)",
-            "state_dir": "lab state directory (default /var/lib/phoenix-lab)"})
+            "state_dir": "lab state directory (default /var/lib/phoenix-lab)",
+            "config_dir": common.UNREAD_CONFIG_DIR_HELP})
 def config(c, nodes, out, subnet="198.18.42.0/24", bridge="phxlab0",
-           state_dir="/var/lib/phoenix-lab"):
+           state_dir="/var/lib/phoenix-lab", config_dir=None):
     """Write a lab configuration directory of N VMs (for tests and benchmarks)."""
     if not re.fullmatch(r"[0-9]{1,3}", str(nodes)):
         raise Exit(f"--nodes must be a whole number, not {nodes!r}", code=1)

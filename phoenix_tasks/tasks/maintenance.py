@@ -11,7 +11,7 @@ from ..plan import Outcome
 from ..show import show_outcome, show_plan
 from ..swarm import maintenance
 from . import common
-from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
+from .common import CONFIG_DIR_HELP, MUTATING_HELP, err, load_config_or_exit, out, user_errors
 from .stacks import seconds_or_exit
 from .vm import vm_or_exit
 
@@ -38,15 +38,15 @@ def _finish(outcome: Outcome) -> None:
         raise Exit(code=1)
 
 
-@task(auto_shortflags=False, help={
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     "vmid": "the VM whose node to drain (its vmid)",
     "wait": "wait until no task runs on the node and the tasks that left run elsewhere (default; --no-wait: do not)",
     "timeout": f"seconds to wait (default {maintenance.DRAIN_TIMEOUT_S:.0f})",
     "force": "drain even when a service could run nowhere else (it stops until a node can run it)",
     "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
-def drain(c, vmid=None, wait=True, timeout=None, force=False, dry_run=False, verbose=False):
+def drain(c, vmid=None, wait=True, timeout=None, force=False, dry_run=False, verbose=False, config_dir=None):
     """Drain one node (availability drain) and wait until its tasks run elsewhere."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     vm = _swarm_vm(config, vmid)
     timeout_s = seconds_or_exit(timeout, maintenance.DRAIN_TIMEOUT_S)
     with user_errors(), common.transport_for(config, verbose) as transport:
@@ -56,11 +56,11 @@ def drain(c, vmid=None, wait=True, timeout=None, force=False, dry_run=False, ver
     _finish(outcome)
 
 
-@task(auto_shortflags=False, help={"vmid": "the VM whose node to make active again (its vmid)",
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, "vmid": "the VM whose node to make active again (its vmid)",
                                    "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
-def undrain(c, vmid=None, dry_run=False, verbose=False):
+def undrain(c, vmid=None, dry_run=False, verbose=False, config_dir=None):
     """Make one node active again (it takes new tasks; moved tasks do not move back)."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     vm = _swarm_vm(config, vmid)
     with user_errors(), common.transport_for(config, verbose) as transport:
         outcome = maintenance.undrain(transport, config, vm, dry_run=dry_run,
@@ -68,13 +68,13 @@ def undrain(c, vmid=None, dry_run=False, verbose=False):
     _finish(outcome)
 
 
-@task(auto_shortflags=False, help={
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     "force": FORCE_PRUNE_HELP,
     "timeout": f"seconds to wait for each drained node (default {maintenance.DRAIN_TIMEOUT_S:.0f})",
     "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
-def prune(c, force=False, timeout=None, dry_run=False, verbose=False):
+def prune(c, force=False, timeout=None, dry_run=False, verbose=False, config_dir=None):
     """Drain, demote and remove swarm nodes no configured VM claims (quorum checked)."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     timeout_s = seconds_or_exit(timeout, maintenance.DRAIN_TIMEOUT_S)
     with user_errors(), common.transport_for(config, verbose) as transport:
         outcome = maintenance.prune(

@@ -17,7 +17,7 @@ from ..stack import naming
 from ..stack import ps as ps_mod
 from ..stack.facts import on_a_manager
 from . import common
-from .common import MUTATING_HELP, load_config_or_exit, out, user_errors
+from .common import CONFIG_DIR_HELP, MUTATING_HELP, load_config_or_exit, out, user_errors
 from .stacks import ENV_HELP, STACK_HELP, _stack_and_env
 
 
@@ -48,7 +48,7 @@ def _reader_gone() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-@task(auto_shortflags=False, help={
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     "stack": STACK_HELP, "env": ENV_HELP,
     "service": "only this service of the stack (e.g. api); default: every service, interleaved by time",
     "follow": "keep printing new lines until Ctrl-C",
@@ -57,9 +57,9 @@ def _reader_gone() -> None:
     "timestamps": "print docker's timestamp before each line",
     "verbose": MUTATING_HELP["verbose"]})
 def logs(c, stack=None, env=None, service=None, follow=False, tail=None, since=None, timestamps=False,
-         verbose=False):
+         verbose=False, config_dir=None):
     """The logs of ENV's services (from a manager), prefixed with service, task and node."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     stack, env = _stack_and_env(config, stack, env)
     _declared_env_or_exit(config, stack, env)
     service = _service_or_exit(config, stack, service)
@@ -99,14 +99,14 @@ def logs(c, stack=None, env=None, service=None, follow=False, tail=None, since=N
         _reader_gone()
 
 
-@task(auto_shortflags=False, help={
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     "stack": STACK_HELP, "env": ENV_HELP,
     "all": "every task swarm still keeps (its task history), not only the current and the last failed ones",
     "json": "print one JSON document instead of a table",
     "verbose": MUTATING_HELP["verbose"]})
-def ps(c, stack=None, env=None, all=False, json=False, verbose=False):  # noqa: A002 - the flag is --all
+def ps(c, stack=None, env=None, all=False, json=False, verbose=False, config_dir=None):  # noqa: A002 - the flag is --all
     """Every task of ENV: service, slot, node, desired and current state, age, error, image digest."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     stack, env = _stack_and_env(config, stack, env)
     _declared_env_or_exit(config, stack, env)
     namespace = naming.namespace(env, stack)

@@ -18,7 +18,7 @@ from ..stack.deploy import DEFAULT_TIMEOUT_S
 from ..stack.guarded import guarded_deploy
 from ..stack.render import Rendered
 from . import common
-from .common import MUTATING_HELP, load_config_or_exit, out, user_errors
+from .common import CONFIG_DIR_HELP, MUTATING_HELP, load_config_or_exit, out, user_errors
 from .stacks import GUARD_HELP, guard_for, note, seconds_or_exit, show_guarded
 
 
@@ -43,13 +43,13 @@ def carry_data_if_moved(transport, config: Config, dry_run: bool) -> None:
             portainer_data.carry(transport, move, manager, report=lambda line: out.print(line, markup=False))
 
 
-@task(auto_shortflags=False, help={
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     **{k: MUTATING_HELP[k] for k in ("dry_run", "verbose")},
     "timeout": f"seconds to wait for Portainer's services to converge (default {DEFAULT_TIMEOUT_S:.0f})",
     "no_resolve": "deploy images by tag as pinned (do not resolve them to digests on the manager)", **GUARD_HELP})
-def deploy(c, dry_run=False, verbose=False, timeout=None, no_resolve=False, lock_wait=None, force_unlock=False):
+def deploy(c, dry_run=False, verbose=False, timeout=None, no_resolve=False, lock_wait=None, force_unlock=False, config_dir=None):
     """Deploy Portainer (portainer.stack as portainer.env), wait for it, check that it answers."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     rendered, password, port = rendered_or_exit(config)
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
     with user_errors():  # the private registries' passwords, read before any connection
@@ -70,11 +70,11 @@ def deploy(c, dry_run=False, verbose=False, timeout=None, no_resolve=False, lock
         raise Exit(code=1)
 
 
-@task(auto_shortflags=False, help={"json": "print one JSON document instead of text",
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, "json": "print one JSON document instead of text",
                                    "verbose": MUTATING_HELP["verbose"]})
-def status(c, json=False, verbose=False):
+def status(c, json=False, verbose=False, config_dir=None):
     """Is Portainer deployed, on which node, and does its server answer (HTTPS, from a manager)?"""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     rendered, password, port = rendered_or_exit(config)
     with user_errors(), common.transport_for(config, verbose) as transport:
         result = portainer.read_status(transport, config, port)

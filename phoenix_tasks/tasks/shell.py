@@ -8,10 +8,11 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from .. import paths
+from .common import UNREAD_CONFIG_DIR_HELP
 
 
-@task(auto_shortflags=False, help={"shell": "the shell to complete for: bash"})
-def completion(c, shell="bash"):
+@task(auto_shortflags=False, help={"shell": "the shell to complete for: bash", "config_dir": UNREAD_CONFIG_DIR_HELP})
+def completion(c, shell="bash", config_dir=None):
     """Print a bash completion script for phoenix (verbs, flags, stacks, environments)."""
     if shell != "bash":
         raise Exit(f"error: no completion for {shell!r}; there is one for bash", code=2)

@@ -34,7 +34,7 @@ from ..stack.guarded import (Guard, Guarded, check_restorable, guarded_deploy, g
                              stored_rendered)
 from ..stack.lock import DEFAULT_WAIT_S
 from . import common
-from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
+from .common import CONFIG_DIR_HELP, MUTATING_HELP, err, load_config_or_exit, out, user_errors
 
 STACK_HELP = "stack: a directory under stacks/ (e.g. thinkheads_ai_app)"
 ENV_HELP = "environment name, e.g. dev1: the stack is deployed as <env>_<stack>"
@@ -87,10 +87,10 @@ def rendered_or_exit(config: Config, stack: str | None, env: str | None) -> Rend
     return renderer_or_exit(config, stack, env)({})
 
 
-@task(name="render", auto_shortflags=False, help={"stack": STACK_HELP, "env": ENV_HELP})
-def render_(c, stack=None, env=None):
+@task(name="render", auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, "stack": STACK_HELP, "env": ENV_HELP})
+def render_(c, stack=None, env=None, config_dir=None):
     """Print the compose document a deploy of STACK as ENV sends (no connection)."""
-    config = load_config_or_exit(uses=[stack] if stack else [])
+    config = load_config_or_exit(config_dir, uses=[stack] if stack else [])
     rendered = rendered_or_exit(config, stack, env)
     for w in rendered.warnings:
         err.print(f"warning: {w}", style="yellow", markup=False)
@@ -99,13 +99,13 @@ def render_(c, stack=None, env=None):
     sys.stdout.write(rendered.text)
 
 
-@task(auto_shortflags=False, help={
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     "stack": STACK_HELP, "env": ENV_HELP, "verbose": MUTATING_HELP["verbose"],
     "exit_code": f"exit 0 when nothing would change, {CHANGES_EXIT} when something would (errors: 1, usage: 2)",
     "json": "print one JSON document instead of text"})
-def diff(c, stack=None, env=None, verbose=False, exit_code=False, json=False):
+def diff(c, stack=None, env=None, verbose=False, exit_code=False, json=False, config_dir=None):
     """Show every field that a deploy of STACK as ENV would change, service by service."""
-    config = load_config_or_exit(uses=[stack] if stack else [])
+    config = load_config_or_exit(config_dir, uses=[stack] if stack else [])
     rendered = rendered_or_exit(config, stack, env)
     with user_errors(), common.transport_for(config, verbose) as transport:
         manager, read = read_stack(transport, config, rendered.namespace)
@@ -164,7 +164,7 @@ def show_guarded(result: Guarded, verbose: bool) -> None:
         err.print(result.restore_note, style="yellow", markup=False, highlight=False)
 
 
-@task(auto_shortflags=False, help={
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     "stack": STACK_HELP, "env": ENV_HELP, **{k: MUTATING_HELP[k] for k in ("dry_run", "verbose")},
     "timeout": f"seconds to wait for the services to converge (default {DEFAULT_TIMEOUT_S:.0f})",
     "no_resolve": "deploy images by tag as written (do not resolve each tag to a digest on the manager)",
@@ -172,9 +172,9 @@ def show_guarded(result: Guarded, verbose: bool) -> None:
     "no_restore": "when the deploy fails in its wait, leave it as it is (do not redeploy the last converged record)",
     **GUARD_HELP})
 def deploy(c, stack=None, env=None, dry_run=False, verbose=False, timeout=None, no_resolve=False,
-           lock_wait=None, force_unlock=False, require_digests=False, no_restore=False):
+           lock_wait=None, force_unlock=False, require_digests=False, no_restore=False, config_dir=None):
     """Deploy STACK as environment ENV (<env>_<stack>): image gate, lock, plan, deploy, wait, ledger, restore."""
-    config = load_config_or_exit(uses=[stack] if stack else [])
+    config = load_config_or_exit(config_dir, uses=[stack] if stack else [])
     if no_resolve and require_digests:
         raise Exit("error: --require-digests needs the digests resolved: it cannot go with --no-resolve", code=1)
     renderer = renderer_or_exit(config, stack, env)
@@ -194,14 +194,14 @@ def deploy(c, stack=None, env=None, dry_run=False, verbose=False, timeout=None, 
         raise Exit(code=1)
 
 
-@task(auto_shortflags=False, help={
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     "stack": STACK_HELP, "env": ENV_HELP, **{k: MUTATING_HELP[k] for k in ("dry_run", "verbose")},
     "volumes": "also remove the environment's volumes, on every swarm VM (their data is lost)",
     "timeout": f"seconds to wait until everything is gone (default {RM_TIMEOUT_S:.0f})", **GUARD_HELP})
 def rm(c, stack=None, env=None, dry_run=False, verbose=False, volumes=False, timeout=None, lock_wait=None,
-       force_unlock=False):
+       force_unlock=False, config_dir=None):
     """Remove environment ENV of STACK (<env>_<stack>) and wait until it is gone; volumes are kept."""
-    config = load_config_or_exit(uses=[stack] if stack else [])
+    config = load_config_or_exit(config_dir, uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     timeout_s = seconds_or_exit(timeout, RM_TIMEOUT_S)
@@ -218,15 +218,15 @@ def rm(c, stack=None, env=None, dry_run=False, verbose=False, volumes=False, tim
         raise Exit(code=1)
 
 
-@task(auto_shortflags=False, help={
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     "stack": STACK_HELP, "env": ENV_HELP, **{k: MUTATING_HELP[k] for k in ("dry_run", "verbose")},
     "to": "the ledger record (#N in swarm.history) to go back to; default: the converged deploy before the last one",
     "force": "go back to a record that did not converge (failed, rolled back or incomplete) all the same",
     "timeout": f"seconds to wait for the services to converge (default {DEFAULT_TIMEOUT_S:.0f})", **GUARD_HELP})
 def rollback(c, stack=None, env=None, to=None, dry_run=False, verbose=False, timeout=None, lock_wait=None,
-             force_unlock=False, force=False):
+             force_unlock=False, force=False, config_dir=None):
     """Redeploy an earlier ledger record of ENV exactly (document, config versions, digests)."""
-    config = load_config_or_exit(uses=[stack] if stack else [])
+    config = load_config_or_exit(config_dir, uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
@@ -261,12 +261,12 @@ def rollback(c, stack=None, env=None, to=None, dry_run=False, verbose=False, tim
         raise Exit(code=1)
 
 
-@task(auto_shortflags=False, help={"stack": STACK_HELP, "env": ENV_HELP,
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, "stack": STACK_HELP, "env": ENV_HELP,
                                    "json": "print one JSON document instead of a table",
                                    "verbose": MUTATING_HELP["verbose"]})
-def history(c, stack=None, env=None, json=False, verbose=False):
+def history(c, stack=None, env=None, json=False, verbose=False, config_dir=None):
     """The ledger of ENV: every deploy, rm and rollback, who, when, hash, digests, result."""
-    config = load_config_or_exit(uses=[stack] if stack else [])
+    config = load_config_or_exit(config_dir, uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     with user_errors(), common.transport_for(config, verbose) as transport:
@@ -279,13 +279,13 @@ def history(c, stack=None, env=None, json=False, verbose=False):
         show_history(out, namespace, entries)
 
 
-@task(name="lock", auto_shortflags=False, help={
+@task(name="lock", auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     "stack": STACK_HELP, "env": ENV_HELP, "verbose": MUTATING_HELP["verbose"],
     "ttl": "seconds the lock holds (default 3600); swarm.unlock frees it earlier",
     "reason": "why, shown to whoever finds the environment locked"})
-def lock_(c, stack=None, env=None, ttl=None, reason=None, verbose=False):
+def lock_(c, stack=None, env=None, ttl=None, reason=None, verbose=False, config_dir=None):
     """Lock ENV of STACK for people: deploys, rm and rollbacks wait or fail until it is unlocked or expires."""
-    config = load_config_or_exit(uses=[stack] if stack else [])
+    config = load_config_or_exit(config_dir, uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     ttl_s = int(seconds_or_exit(ttl, 3600, flag="--ttl"))
@@ -303,11 +303,11 @@ def lock_(c, stack=None, env=None, ttl=None, reason=None, verbose=False):
               "UTC (swarm.unlock --force frees it)", markup=False, highlight=False)
 
 
-@task(auto_shortflags=False, help={"stack": STACK_HELP, "env": ENV_HELP, "verbose": MUTATING_HELP["verbose"],
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, "stack": STACK_HELP, "env": ENV_HELP, "verbose": MUTATING_HELP["verbose"],
                                    "force": "remove the lock whoever holds it (say so to them)"})
-def unlock(c, stack=None, env=None, force=False, verbose=False):
+def unlock(c, stack=None, env=None, force=False, verbose=False, config_dir=None):
     """Remove ENV's lock (--force: whoever holds it); without --force, only show who holds it."""
-    config = load_config_or_exit(uses=[stack] if stack else [])
+    config = load_config_or_exit(config_dir, uses=[stack] if stack else [])
     stack, env = _stack_and_env(config, stack, env)
     namespace = naming.namespace(env, stack)
     with user_errors(), common.transport_for(config, verbose) as transport:
@@ -325,11 +325,11 @@ def unlock(c, stack=None, env=None, force=False, verbose=False):
     out.print(f"{namespace}: lock removed (was {gens[-1].describe(now)})", markup=False, highlight=False)
 
 
-@task(auto_shortflags=False, help={"json": "print one JSON document instead of a table",
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, "json": "print one JSON document instead of a table",
                                    "verbose": MUTATING_HELP["verbose"]})
-def envs(c, json=False, verbose=False):
+def envs(c, json=False, verbose=False, config_dir=None):
     """List the environments on the swarm: stacks, services (running/desired), deployed hash."""
-    config = load_config_or_exit(uses=[])
+    config = load_config_or_exit(config_dir, uses=[])
     with user_errors(), common.transport_for(config, verbose) as transport:
         environments = read_environments(transport, config)
     if json:

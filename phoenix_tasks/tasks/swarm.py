@@ -12,7 +12,7 @@ from ..swarm.apply import read_join_token
 from ..swarm.facts import read_facts
 from ..swarm.status import read_status
 from . import common
-from .common import MUTATING_HELP, VMID_HELP, err, load_config_or_exit, out, user_errors
+from .common import CONFIG_DIR_HELP, MUTATING_HELP, VMID_HELP, err, load_config_or_exit, out, user_errors
 from .converge import run_converge
 
 def _finish(outcome: Outcome) -> None:
@@ -20,37 +20,37 @@ def _finish(outcome: Outcome) -> None:
         raise Exit(code=1)
 
 
-@task(auto_shortflags=False, help={**MUTATING_HELP})
-def init(c, dry_run=False, verbose=False, force_rejoin=False):
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, **MUTATING_HELP})
+def init(c, dry_run=False, verbose=False, force_rejoin=False, config_dir=None):
     """Initialise the swarm on the first configured manager (only if no manager is in a swarm)."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     _finish(run_converge(config, ["unlock", "init"], dry_run=dry_run, verbose=verbose, force_rejoin=force_rejoin))
 
 
-@task(auto_shortflags=False, help={"vmid": VMID_HELP, **MUTATING_HELP})
-def join(c, vmid=None, dry_run=False, verbose=False, force_rejoin=False):
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, "vmid": VMID_HELP, **MUTATING_HELP})
+def join(c, vmid=None, dry_run=False, verbose=False, force_rejoin=False, config_dir=None):
     """Join managers and workers to the swarm; promote/demote VMs whose role changed."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     _finish(run_converge(config, ["unlock", "join"], dry_run=dry_run, verbose=verbose,
                          vmid=vmid, force_rejoin=force_rejoin))
 
 
-@task(auto_shortflags=False, help={"vmid": VMID_HELP, "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
-def label(c, vmid=None, dry_run=False, verbose=False):
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, "vmid": VMID_HELP, "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
+def label(c, vmid=None, dry_run=False, verbose=False, config_dir=None):
     """Set node labels from the config (policy merge or replace, from the hypervisor config)."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     _finish(run_converge(config, ["labels"], dry_run=dry_run, verbose=verbose,
                          vmid=vmid))
 
 
-@task(auto_shortflags=False, help={"reveal": "print the tokens themselves (they grant access to the swarm: handle with care)",
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, "reveal": "print the tokens themselves (they grant access to the swarm: handle with care)",
             "rotate": "rotate the join token of worker, manager or both: the old token stops joining; the new "
                       "one is not printed",
             "dry_run": "with --rotate: read the real state and print what would rotate; change nothing",
             "verbose": MUTATING_HELP["verbose"]})
-def tokens(c, reveal=False, rotate=None, dry_run=False, verbose=False):
+def tokens(c, reveal=False, rotate=None, dry_run=False, verbose=False, config_dir=None):
     """Show the join tokens (masked unless --reveal), or rotate them (--rotate worker|manager|both)."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     if rotate is not None:
         if reveal:
             raise Exit("--reveal and --rotate do not go together: a rotated token is never printed; nothing was done",
@@ -80,13 +80,13 @@ def tokens(c, reveal=False, rotate=None, dry_run=False, verbose=False):
         out.print(f"last rotation: {last.describe() if last else 'none recorded'}", markup=False, highlight=False)
 
 
-@task(auto_shortflags=False, help={
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     "enable": "turn autolock on and write the unlock key to swarm.autolock_key_file (mode 0600; never printed)",
     "disable": "turn autolock off (the key file is left where it is)",
     "dry_run": MUTATING_HELP["dry_run"], "verbose": MUTATING_HELP["verbose"]})
-def autolock(c, enable=False, disable=False, dry_run=False, verbose=False):
+def autolock(c, enable=False, disable=False, dry_run=False, verbose=False, config_dir=None):
     """Show the swarm's autolock and its key file; --enable (key kept in the key file) or --disable."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     if enable and disable:
         raise Exit("--enable and --disable together: say one; nothing was done", code=2)
     path = config.hypervisor.swarm.autolock_key_file
@@ -103,11 +103,11 @@ def autolock(c, enable=False, disable=False, dry_run=False, verbose=False):
     _finish(result.outcome)
 
 
-@task(auto_shortflags=False, help={"json": "print one JSON document (nodes, stacks, leader, degraded) instead of tables",
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, "json": "print one JSON document (nodes, stacks, leader, degraded) instead of tables",
             "verbose": MUTATING_HELP["verbose"]})
-def status(c, json=False, verbose=False):
+def status(c, json=False, verbose=False, config_dir=None):
     """Show each configured VM's swarm state, labels and drift, the leader and the stacks."""
-    config = load_config_or_exit(uses=[])
+    config = load_config_or_exit(config_dir, uses=[])
     with user_errors(), common.transport_for(config, verbose) as transport:
         st = read_status(transport, config)
     if json:

@@ -15,13 +15,13 @@ from ..show import SyncReporter, show_sync_plan, show_sync_summary
 from ..stack import registries
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from . import common
-from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
+from .common import CONFIG_DIR_HELP, MUTATING_HELP, err, load_config_or_exit, out, user_errors
 from .converge import options
 from .stacks import seconds_or_exit
 from .vm import APPLY_DRIFT_HELP, SSH_TIMEOUT_HELP, ssh_timeout_or_exit, ssh_wait_access
 
 
-@task(auto_shortflags=False, help={
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     **MUTATING_HELP,
     "timeout": f"seconds to wait for Portainer's services to converge (default {DEFAULT_TIMEOUT_S:.0f})",
     "apply_drift": APPLY_DRIFT_HELP,
@@ -31,10 +31,10 @@ from .vm import APPLY_DRIFT_HELP, SSH_TIMEOUT_HELP, ssh_timeout_or_exit, ssh_wai
     "lock_wait": "seconds to wait for the cluster lock while another sync-all/swarm.init/swarm.join of this "
                  "config runs on this machine (default 300)"})
 def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, apply_drift=False, prune=False,
-             lock_wait=None, ssh_timeout=None):
+             lock_wait=None, ssh_timeout=None, config_dir=None):
     """Create the VMs, initialise the swarm, join and label the nodes, deploy Portainer, check it answers."""
     started = time.monotonic()
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     timeout_s = seconds_or_exit(timeout, DEFAULT_TIMEOUT_S)
     ssh_timeout_s = ssh_timeout_or_exit(ssh_timeout)
     opts = dataclasses.replace(options(config, None, force_rejoin), prune=prune)

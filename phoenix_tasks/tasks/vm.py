@@ -17,7 +17,7 @@ from ..providers import get_provider
 from ..show import show_vm_plan
 from ..vms import SSH_WAIT_S, bring_up, plan_vms, wait_for_ssh
 from . import common
-from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors
+from .common import CONFIG_DIR_HELP, MUTATING_HELP, err, load_config_or_exit, out, user_errors
 
 APPLY_DRIFT_HELP = ("apply what differs on a VM that exists (cores, memory, a grown disk, cloud-init, tags); "
                     "the plan says which change is live and which waits for the next boot")
@@ -52,14 +52,14 @@ def ssh_wait_access(config: Config, timeout_s: float) -> Config:
     return dataclasses.replace(config, hypervisor=hv)
 
 
-@task(auto_shortflags=False, help={
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, 
     "vmid": "the VM to create (its vmid in the VM config)",
     "apply_drift": APPLY_DRIFT_HELP,
     "ssh_timeout": SSH_TIMEOUT_HELP,
     "dry_run": MUTATING_HELP["dry_run"], "verbose": "also print each API call or command"})
-def create(c, vmid=None, apply_drift=False, dry_run=False, verbose=False, ssh_timeout=None):
+def create(c, vmid=None, apply_drift=False, dry_run=False, verbose=False, ssh_timeout=None, config_dir=None):
     """Create one VM (Proxmox: clone, cores/memory, disk, cloud-init, start) and wait until SSH answers."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     ssh_timeout_s = ssh_timeout_or_exit(ssh_timeout)
     vm = vm_or_exit(config, vmid)
     if vm.is_template:
@@ -112,11 +112,11 @@ def status_json(provider: str, statuses) -> dict:
             "down": any(not s.up for s in statuses if not s.vm.is_template)}
 
 
-@task(auto_shortflags=False, help={"vmid": "only this VM (default: every VM in the config, templates included)",
+@task(auto_shortflags=False, help={"config_dir": CONFIG_DIR_HELP, "vmid": "only this VM (default: every VM in the config, templates included)",
                                    "json": "print one JSON document instead of a table"})
-def status(c, vmid=None, json=False):
+def status(c, vmid=None, json=False, config_dir=None):
     """Show each VM as the provider sees it: exists, running, where, and what differs from the config."""
-    config = load_config_or_exit()
+    config = load_config_or_exit(config_dir)
     vms = [vm_or_exit(config, vmid)] if vmid is not None else list(config.vms)
     with user_errors(), get_provider(config) as provider:
         statuses = provider.statuses(vms)

@@ -20,13 +20,12 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 import docker
 import pytest
 
 from conftest import (REPO, bridge_lock, clear_stale_lab, lab_skip_reason, lab_with_password, run_task, start_task,
-                      task_env)
+                      task_env, wait_until)
 
 pytestmark = pytest.mark.lab
 
@@ -56,16 +55,6 @@ def set_hypervisor(etc, section, **values):
 def clients_of(config, names):
     return {vm.name: docker.DockerClient(base_url=names.vm(vm.vmid).docker_host, timeout=60)
             for vm in config.real_vms}
-
-
-def wait_for(what, check, deadline_s=120, every=0.1):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"not seen within {deadline_s} s: {what}")
 
 
 def swarm_state(client):
@@ -136,7 +125,7 @@ def converged_running(manager, prefix, deadline_s=180):
                 return None
             snap[s.name] = running
         return snap or None
-    return wait_for(f"every {prefix}* service at its replicas", check, deadline_s, every=1)
+    return wait_until(f"every {prefix}* service at its replicas", check, deadline_s, every=1)
 
 
 def test_sync_all_killed_mid_join_then_a_hung_worker_engine(tmp_path):
@@ -158,9 +147,9 @@ def test_sync_all_killed_mid_join_then_a_hung_worker_engine(tmp_path):
             # 1. sync-all killed (SIGKILL, by its pid) as soon as a worker's engine is joining.
             victim = start_task(env, "sync-all")
             try:
-                wait_for("a worker's engine joining", lambda: victim.poll() is not None or any(
+                wait_until("a worker's engine joining", lambda: victim.poll() is not None or any(
                     swarm_state(clients[n]) in ("pending", "active") for n in ("drphoenix", "cpuworker")),
-                    deadline_s=600, every=0.02)
+                    600, every=0.02)
                 assert victim.poll() is None, "sync-all ended before a worker joined: " + victim.stdout.read()
                 victim.send_signal(signal.SIGKILL)
             finally:
@@ -218,8 +207,8 @@ def test_sync_all_killed_mid_join_then_a_hung_worker_engine(tmp_path):
             assert {k: v[0] for k, v in services_snapshot(manager, "prod_").items()} == \
                 {k: v[0] for k, v in before.items()}
             assert {n.id: dict(n.attrs["Spec"].get("Labels") or {}) for n in manager.nodes.list()} == labels
-            wait_for("cpuworker's engine answers again", lambda: swarm_state(clients["cpuworker"]) == "active",
-                     deadline_s=120, every=0.5)
+            wait_until("cpuworker's engine answers again", lambda: swarm_state(clients["cpuworker"]) == "active",
+                       120, every=0.5)
             back = run_task(env, "sync-all")
             assert back.returncode == 0, back.stdout + back.stderr
             assert "sync-all: converged" in back.stdout
@@ -296,8 +285,8 @@ def test_two_control_machines_then_a_killed_deploy_and_a_full_disk(tmp_path):
             (stacks / APP / "config" / "api_settings.yaml").write_text("# changed\nrequest_timeout_s: 70\n")
             victim = start_task(env, "swarm.deploy", "--stack", APP, "--env", "dev1")
             try:
-                wait_for("the killed deploy's ledger entry", lambda: victim.poll() is not None or any(
-                    c.name == ledger.entry_name(NS, 2) for c in manager.configs.list()), deadline_s=300, every=0.05)
+                wait_until("the killed deploy's ledger entry", lambda: victim.poll() is not None or any(
+                    c.name == ledger.entry_name(NS, 2) for c in manager.configs.list()), 300, every=0.05)
                 assert victim.poll() is None, "the deploy ended before its entry was seen: " + victim.stdout.read()
                 victim.send_signal(signal.SIGKILL)
             finally:

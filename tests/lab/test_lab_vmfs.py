@@ -22,7 +22,7 @@ import pytest
 from phoenix_tasks.lab import control
 from phoenix_tasks.lab.naming import VM_DOCKER_ROOT
 
-from conftest import REPO, lab_skip_reason, module_lab
+from conftest import REPO, lab_skip_reason, module_lab, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -36,17 +36,6 @@ AGENT_MOUNTS = ("/var/run/docker.sock", "/var/lib/docker/volumes")
 def vmfs_lab(tmp_path_factory):
     with module_lab(tmp_path_factory.mktemp("vmfslab"), SUBNET, BRIDGE, nodes=2) as lab:
         yield lab
-
-
-def wait_for(what, check, timeout_s: float = 60):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.3)
 
 
 def in_ssh(lab, vm, command: str) -> str:
@@ -109,8 +98,8 @@ def test_a_global_service_with_the_agents_bind_mounts_runs_a_task_on_every_node(
     manager = vmfs_lab.docker(vmfs_lab.vms[0])
     nodes = {n.id for n in manager.nodes.list()}
     assert len(nodes) == 2
-    tasks = wait_for("a running task on every node",
-                     lambda: (lambda t: t if set(t) == nodes else None)(running_tasks(agent_service)))
+    tasks = wait_until("a running task on every node",
+                       lambda: (lambda t: t if set(t) == nodes else None)(running_tasks(agent_service)), 60, every=0.3)
     for task in tasks.values():
         mounts = task["Spec"]["ContainerSpec"]["Mounts"]
         assert sorted((m["Source"], m["Target"], m["Type"]) for m in mounts) == \
@@ -118,8 +107,8 @@ def test_a_global_service_with_the_agents_bind_mounts_runs_a_task_on_every_node(
 
 
 def agent_container(client):
-    return wait_for("the agent's container", lambda: next(iter(client.containers.list(
-        filters={"label": "com.docker.swarm.service.name=phx-vmfs-agent"})), None))
+    return wait_until("the agent's container", lambda: next(iter(client.containers.list(
+        filters={"label": "com.docker.swarm.service.name=phx-vmfs-agent"})), None), 60, every=0.3)
 
 
 def test_inside_the_agent_the_socket_and_volumes_are_that_vms_own(vmfs_lab, agent_service):
@@ -193,11 +182,11 @@ def test_portainers_stand_in_answers_https_on_9443_and_http_on_9000(vmfs_lab):
         "portainer/portainer-ce:2.21.4", ["-H", "tcp://tasks.agent:9001", "--tlsskipverify"],
         network_mode="host", detach=True, name="phx-vmfs-standin-tls")
     try:
-        status, version = wait_for("HTTPS on 9443", lambda: _try(https_status, vm.address, 9443,
-                                                                  "/api/system/status"))
+        status, version = wait_until("HTTPS on 9443", lambda: _try(https_status, vm.address, 9443,
+                                                                  "/api/system/status"), 60, every=0.3)
         assert status == 200 and version.startswith("TLS")
         assert _try(https_status, vm.address, 9443, "/anything/else")[0] == 200
-        status, body = wait_for("HTTP on 9000", lambda: _try(http_status, vm.address, 9000))
+        status, body = wait_until("HTTP on 9000", lambda: _try(http_status, vm.address, 9000), 60, every=0.3)
         assert (status, body) == (200, "phoenix lab stand-in image\n")
         with pytest.raises(ssl.SSLError):  # 9000 is plain HTTP, not TLS
             https_status(vm.address, 9000, "/")

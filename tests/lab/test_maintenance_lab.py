@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import pytest
 
@@ -21,7 +20,7 @@ from phoenix_tasks.tasks import maintenance as maint_tasks
 from phoenix_tasks.tasks import swarm as swarm_tasks
 from phoenix_tasks.tasks import sync as sync_tasks
 
-from conftest import module_lab, task_runner
+from conftest import module_lab, task_runner, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -54,17 +53,6 @@ def node_id(lab, name) -> str:
 
 def node(lab, name):
     return manager(lab).nodes.get(node_id(lab, name)).attrs
-
-
-def until(check, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout_s:.0f} s: {what}")
-        time.sleep(0.5)
 
 
 def running(lab, service: str) -> list[dict]:
@@ -108,8 +96,8 @@ def test_swarm_with_three_services(mlab, run):
                       constraints=["node.role==worker"], endpoint_spec=dnsrr)
     m.services.create(IMAGE, name="gpu", constraints=["node.labels.gpu==true"], endpoint_spec=dnsrr)
     m.services.create(IMAGE, name="agent", mode=docker.types.ServiceMode("global"), endpoint_spec=dnsrr)
-    until(lambda: len(running(mlab, "web")) == 2 and len(running(mlab, "gpu")) == 1
-          and len(running(mlab, "agent")) == 4, 90, "web 2/2, gpu 1/1, agent 4/4")
+    wait_until("web 2/2, gpu 1/1, agent 4/4", lambda: len(running(mlab, "web")) == 2
+               and len(running(mlab, "gpu")) == 1 and len(running(mlab, "agent")) == 4, 90)
 
 
 def test_drain_a_worker_moves_its_tasks_before_it_returns(mlab, run):
@@ -146,7 +134,7 @@ def test_drain_a_worker_moves_its_tasks_before_it_returns(mlab, run):
     assert node(mlab, target.name)["Spec"]["Availability"] == "active"
     code, out, t = run(maint_tasks.undrain, vmid=str(target.vmid))
     assert code == 0 and "no changes" in out and mutating(t) == []
-    until(lambda: len(running(mlab, "agent")) == 4, 60, "agent back on the undrained node")
+    wait_until("agent back on the undrained node", lambda: len(running(mlab, "agent")) == 4, 60)
 
 
 def test_draining_the_only_node_a_constraint_allows_is_refused_without_force(mlab, run):
@@ -166,7 +154,7 @@ def test_draining_the_only_node_a_constraint_allows_is_refused_without_force(mla
     assert running(mlab, "gpu") == []
     code, out, _ = run(maint_tasks.undrain, vmid=str(gpu.vmid))
     assert code == 0, out
-    until(lambda: len(running(mlab, "gpu")) == 1 and len(running(mlab, "agent")) == 4, 60, "gpu back on drphoenix")
+    wait_until("gpu back on drphoenix", lambda: len(running(mlab, "gpu")) == 1 and len(running(mlab, "agent")) == 4, 60)
 
 
 def test_a_pinned_availability_is_converged_by_swarm_label(mlab, run, tmp_path, monkeypatch):
@@ -212,7 +200,7 @@ def test_a_vm_removed_from_the_config_is_pruned_only_with_the_flag(mlab, run, tm
 
     # The machine leaves (as one being decommissioned would); once it is down, prune removes it.
     mlab.docker(cpu2).swarm.leave()
-    until(lambda: manager(mlab).nodes.get(gone).attrs["Status"]["State"] == "down", 60, "cpuworker2 down")
+    wait_until("cpuworker2 down", lambda: manager(mlab).nodes.get(gone).attrs["Status"]["State"] == "down", 60)
     code, out, t = run(maint_tasks.prune)
     assert code == 0, out
     assert mutating(t) == [f"docker node rm -- {gone}"]
@@ -230,7 +218,7 @@ def test_sync_all_prune_removes_the_node_a_rejoin_left_behind(mlab, run, tmp_pat
     code, out, _ = run(swarm_tasks.join)
     assert code == 0, out
     assert node_id(mlab, "cpuworker") != old
-    until(lambda: manager(mlab).nodes.get(old).attrs["Status"]["State"] == "down", 60, "the old entry down")
+    wait_until("the old entry down", lambda: manager(mlab).nodes.get(old).attrs["Status"]["State"] == "down", 60)
     code, out, t = run(sync_tasks.sync_all)  # without --prune: named, kept
     assert code == 0, out
     assert f"stale: node cpuworker {old[:12]} (worker, down, active)" in out
@@ -269,8 +257,8 @@ def test_three_managers_the_quorum_guard_and_a_manager_pruned(mlab, run, tmp_pat
     os.kill(engine, signal.SIGSTOP)
     try:
         cpu_id = node_id_from_manager(mlab, "cpuworker")
-        until(lambda: manager(mlab).nodes.get(cpu_id).attrs["ManagerStatus"]["Reachability"] == "unreachable",
-              60, "cpuworker unreachable as a manager")
+        wait_until("cpuworker unreachable as a manager", lambda: manager(mlab).nodes.get(
+            cpu_id).attrs["ManagerStatus"]["Reachability"] == "unreachable", 60)
         monkeypatch.setenv("PHOENIX_CONFIG_DIR", str(demote_dr))
         code, out, t = run(swarm_tasks.join)
         assert code == 1
@@ -280,8 +268,8 @@ def test_three_managers_the_quorum_guard_and_a_manager_pruned(mlab, run, tmp_pat
         assert node(mlab, "drphoenix")["Spec"]["Role"] == "manager"
     finally:
         os.kill(engine, signal.SIGCONT)
-    until(lambda: manager(mlab).nodes.get(cpu_id).attrs["ManagerStatus"]["Reachability"] == "reachable",
-          60, "cpuworker reachable again")
+    wait_until("cpuworker reachable again", lambda: manager(mlab).nodes.get(
+        cpu_id).attrs["ManagerStatus"]["Reachability"] == "reachable", 60)
 
     # cpuworker taken out of the config: prune drains and demotes it (quorum: 3 -> 2), then removes it once down.
     no_cpu = config_variant(mlab, tmp_path, "no-cpu", {"cpuworker2": None, "cpuworker": None,
@@ -295,7 +283,7 @@ def test_three_managers_the_quorum_guard_and_a_manager_pruned(mlab, run, tmp_pat
     n = manager(mlab).nodes.get(cpu_id).attrs
     assert (n["Spec"]["Role"], n["Spec"]["Availability"]) == ("worker", "drain")
     mlab.docker(vm(mlab, "cpuworker")).swarm.leave()
-    until(lambda: manager(mlab).nodes.get(cpu_id).attrs["Status"]["State"] == "down", 60, "cpuworker down")
+    wait_until("cpuworker down", lambda: manager(mlab).nodes.get(cpu_id).attrs["Status"]["State"] == "down", 60)
     code, out, t = run(maint_tasks.prune)
     assert code == 0, out
     assert mutating(t) == [f"docker node rm -- {cpu_id}"]

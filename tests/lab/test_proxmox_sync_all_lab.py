@@ -13,15 +13,12 @@ on phxtest11, torn down at the end."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import docker
 import pytest
 
-from conftest import REPO, bridge_lock, clear_stale_lab, lab_skip_reason, make_lab_config
+from conftest import bridge_lock, clear_stale_lab, lab_skip_reason, make_lab_config, run_task, task_env
 from proxmox_sim import DEFAULT_TOKEN, ProxmoxApiSimulator, SimGuest, lab_start_hook
 
 pytestmark = pytest.mark.lab
@@ -49,12 +46,8 @@ def proxmox_config_dir(lab_config, out, sim):
 
 
 def inv(config_dir, *args, password=None):
-    env = {"PHOENIX_CONFIG_DIR": str(config_dir), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-           TOKEN_VAR: DEFAULT_TOKEN}
-    if password:
-        env["PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE"] = str(password)
-    return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
-                          capture_output=True, text=True, timeout=900, env=env)
+    """conftest's run_task, with the simulator's API token in the environment."""
+    return run_task({**task_env(config_dir, password or None), TOKEN_VAR: DEFAULT_TOKEN}, *args)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import ipaddress
 import json
 import logging
 import stat
-import time
 
 import docker
 import pytest
@@ -26,7 +25,7 @@ from phoenix_tasks.lab import vm as labvm
 from phoenix_tasks.tasks import swarm as swarm_tasks
 from phoenix_tasks.tasks import sync as sync_tasks
 
-from conftest import module_lab, task_runner
+from conftest import module_lab, task_runner, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -83,16 +82,6 @@ def tokens(lab) -> dict:
     found = dict(m.swarm.attrs["JoinTokens"])
     SECRETS.update(found.values())
     return found
-
-
-def wait_for(predicate, what: str, timeout_s: float = 60):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_init_with_an_address_pool_gives_overlay_networks_from_it(sec_lab, run):
@@ -219,7 +208,7 @@ def test_a_restarted_manager_comes_back_locked_and_the_converge_unlocks_it_from_
     assert m.info()["Swarm"]["LocalNodeState"] == "active"
     # The swarm works: every node ready again, and an overlay network can be made.
     ids = [sec_lab.docker(v).info()["Swarm"]["NodeID"] for v in sec_lab.vms]  # not the stale one of the rejoin
-    wait_for(lambda: all(m.nodes.get(i).attrs["Status"]["State"] == "ready" for i in ids), "every VM's node ready")
+    wait_until("every VM's node ready", lambda: all(m.nodes.get(i).attrs["Status"]["State"] == "ready" for i in ids), 60)
     net = m.networks.create("phx-after-unlock", driver="overlay")
     net.remove()
     code, out, t = run(swarm_tasks.join)

@@ -65,7 +65,7 @@ def complete(script: str, stacks: Path, line: str) -> list[str]:
     ("phoenix -v swarm diff app --env dev1 --ex", ["--exit-code"]),
     ("phoenix swarm logs app --env dev1 --f", ["--follow"]),
     ("phoenix swarm logs app --tail ", []),
-    ("phoenix swarm ps app --env dev1 --", ["--all", "--env", "--json", "--stack", "--verbose"]),
+    ("phoenix swarm ps app --env dev1 --", ["--all", "--config-dir", "--env", "--json", "--stack", "--verbose"]),
     ("phoenix swarm ps --stack ", ["analytics", "app", "other"]),
     ("phoenix completion ", ["bash"]),
     ("phoenix swarm logs app --env dev1 ", ["api", "worker"]),

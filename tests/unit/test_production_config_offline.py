@@ -5,13 +5,10 @@ the machine. They must fail cleanly, by name, with no traceback."""
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-INV = [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
+from conftest import REPO, task_argv
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
                                 reason="needs root for `unshare --net` (a test never reaches etc/'s real IPs)")
@@ -21,7 +18,7 @@ def run_offline(*args, **extra_env):
     env = {k: v for k, v in os.environ.items() if k not in ("PHOENIX_CONFIG_DIR", "PHOENIX_STACKS_DIR")}
     env.pop("PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE", None)
     env.update(extra_env)
-    return subprocess.run(["unshare", "--net", *INV, *args], capture_output=True, text=True, env=env,
+    return subprocess.run(["unshare", "--net", *task_argv(*args)], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=120)
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from invoke import MockContext, Result
-from invoke.exceptions import Exit
 
 from phoenix_tasks.stack import logs, ps
 from phoenix_tasks.tasks import common, observe
 from phoenix_tasks.transport import Transport, shell_command
 
+from conftest import call_task
 from swarm_recorded import lab_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -174,12 +174,7 @@ def wired(tmp_path, monkeypatch):
     return use
 
 
-def run(task, **flags) -> tuple[int, str]:
-    try:
-        task(MockContext(), **flags)
-    except Exit as exc:
-        return exc.code, exc.message or ""
-    return 0, ""
+run = call_task  # (exit code, Exit's message) of a task called as `inv` calls it
 
 
 def test_unknown_service_is_one_line_before_any_connection(wired):

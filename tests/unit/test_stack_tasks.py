@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 from invoke import MockContext, Result
-from invoke.exceptions import Exit
 
 from phoenix_tasks.config import load_config
 from phoenix_tasks.stack import commands, digests
@@ -25,6 +24,7 @@ from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import stacks as stack_tasks
 from phoenix_tasks.transport import Transport, shell_command
 
+from conftest import call_task
 from swarm_recorded import lab_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,13 +89,7 @@ def wired(tmp_path, stacks_dir, monkeypatch):
     return use
 
 
-def run(task, **flags) -> tuple[int, str]:
-    """(exit code, Exit's message) of a task called as `inv` calls it."""
-    try:
-        task(MockContext(), **flags)
-    except Exit as exc:
-        return exc.code, exc.message or ""
-    return 0, ""
+run = call_task  # (exit code, Exit's message) of a task called as `inv` calls it
 
 
 def recorded_services() -> str:
