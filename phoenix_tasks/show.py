@@ -395,6 +395,8 @@ def show_sync_summary(console: Console, config, result, password) -> None:
         changed = True
         done = dict.fromkeys(f"{a.subject} {a.kind}" for a in result.prune.applied)
         console.print(f"prune: {'; '.join(done)}", markup=False, highlight=False)
+    for problem in result.problems:  # stage-level failures (named when they happened too)
+        console.print(f"sync-all: {problem}", style="red", markup=False, highlight=False)
     verdict = "converged" if result.ok else "NOT converged"
     what = "changes applied" if changed else "no changes"
     console.print(f"sync-all: {verdict} ({what}) in {result.elapsed_s:.1f} s", style=None if result.ok else "red",

@@ -121,16 +121,24 @@ def test_sync_all_from_nothing_to_a_dashboard(tmp_path):
             assert back.returncode == 0, back.stdout + back.stderr
             assert "sync-all: converged" in back.stdout
 
-            # An image the nodes do not have: the task error, and the server that ran runs on.
+            # A tag the registry does not have: the image gate blocks portainer.deploy and
+            # sync-all's Portainer stage before anything changes; the server that ran runs on.
             missing = tmp_path / "etc-missing-image"
             shutil.copytree(etc, missing)
             hv = json.loads((missing / "phoenix_hypervisor_config.json").read_text())
             hv["portainer"]["images"]["portainer"] = "portainer/portainer-ce:2.99.0"
             (missing / "phoenix_hypervisor_config.json").write_text(json.dumps(hv))
+            version = manager.services.get("prod_portainer_service_portainer").attrs["Version"]["Index"]
             failed = task(missing, "portainer.deploy", "--timeout", "60", password=password)
             assert failed.returncode == 1, failed.stdout + failed.stderr
-            assert "prod_portainer_service_portainer" in failed.stderr and "2.99.0" in failed.stderr
+            assert "blocked" in failed.stderr and "portainer/portainer-ce:2.99.0" in failed.stderr
+            assert "registry docker.io" in failed.stderr and "manifest unknown" in failed.stderr
+            blocked = sync_all(missing, password=password)
+            assert blocked.returncode == 1, blocked.stdout + blocked.stderr
+            assert "portainer/portainer-ce:2.99.0" in blocked.stdout and "manifest unknown" in blocked.stdout
+            assert "Portainer was not deployed" in blocked.stdout + blocked.stderr
             service = manager.services.get("prod_portainer_service_portainer")
+            assert service.attrs["Version"]["Index"] == version  # not updated, by either command
             assert service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].startswith(
                 "portainer/portainer-ce:2.21.4")
             deadline = time.monotonic() + 60
