@@ -42,7 +42,7 @@ from phoenix_tasks.stack.render import render  # noqa: E402
 from phoenix_tasks.swarm import commands as swarm_commands  # noqa: E402
 from phoenix_tasks.swarm.apply import converge  # noqa: E402
 from phoenix_tasks.swarm.plan import Options  # noqa: E402
-from phoenix_tasks.transport import Transport  # noqa: E402
+from phoenix_tasks.core.transport import Transport  # noqa: E402
 
 APP = "thinkheads_ai_app"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.text import Text
 
-from .argv import display_command
-from .plan import Outcome, Plan
+from .core.argv import display_command
+from .core.plan import Outcome, Plan
 from .swarm.status import ClusterStatus
 
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import portainer, portainer_data
-from .errors import PhoenixError
-from .model import VM, Config
-from .plan import Outcome, Plan
+from .core.errors import PhoenixError
+from .core.model import VM, Config
+from .core.plan import Outcome, Plan
 from .providers import VMProvider
 from .stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy
 from .stack.facts import StackRead
@@ -32,7 +32,7 @@ from .swarm.apply import converge
 from .swarm import maintenance
 from .swarm.facts import ClusterFacts
 from .swarm.plan import PHASES, Options
-from .transport import Transport
+from .core.transport import Transport
 from .vms import SSH_WAIT_S, VMsOutcome, bring_up, plan_targets, plan_vms, wait_for_ssh
 
 

@@ -27,9 +27,10 @@ from typing import Any, Iterable, Mapping
 from jsonschema import Draft4Validator, Draft7Validator, FormatChecker
 from jsonschema.exceptions import best_match
 
-from ..paths import SCHEMA_DIR
+from ..core.paths import SCHEMA_DIR
 from .documents import _messages
-from .problems import Problem, pointer
+from ..core.safe_read import pointer
+from .problems import Problem
 
 COMPOSE_SCHEMA_DIR = Path("compose")
 SPEC_SCHEMA = COMPOSE_SCHEMA_DIR / "compose-spec.json"

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import paths
+from ..core import paths
 from . import compose
 from .build import build_stack
-from .problems import Problem, pointer
+from ..core.safe_read import pointer
+from .problems import Problem
 from .read import Raw
 
 

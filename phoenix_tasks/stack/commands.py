@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from ..argv import Arg
+from ..core.argv import Arg
 
 DOCKER = "docker"
 SEPARATOR = "--- phoenix ---"

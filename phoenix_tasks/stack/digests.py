@@ -21,8 +21,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from ..model import VM
-from ..transport import Transport
+from ..core.model import VM
+from ..core.transport import Transport
 from . import registries
 from .render import SwarmObject
 

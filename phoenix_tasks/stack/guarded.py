@@ -19,10 +19,10 @@ from typing import Callable, Mapping
 
 import yaml
 
-from ..errors import PhoenixError
-from ..model import VM, Config
-from ..plan import Action, Blocked, Plan
-from ..transport import Transport
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config
+from ..core.plan import Action, Blocked, Plan
+from ..core.transport import Transport
 from . import digests as digests_mod
 from . import gc, ledger
 from .deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy, read_stack, read_view

@@ -30,11 +30,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..cluster_text import clean
-from ..errors import PhoenixError
-from ..model import VM
+from ..core.cluster_text import clean
+from ..core.errors import PhoenixError
+from ..core.model import VM
 from ..swarm import raft
-from ..transport import RemoteCommandFailed, Transport
+from ..core.transport import RemoteCommandFailed, Transport
 from .commands import SEPARATOR, object_remove
 
 LABEL = "io.phoenix.lock"  # = the namespace

@@ -30,11 +30,12 @@ from typing import Any, Callable, Literal, Mapping
 
 import yaml
 
-from .. import __version__, paths
-from ..config import safe_read
-from ..errors import PhoenixError
-from ..model import Stack
-from ..secrets import Secret
+from .. import __version__
+from ..core import paths
+from ..core import safe_read
+from ..core.errors import PhoenixError
+from ..core.model import Stack
+from ..core.secrets import Secret
 from . import naming
 from . import refusals as refuse
 from .interpolate import cast_types, escape_dollars, interpolate

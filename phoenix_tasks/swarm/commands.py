@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from ..secrets import Secret
-from ..argv import Arg, Script
-from ..engine_api import EngineRequest
+from ..core.secrets import Secret
+from ..core.argv import Arg, Script
+from ..core.engine_api import EngineRequest
 from ..stack.commands import SEPARATOR
 
 DOCKER = "docker"

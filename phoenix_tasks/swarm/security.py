@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from ..errors import PhoenixError
-from ..model import VM, Config, SwarmSettings
-from ..plan import LOCAL, Action, Blocked, Outcome, Payload, Plan
-from ..secrets import Secret
-from ..transport import Transport
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config, SwarmSettings
+from ..core.plan import LOCAL, Action, Blocked, Outcome, Payload, Plan
+from ..core.secrets import Secret
+from ..core.transport import Transport
 from . import commands, events
 from .facts import LOCKED, ClusterFacts, read_facts
 

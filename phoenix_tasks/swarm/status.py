@@ -6,10 +6,10 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 
-from ..errors import PhoenixError
-from ..model import Config
+from ..core.errors import PhoenixError
+from ..core.model import Config
 from ..stack.envs import parse_environments
-from ..transport import Transport
+from ..core.transport import Transport
 from . import commands
 from .facts import ClusterFacts, NodeFacts, read_facts
 from .plan import MEMBER, NO_SWARM, WRONG_ROLE, classify, label_diff, no_manager_reason

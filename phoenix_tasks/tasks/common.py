@@ -11,9 +11,9 @@ from rich.console import Console
 
 from ..config import ConfigInvalid, load_config, validate
 from ..config.problems import errors
-from ..errors import PhoenixError
-from ..model import Config
-from ..transport import Transport
+from ..core.errors import PhoenixError
+from ..core.model import Config
+from ..core.transport import Transport
 
 # Wide when not on a terminal, so that tables in logs and CI are not cut.  Markup is
 # off: what comes from config, files, the environment or the swarm (a node label

@@ -7,7 +7,7 @@ from invoke.exceptions import Exit
 
 from ..config import validate as validate_config
 from ..config.problems import errors
-from ..paths import display
+from ..core.paths import display
 from .common import out, print_problems
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from invoke import task
 from invoke.exceptions import Exit
 
-from ..model import VM, Config
-from ..plan import Outcome
+from ..core.model import VM, Config
+from ..core.plan import Outcome
 from ..show import show_outcome, show_plan
 from ..swarm import maintenance
 from . import common

@@ -10,7 +10,7 @@ from invoke import Collection, task
 from invoke.exceptions import Exit
 
 from .. import portainer
-from ..model import Config
+from ..core.model import Config
 from ..show import show_deploy, show_portainer, show_progress
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from ..stack.guarded import guarded_deploy

@@ -7,7 +7,7 @@ import sys
 from invoke import task
 from invoke.exceptions import Exit
 
-from .. import paths
+from ..core import paths
 
 
 @task(auto_shortflags=False, help={"shell": "the shell to complete for: bash"})

@@ -14,8 +14,8 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from .. import portainer
-from ..cluster_text import MAX_TEXT, control_characters
-from ..model import Config
+from ..core.cluster_text import MAX_TEXT, control_characters
+from ..core.model import Config
 from ..stack import naming, registries
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from ..stack.deploy import read_stack

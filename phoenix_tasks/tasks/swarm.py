@@ -5,7 +5,7 @@ from __future__ import annotations
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from ..plan import Outcome
+from ..core.plan import Outcome
 from ..show import show_autolock, show_plan, show_rotation, show_status
 from ..swarm import events, security
 from ..swarm.apply import read_join_token

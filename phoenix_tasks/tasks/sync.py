@@ -43,7 +43,7 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, 
             return portainer.render_portainer(config, password, digests)
         port = portainer.published_port(renderer({}))
         provider = get_provider(config)
-    from ..cluster_lock import DEFAULT_WAIT_S, unless_dry_run  # here: the module's imports are another change's
+    from ..core.local_lock import DEFAULT_WAIT_S, unless_dry_run  # here: the module's imports are another change's
     lock_wait_s = seconds_or_exit(lock_wait, DEFAULT_WAIT_S, minimum=0, flag="--lock-wait")
     reporter = SyncReporter(out, err, verbose=verbose)
     # One converging run per cluster from this machine, held from the first read to the end.

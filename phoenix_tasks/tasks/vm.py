@@ -12,7 +12,7 @@ import re
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from ..model import VM, Config
+from ..core.model import VM, Config
 from ..providers import get_provider
 from ..show import show_vm_plan
 from ..vms import SSH_WAIT_S, bring_up, plan_vms, wait_for_ssh

@@ -21,11 +21,11 @@ from phoenix_tasks.portainer import (
     PASSWORD_ENV, Password, PortainerError, PortainerStatus, ServerTask, parse_where, published_port,
     read_password, read_status, render_portainer, where_argv,
 )
-from phoenix_tasks.probe import request_bytes
-from phoenix_tasks.secrets import Secret
+from phoenix_tasks.core.probe import request_bytes
+from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import commands
 from phoenix_tasks.stack.render import Rendered, object_labels
-from phoenix_tasks.transport import CommandResult, TunnelRefused, Unreachable, shell_command
+from phoenix_tasks.core.transport import CommandResult, TunnelRefused, Unreachable, shell_command
 
 from test_probe import answer, close_at_once, reset, serve, tls_context  # noqa: F401 - fixtures
 

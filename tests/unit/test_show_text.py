@@ -9,7 +9,7 @@ import sys
 
 from rich.console import Console
 
-from phoenix_tasks.plan import LOCAL, Action, Blocked, Plan
+from phoenix_tasks.core.plan import LOCAL, Action, Blocked, Plan
 from phoenix_tasks.show import show_environments, show_plan, show_status
 from phoenix_tasks.stack.envs import EnvService, EnvStack, Environment
 from phoenix_tasks.swarm.status import ClusterStatus, NodeStatus

@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from phoenix_tasks.model import Stack, StackService
+from phoenix_tasks.core.model import Stack, StackService
 from phoenix_tasks.stack.diff import (
     FIELDS,
     Desired,

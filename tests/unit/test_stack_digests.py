@@ -25,7 +25,7 @@ from phoenix_tasks.stack.digests import (
     resolve_argv,
 )
 from phoenix_tasks.stack.render import SwarmObject, render
-from phoenix_tasks.transport import CommandResult, shell_command
+from phoenix_tasks.core.transport import CommandResult, shell_command
 
 REPO = Path(__file__).resolve().parents[2]
 D1, D2, D3 = ("sha256:" + c * 64 for c in "abc")

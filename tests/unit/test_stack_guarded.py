@@ -14,9 +14,9 @@ import yaml
 from invoke import MockContext, Result
 
 from phoenix_tasks.config import load_config
-from phoenix_tasks.plan import Action, Blocked, Plan
+from phoenix_tasks.core.plan import Action, Blocked, Plan
 from phoenix_tasks.portainer import Password, render_portainer
-from phoenix_tasks.secrets import Secret
+from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import commands
 from phoenix_tasks.stack.deploy import DeployOutcome
 from phoenix_tasks.stack.facts import parse_preflight
@@ -38,7 +38,7 @@ from phoenix_tasks.stack.ledger import (
 )
 from phoenix_tasks.stack.render import render
 from phoenix_tasks.stack.wait import Verdict
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = load_config(REPO / "etc" / "lab", REPO / "stacks")

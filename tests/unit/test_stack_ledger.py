@@ -25,7 +25,7 @@ from test_stack_lock import (
 )
 
 from phoenix_tasks.portainer import Password, render_portainer
-from phoenix_tasks.secrets import Secret
+from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import digests, ledger
 from phoenix_tasks.stack.commands import SEPARATOR
 from phoenix_tasks.stack.guarded import referenced_objects
@@ -50,7 +50,7 @@ from phoenix_tasks.stack.ledger import (
     result_data,
     retained,
 )
-from phoenix_tasks.transport import RemoteCommandFailed, shell_command
+from phoenix_tasks.core.transport import RemoteCommandFailed, shell_command
 
 SECRET_VALUE = "hunter2-but-much-longer-and-secret"
 

@@ -13,7 +13,7 @@ from invoke.exceptions import Exit
 
 from phoenix_tasks.stack import logs, ps
 from phoenix_tasks.tasks import common, observe
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 from swarm_recorded import lab_config
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix_tasks.model import Stack, StackService
+from phoenix_tasks.core.model import Stack, StackService
 from phoenix_tasks.stack import refusals
 from phoenix_tasks.stack.render import RenderError, render
 

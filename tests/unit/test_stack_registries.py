@@ -13,11 +13,11 @@ import pytest
 from invoke import MockContext, Result
 
 from phoenix_tasks.config import load_config
-from phoenix_tasks.secrets import Secret
+from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import commands, digests, registries
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import stacks as stack_tasks
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 from swarm_recorded import lab_config
 from test_stack_tasks import RB_NAMESPACE, recorded_services, run, stacks_dir  # noqa: F401 - fixture

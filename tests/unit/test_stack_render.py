@@ -36,8 +36,8 @@ import pytest
 import yaml
 
 import phoenix_tasks
-from phoenix_tasks.model import Stack, StackService
-from phoenix_tasks.secrets import Secret
+from phoenix_tasks.core.model import Stack, StackService
+from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack.interpolate import escape_dollars
 from phoenix_tasks.stack.render import (service_hash, 
     LABEL_ENV,

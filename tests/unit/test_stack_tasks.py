@@ -23,7 +23,7 @@ from phoenix_tasks.stack.render import render
 from phoenix_tasks.swarm import commands as swarm_commands
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import stacks as stack_tasks
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 from swarm_recorded import lab_config
 

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from phoenix_tasks.plan import Blocked
+from phoenix_tasks.core.plan import Blocked
 from phoenix_tasks.swarm import commands, maintenance, unclaimed
 from phoenix_tasks.swarm.maintenance import (
     NodeRef, judge_drain, plan_drain, plan_prune, plan_undrain, stranded_services, wait_drained,
 )
 from phoenix_tasks.swarm.plan import Options, plan_phases
-from phoenix_tasks.transport import shell_command
+from phoenix_tasks.core.transport import shell_command
 
 from maint_recorded import CPU, CPU2, CPU_NEW, DRPHOENIX, PORTAINER, config, facts, infos, nodes, progress
 

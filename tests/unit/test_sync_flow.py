@@ -10,14 +10,14 @@ from types import SimpleNamespace
 import pytest
 
 from phoenix_tasks.config import load_config
-from phoenix_tasks.errors import PhoenixError
-from phoenix_tasks.plan import Action, Blocked, Outcome, Plan
+from phoenix_tasks.core.errors import PhoenixError
+from phoenix_tasks.core.plan import Action, Blocked, Outcome, Plan
 from phoenix_tasks.portainer import PortainerStatus
 from phoenix_tasks.stack.deploy import DeployOutcome
 from phoenix_tasks.stack.diff import ServiceChange
 from phoenix_tasks.sync import SyncPlan, SyncResult
 from phoenix_tasks.vms import wait_for_ssh
-from phoenix_tasks.transport import CommandResult, Unreachable
+from phoenix_tasks.core.transport import CommandResult, Unreachable
 from phoenix_tasks.vms import VMsOutcome
 
 REPO = Path(__file__).resolve().parents[2]
