@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import portainer, portainer_data
+from .portainer import service as portainer, data as portainer_data
 from .core.errors import PhoenixError
 from .core.model import VM, Config
 from .core.plan import Outcome, Plan

@@ -58,7 +58,7 @@ def load_config_or_exit(config_dir=None, uses=None) -> Config:
 
 def read_portainer_password(config: Config):
     """Portainer's admin password (portainer.read_password), its warnings printed."""
-    from .. import portainer
+    from ..portainer import service as portainer
     password = portainer.read_password(config)
     for warning in password.warnings if password else ():
         err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)

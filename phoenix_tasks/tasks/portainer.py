@@ -1,5 +1,5 @@
 """`inv portainer.deploy|status`: Portainer alone, through the same deploy path as any
-stack (design in phoenix_tasks/portainer.py).  The password file is read, and the
+stack (design in phoenix_tasks/portainer/service.py).  The password file is read, and the
 stack rendered, before any connection."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json as jsonlib
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from .. import portainer
+from ..portainer import service as portainer
 from ..core.model import Config
 from ..show import show_deploy, show_portainer, show_progress
 from ..stack.deploy import DEFAULT_TIMEOUT_S
@@ -31,7 +31,7 @@ def rendered_or_exit(config: Config) -> tuple[Rendered, portainer.Password | Non
 def carry_data_if_moved(transport, config: Config, dry_run: bool) -> None:
     """A role change moved the server's node: its data first, as sync-all does
     (portainer_data.py); DataMoveFailed (exit 1, nothing deployed) when it cannot."""
-    from .. import portainer_data
+    from ..portainer import data as portainer_data
     from ..stack.deploy import read_stack
     manager, read = read_stack(transport, config, portainer.namespace(config))
     move = portainer_data.plan_move(config, read, portainer.server_service(config), portainer.namespace(config))

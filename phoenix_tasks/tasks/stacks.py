@@ -13,7 +13,7 @@ import time
 from invoke import task
 from invoke.exceptions import Exit
 
-from .. import portainer
+from ..portainer import service as portainer
 from ..core.cluster_text import MAX_TEXT, control_characters
 from ..core.model import Config
 from ..stack import naming, registries

@@ -8,7 +8,8 @@ import time
 from invoke import task
 from invoke.exceptions import Exit
 
-from .. import portainer, sync
+from ..portainer import service as portainer
+from .. import sync
 from ..providers import get_provider
 from ..show import SyncReporter, show_sync_plan, show_sync_summary
 from ..stack.deploy import DEFAULT_TIMEOUT_S

@@ -15,9 +15,9 @@ from types import MappingProxyType
 import pytest
 import yaml
 
-from phoenix_tasks import portainer
+from phoenix_tasks.portainer import service as portainer
 from phoenix_tasks.config import load_config
-from phoenix_tasks.portainer import (
+from phoenix_tasks.portainer.service import (
     PASSWORD_ENV, Password, PortainerError, PortainerStatus, ServerTask, parse_where, published_port,
     read_password, read_status, render_portainer, where_argv,
 )

@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from phoenix_tasks import portainer, portainer_data
+from phoenix_tasks.portainer import service as portainer, data as portainer_data
 from phoenix_tasks.stack.facts import StackRead, parse_service
 
 from swarm_recorded import lab_config

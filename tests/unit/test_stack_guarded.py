@@ -15,7 +15,7 @@ from invoke import MockContext, Result
 
 from phoenix_tasks.config import load_config
 from phoenix_tasks.core.plan import Action, Blocked, Plan
-from phoenix_tasks.portainer import Password, render_portainer
+from phoenix_tasks.portainer.service import Password, render_portainer
 from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import commands
 from phoenix_tasks.stack.deploy import DeployOutcome

@@ -24,7 +24,7 @@ from test_stack_lock import (
     transport_on,
 )
 
-from phoenix_tasks.portainer import Password, render_portainer
+from phoenix_tasks.portainer.service import Password, render_portainer
 from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import digests, ledger
 from phoenix_tasks.stack.commands import SEPARATOR

@@ -12,7 +12,7 @@ import pytest
 from phoenix_tasks.config import load_config
 from phoenix_tasks.core.errors import PhoenixError
 from phoenix_tasks.core.plan import Action, Blocked, Outcome, Plan
-from phoenix_tasks.portainer import PortainerStatus
+from phoenix_tasks.portainer.service import PortainerStatus
 from phoenix_tasks.stack.deploy import DeployOutcome
 from phoenix_tasks.stack.diff import ServiceChange
 from phoenix_tasks.sync import SyncPlan, SyncResult
