@@ -1,4 +1,4 @@
-"""`inv sync-all`: from nothing to a dashboard (the flow is phoenix_tasks/sync.py)."""
+"""`inv sync-all`: from nothing to a dashboard (the flow is phoenix_tasks/sync/sync_all.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from ..portainer import service as portainer
-from .. import sync
+from ..sync import sync_all as sync
 from ..providers import get_provider
 from ..show import SyncReporter, show_sync_plan, show_sync_summary
 from ..stack.deploy import DEFAULT_TIMEOUT_S

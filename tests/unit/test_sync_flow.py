@@ -15,10 +15,10 @@ from phoenix_tasks.core.plan import Action, Blocked, Outcome, Plan
 from phoenix_tasks.portainer.service import PortainerStatus
 from phoenix_tasks.stack.deploy import DeployOutcome
 from phoenix_tasks.stack.diff import ServiceChange
-from phoenix_tasks.sync import SyncPlan, SyncResult
-from phoenix_tasks.vms import wait_for_ssh
+from phoenix_tasks.sync.sync_all import SyncPlan, SyncResult
+from phoenix_tasks.sync.vm_stage import wait_for_ssh
 from phoenix_tasks.core.transport import CommandResult, Unreachable
-from phoenix_tasks.vms import VMsOutcome
+from phoenix_tasks.sync.vm_stage import VMsOutcome
 
 REPO = Path(__file__).resolve().parents[2]
 
