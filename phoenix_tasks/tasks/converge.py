@@ -10,7 +10,7 @@ from invoke.exceptions import Exit
 
 from ..core.model import Config
 from ..core.plan import Outcome
-from ..show import show_outcome, show_plan
+from ..show.plans import show_outcome, show_plan
 from ..swarm.apply import converge
 from ..swarm.plan import Options
 from ..swarm.security import read_key_file

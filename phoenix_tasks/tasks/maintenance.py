@@ -8,7 +8,7 @@ from invoke.exceptions import Exit
 
 from ..core.model import VM, Config
 from ..core.plan import Outcome
-from ..show import show_outcome, show_plan
+from ..show.plans import show_outcome, show_plan
 from ..swarm import maintenance
 from . import common
 from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors

@@ -11,7 +11,7 @@ import sys
 from invoke import task
 from invoke.exceptions import Exit
 
-from ..show import show_tasks
+from ..show.stacks import show_tasks
 from ..stack import logs as logs_mod
 from ..stack import naming
 from ..stack import ps as ps_mod

@@ -11,7 +11,8 @@ from invoke.exceptions import Exit
 
 from ..portainer import service as portainer
 from ..core.model import Config
-from ..show import show_deploy, show_portainer, show_progress
+from ..show.portainer import show_portainer
+from ..show.stacks import show_deploy, show_progress
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from ..stack.guarded import guarded_deploy
 from ..stack.render import Rendered

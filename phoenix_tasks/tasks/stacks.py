@@ -25,7 +25,7 @@ from ..stack.diff_report import to_json as diff_json
 from ..stack.envs import read_environments
 from ..stack.remove import DEFAULT_TIMEOUT_S as RM_TIMEOUT_S
 from ..stack.render import Rendered, RenderError, render
-from ..show import show_deploy, show_environments, show_history, show_progress, show_remove
+from ..show.stacks import show_deploy, show_environments, show_history, show_progress, show_remove
 from ..stack import ledger
 from ..stack import lock as lock_mod
 from ..stack.digests import pin

@@ -6,7 +6,8 @@ from invoke import Collection, task
 from invoke.exceptions import Exit
 
 from ..core.plan import Outcome
-from ..show import show_autolock, show_plan, show_rotation, show_status
+from ..show.plans import show_plan
+from ..show.swarm import show_autolock, show_rotation, show_status
 from ..swarm import events, security
 from ..swarm.apply import read_join_token
 from ..swarm.facts import read_facts

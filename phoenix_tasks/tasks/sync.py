@@ -11,7 +11,7 @@ from invoke.exceptions import Exit
 from ..portainer import service as portainer
 from ..sync import sync_all as sync
 from ..providers import get_provider
-from ..show import SyncReporter, show_sync_plan, show_sync_summary
+from ..show.sync import SyncReporter, show_sync_plan, show_sync_summary
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from . import common
 from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors

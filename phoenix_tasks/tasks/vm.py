@@ -14,7 +14,7 @@ from invoke.exceptions import Exit
 
 from ..core.model import VM, Config
 from ..providers import get_provider
-from ..show import show_vm_plan
+from ..show.vms import show_vm_plan
 from ..sync.vm_stage import SSH_WAIT_S, bring_up, plan_vms, wait_for_ssh
 from . import common
 from .common import MUTATING_HELP, err, load_config_or_exit, out, user_errors

@@ -447,7 +447,7 @@ def test_status_says_how_many_manager_failures_the_cluster_tolerates(tmp_path):
 
 def test_status_table_shows_quorum_and_why_a_node_is_unclaimed(tmp_path):
     from rich.console import Console
-    from phoenix_tasks.show import show_status
+    from phoenix_tasks.show.swarm import show_status
     from phoenix_tasks.swarm.status import build_status
     c = managers_config(tmp_path, drop_cpuworker=True)
     st = build_status(c, facts(c, infos(drphoenix="info_1002_manager.json"), "nodes_manager_down.json"), [])

@@ -21,7 +21,7 @@ from rich.console import Console
 from phoenix_tasks.config import load_config
 from phoenix_tasks.lab.configgen import write_lab_config
 from phoenix_tasks.core.secrets import Secret
-from phoenix_tasks.show import show_plan
+from phoenix_tasks.show.plans import show_plan
 from phoenix_tasks.swarm import commands, events, security
 from phoenix_tasks.swarm.facts import LOCKED, parse_info
 from phoenix_tasks.swarm.plan import Options, classify, plan_phases
