@@ -24,7 +24,7 @@ from ..core.model import (
     SwarmSettings,
     VMAccess,
 )
-from ..stack.refusals import DEFAULT_MAX_REPLICAS
+from ..docker.refusals import DEFAULT_MAX_REPLICAS
 from . import compose
 from .read import Raw
 

@@ -13,11 +13,11 @@ from typing import Any
 
 from ..core import paths
 from ..core.model import VM
-from ..stack.naming import MAX_SERVICE_NAME, max_env_length, service_name
+from ..docker.naming import MAX_SERVICE_NAME, max_env_length, service_name
 from . import compose, compose_schema
 from .collisions import check_stack_collisions
 from .build import build_vms
-from .constraints import Constraint, first_unsatisfiable, parse
+from ..docker.constraints import Constraint, first_unsatisfiable, parse
 from ..core.safe_read import pointer
 from .problems import Problem
 from .read import Raw

@@ -113,7 +113,7 @@ def check_swarm(path: Path, doc: Any, environments: Mapping[str, Mapping[str, st
     """The file interpolated for each environment, against the schema `docker stack deploy`
     uses for its version.  An environment whose interpolation fails is left to the
     variable checks (they name the missing value)."""
-    from ..stack.interpolate import cast_types, interpolate  # pure functions, no I/O
+    from ..docker.interpolate import cast_types, interpolate  # pure functions, no I/O
 
     version = doc.get("version") if isinstance(doc, dict) else None
     relative = swarm_schema_for(version)

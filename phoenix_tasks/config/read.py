@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import paths
-from ..stack.naming import STACK_NAME
+from ..docker.naming import STACK_NAME
 from . import compose_schema
 from .documents import HYPERVISOR_SCHEMA, STACK_SCHEMA, VM_SCHEMA, check_schema, read_compose, read_json
 from ..core.safe_read import pointer

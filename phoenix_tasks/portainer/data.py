@@ -39,7 +39,7 @@ from ..core.argv import Arg
 from ..core.errors import PhoenixError
 from ..core.model import VM, Config
 from ..stack.facts import StackRead
-from ..stack.render import STACK_NAMESPACE_LABEL
+from ..docker.render import STACK_NAMESPACE_LABEL
 from ..core.transport import RemoteCommandFailed, Transport
 
 HOSTNAME_PIN = re.compile(r"^\s*node\.hostname\s*==\s*(\S+)\s*$")

@@ -31,11 +31,11 @@ from ..core.errors import PhoenixError
 from ..core.model import VM, Config, Stack
 from ..core.probe import ProbeFailed, https_get
 from ..core.secrets import Secret
-from ..stack import naming
+from ..docker import naming
 from ..stack.deploy import read_stack
 from ..stack.facts import StackRead
 from ..stack.digests import chain, pin
-from ..stack.render import Rendered, RenderError, SwarmObject, object_labels, render, secret_name
+from ..docker.render import Rendered, RenderError, SwarmObject, object_labels, render, secret_name
 from ..core.transport import Transport, TunnelRefused
 
 PASSWORD_ENV = "PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE"

@@ -19,7 +19,7 @@ from ..core.transport import Transport
 from . import commands, preflight
 from .diff import Desired, ServiceChange, compare, desired_services
 from .facts import ClusterView, StackRead, on_a_manager, parse_preflight, parse_progress, parse_stack_read
-from .render import Rendered
+from ..docker.render import Rendered
 from .wait import FAILED, STABLE_S, Verdict, wait
 
 DEFAULT_TIMEOUT_S = 300.0

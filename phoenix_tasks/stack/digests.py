@@ -24,7 +24,7 @@ from typing import Iterable, Mapping, Sequence
 from ..core.model import VM
 from ..core.transport import Transport
 from . import registries
-from .render import SwarmObject
+from ..docker.render import SwarmObject
 
 RESOLVE_SCRIPT = (
     'for i in "$@"; do '

@@ -15,7 +15,7 @@ from ..core.model import Config
 from ..swarm.facts import NodeFacts, parse_nodes
 from ..core.transport import RemoteCommandFailed, Transport, Unreachable
 from . import commands
-from .render import LABEL_HASH
+from ..docker.render import LABEL_HASH
 
 
 class NoManager(PhoenixError):

@@ -31,7 +31,7 @@ from .facts import StackRead
 from .lock import DEFAULT_WAIT_S, Lock
 from .remove import DEFAULT_TIMEOUT_S as RM_TIMEOUT_S
 from .remove import RemoveOutcome, remove
-from .render import Rendered
+from ..docker.render import Rendered
 from .wait import FAILED
 
 Renderer = Callable[[Mapping[str, str]], Rendered]  # digests -> the document to deploy

@@ -27,7 +27,7 @@ from ..providers import VMProvider
 from ..stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy
 from ..stack.facts import StackRead
 from ..stack.guarded import Guard, Renderer, guarded_deploy, read_and_resolve
-from ..stack.render import Rendered
+from ..docker.render import Rendered
 from ..swarm.apply import converge
 from ..swarm import maintenance
 from ..swarm.facts import ClusterFacts

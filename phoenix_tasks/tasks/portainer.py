@@ -15,7 +15,7 @@ from ..show.portainer import show_portainer
 from ..show.stacks import show_deploy, show_progress
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from ..stack.guarded import guarded_deploy
-from ..stack.render import Rendered
+from ..docker.render import Rendered
 from . import common
 from .common import MUTATING_HELP, load_config_or_exit, out, user_errors
 from .stacks import GUARD_HELP, guard_for, note, seconds_or_exit, show_guarded

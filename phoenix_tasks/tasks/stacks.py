@@ -16,7 +16,8 @@ from invoke.exceptions import Exit
 from ..portainer import service as portainer
 from ..core.cluster_text import MAX_TEXT, control_characters
 from ..core.model import Config
-from ..stack import naming, registries
+from ..docker import naming
+from ..stack import registries
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from ..stack.deploy import read_stack
 from ..stack.diff import compare, describe, desired_services
@@ -24,7 +25,7 @@ from ..stack.diff_report import CHANGES_EXIT
 from ..stack.diff_report import to_json as diff_json
 from ..stack.envs import read_environments
 from ..stack.remove import DEFAULT_TIMEOUT_S as RM_TIMEOUT_S
-from ..stack.render import Rendered, RenderError, render
+from ..docker.render import Rendered, RenderError, render
 from ..show.stacks import show_deploy, show_environments, show_history, show_progress, show_remove
 from ..stack import ledger
 from ..stack import lock as lock_mod

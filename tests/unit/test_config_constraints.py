@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from phoenix_tasks.config.constraints import Constraint, first_unsatisfiable, parse
+from phoenix_tasks.docker.constraints import Constraint, first_unsatisfiable, parse
 from phoenix_tasks.core.model import VM, NetworkConfig
 
 

@@ -24,7 +24,7 @@ from phoenix_tasks.portainer.service import (
 from phoenix_tasks.core.probe import request_bytes
 from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import commands
-from phoenix_tasks.stack.render import Rendered, object_labels
+from phoenix_tasks.docker.render import Rendered, object_labels
 from phoenix_tasks.core.transport import CommandResult, TunnelRefused, Unreachable, shell_command
 
 from test_probe import answer, close_at_once, reset, serve, tls_context  # noqa: F401 - fixtures

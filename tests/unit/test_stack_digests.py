@@ -24,7 +24,7 @@ from phoenix_tasks.stack.digests import (
     resolve,
     resolve_argv,
 )
-from phoenix_tasks.stack.render import SwarmObject, render
+from phoenix_tasks.docker.render import SwarmObject, render
 from phoenix_tasks.core.transport import CommandResult, shell_command
 
 REPO = Path(__file__).resolve().parents[2]

@@ -36,7 +36,7 @@ from phoenix_tasks.stack.ledger import (
     ROLLED_BACK,
     Entry,
 )
-from phoenix_tasks.stack.render import render
+from phoenix_tasks.docker.render import render
 from phoenix_tasks.stack.wait import Verdict
 from phoenix_tasks.core.transport import Transport, shell_command
 

@@ -41,7 +41,7 @@ from phoenix_tasks.stack.lock import (
     read_lock,
     remove_argv,
 )
-from phoenix_tasks.stack.render import STACK_NAMESPACE_LABEL
+from phoenix_tasks.docker.render import STACK_NAMESPACE_LABEL
 from phoenix_tasks.core.transport import RemoteCommandFailed, Transport, shell_command
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from phoenix_tasks.stack import commands, preflight
 from phoenix_tasks.stack.deploy import plan_deploy
 from phoenix_tasks.stack.diff import compare, desired_services
 from phoenix_tasks.stack.facts import ClusterView, Port, ServiceFacts, parse_preflight, parse_time
-from phoenix_tasks.stack.render import render
+from phoenix_tasks.docker.render import render
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "stack"
 RECORDED_CLOCK = 1795645101474565312

@@ -18,7 +18,7 @@ from phoenix_tasks.stack import ledger
 from phoenix_tasks.stack.deploy import DeployOutcome
 from phoenix_tasks.stack.digests import Resolution
 from phoenix_tasks.stack.guarded import Guard, Guarded, gate_lines, restore, should_restore
-from phoenix_tasks.stack.render import render
+from phoenix_tasks.docker.render import render
 from phoenix_tasks.stack.wait import Verdict
 from phoenix_tasks.core.transport import Transport, shell_command
 
