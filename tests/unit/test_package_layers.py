@@ -13,14 +13,21 @@ PACKAGE = Path(__file__).resolve().parents[2] / "phoenix_tasks"
 
 # A unit is a subpackage of phoenix_tasks, or a module of the root.
 # Cycles that remain, each written down in docs/architecture.md ("not done yet").
-KNOWN_CYCLES: set[frozenset[str]] = set()
+KNOWN_CYCLES: set[frozenset[str]] = {
+    # tasks/shell.py's `completion` task reads the collection that holds it.
+    frozenset({"tasks", "collection"}),
+    # swarm/maintenance.py (drain waits on task facts) and swarm/status.py (environments)
+    # read stack facts; stack reads node facts and the raft state from swarm.
+    frozenset({"stack", "swarm"}),
+}
 
 
 def _unit(module: str) -> str | None:
     parts = module.split(".")
     if parts[0] != "phoenix_tasks" or len(parts) < 2:
         return None
-    return parts[1]
+    unit = parts[1]
+    return unit if (PACKAGE / unit).is_dir() or (PACKAGE / f"{unit}.py").is_file() else None
 
 
 def _imports(path: Path) -> set[str]:
@@ -51,7 +58,7 @@ def unit_graph() -> dict[str, set[str]]:
         me = rel.parts[0] if len(rel.parts) > 1 else rel.stem
         for module in _imports(path):
             other = _unit(module)
-            if other and other != me and other not in ("__init__",):
+            if other and other != me:
                 graph.setdefault(me, set()).add(other)
     return graph
 
@@ -103,7 +110,7 @@ def test_known_cycles_are_still_cycles():
 def test_core_imports_nothing_above_it():
     above = {}
     for path in (PACKAGE / "core").rglob("*.py"):
-        outside = {m for m in _imports(path) if _unit(m) not in ("core", "__version__", None)}
+        outside = {m for m in _imports(path) if _unit(m) not in ("core", None)}
         if outside:
             above[path.name] = sorted(outside)
     assert not above
