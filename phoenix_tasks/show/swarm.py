@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.text import Text
 
-from ..swarm.status import ClusterStatus
+from ..cluster.status import ClusterStatus
 from .plans import cells, labels_text, show_outcome
 from .stacks import show_environments
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ..core.argv import Arg
+from ..docker.batch import SEPARATOR
 
 DOCKER = "docker"
-SEPARATOR = "--- phoenix ---"
 DETACH_SINCE = (26, 0)  # `docker stack deploy --detach` exists from CLI 26.0 on
 
 

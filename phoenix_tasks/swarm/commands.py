@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 from ..core.secrets import Secret
 from ..core.argv import Arg, Script
 from ..core.engine_api import EngineRequest
-from ..stack.commands import SEPARATOR
+from ..docker.batch import SEPARATOR
 
 DOCKER = "docker"
 SWARM_PORT = 2377

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from ..core.model import VM
-from ..stack.lock import me
+from ..core.identity import me
 from ..core.transport import Transport
 
 EVENT = "io.phoenix.event"  # = kind

@@ -29,7 +29,7 @@ from ..stack.facts import StackRead
 from ..stack.guarded import Guard, Renderer, guarded_deploy, read_and_resolve
 from ..docker.render import Rendered
 from ..swarm.apply import converge
-from ..swarm import maintenance
+from ..cluster import maintenance
 from ..swarm.facts import ClusterFacts
 from ..swarm.plan import PHASES, Options
 from ..core.transport import Transport

@@ -11,7 +11,7 @@ from ..show.swarm import show_autolock, show_rotation, show_status
 from ..swarm import events, security
 from ..swarm.apply import read_join_token
 from ..swarm.facts import read_facts
-from ..swarm.status import read_status
+from ..cluster.status import read_status
 from . import common
 from .common import MUTATING_HELP, VMID_HELP, err, load_config_or_exit, out, user_errors
 from .converge import run_converge

@@ -16,9 +16,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "phoenix_tasks"
 KNOWN_CYCLES: set[frozenset[str]] = {
     # tasks/shell.py's `completion` task reads the collection that holds it.
     frozenset({"tasks", "collection"}),
-    # swarm/maintenance.py (drain waits on task facts) and swarm/status.py (environments)
-    # read stack facts; stack reads node facts and the raft state from swarm.
-    frozenset({"stack", "swarm"}),
 }
 
 

@@ -14,7 +14,7 @@ from phoenix_tasks.show.plans import show_plan
 from phoenix_tasks.show.stacks import show_environments
 from phoenix_tasks.show.swarm import show_status
 from phoenix_tasks.stack.envs import EnvService, EnvStack, Environment
-from phoenix_tasks.swarm.status import ClusterStatus, NodeStatus
+from phoenix_tasks.cluster.status import ClusterStatus, NodeStatus
 
 from conftest import REPO
 

@@ -7,7 +7,8 @@ import pytest
 from invoke import MockContext, Result
 from invoke.exceptions import Exit
 
-from phoenix_tasks.swarm import commands, maintenance
+from phoenix_tasks.swarm import commands
+from phoenix_tasks.cluster import maintenance
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import maintenance as maint_tasks
 from phoenix_tasks.core.transport import Transport, shell_command
