@@ -37,7 +37,7 @@ from phoenix_tasks.lab import control  # noqa: E402
 from phoenix_tasks.lab.configgen import write_lab_config  # noqa: E402
 from phoenix_tasks.stack import deploy as deploy_module  # noqa: E402
 from phoenix_tasks.stack.digests import pin  # noqa: E402
-from phoenix_tasks.stack.guarded import Guard, guarded_deploy  # noqa: E402
+from phoenix_tasks.stack.transaction import Guard, guarded_deploy  # noqa: E402
 from phoenix_tasks.docker.render import render  # noqa: E402
 from phoenix_tasks.swarm import commands as swarm_commands  # noqa: E402
 from phoenix_tasks.swarm.apply import converge  # noqa: E402

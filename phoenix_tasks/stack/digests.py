@@ -7,7 +7,7 @@ rendered again with `name:tag@sha256:...`, so its hash, the diff and the ledger 
 see a tag that moved as a change.
 
 The pull's error is the registry's answer, and it is the deploy's image gate
-(guarded.py): an image the registry says does not exist (manifest unknown, tag or
+(transaction.py): an image the registry says does not exist (manifest unknown, tag or
 repository not found) or refuses (unauthorized, denied) is `blocked`: deploying it
 would stop the running task for one that can never start.  A registry that cannot be
 reached (DNS, refused, timeout, TLS) is `unreachable`: a warning, and the image stays

@@ -26,7 +26,7 @@ from ..core.plan import Outcome, Plan
 from ..providers import VMProvider
 from ..stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy
 from ..stack.facts import StackRead
-from ..stack.guarded import Guard, Renderer, guarded_deploy, read_and_resolve
+from ..stack.transaction import Guard, Renderer, guarded_deploy, read_and_resolve
 from ..docker.render import Rendered
 from ..swarm.apply import converge
 from ..cluster import maintenance

@@ -14,7 +14,7 @@ from ..core.model import Config
 from ..show.portainer import show_portainer
 from ..show.stacks import show_deploy, show_progress
 from ..stack.deploy import DEFAULT_TIMEOUT_S
-from ..stack.guarded import guarded_deploy
+from ..stack.transaction import guarded_deploy
 from ..docker.render import Rendered
 from . import common
 from .common import MUTATING_HELP, load_config_or_exit, out, user_errors

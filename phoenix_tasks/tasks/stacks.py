@@ -31,7 +31,7 @@ from ..stack import ledger
 from ..stack import lock as lock_mod
 from ..stack.digests import pin
 from ..stack.facts import on_a_manager
-from ..stack.guarded import (Guard, Guarded, check_restorable, guarded_deploy, guarded_remove, rollback_target,
+from ..stack.transaction import (Guard, Guarded, check_restorable, guarded_deploy, guarded_remove, rollback_target,
                              stored_rendered)
 from ..stack.lock import DEFAULT_WAIT_S
 from . import common

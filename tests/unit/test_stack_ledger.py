@@ -28,7 +28,7 @@ from phoenix_tasks.portainer.service import Password, render_portainer
 from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import digests, ledger
 from phoenix_tasks.stack.commands import SEPARATOR
-from phoenix_tasks.stack.guarded import referenced_objects
+from phoenix_tasks.stack.transaction import referenced_objects
 from phoenix_tasks.stack.ledger import (
     CONVERGED,
     ENTRY,

@@ -1,4 +1,4 @@
-"""The automatic restore of a failed deploy (phoenix_tasks.stack.guarded): when it runs,
+"""The automatic restore of a failed deploy (phoenix_tasks.stack.transaction): when it runs,
 and which ledger record it goes back to, decided from a recorded-format ledger read.
 The restore itself (redeploy, wait, two records) is proven on the lab
 (tests/lab/test_deploy_restore_lab.py)."""
@@ -17,7 +17,7 @@ from phoenix_tasks.core.plan import Plan
 from phoenix_tasks.stack import ledger
 from phoenix_tasks.stack.deploy import DeployOutcome
 from phoenix_tasks.stack.digests import Resolution
-from phoenix_tasks.stack.guarded import Guard, Guarded, gate_lines, restore, should_restore
+from phoenix_tasks.stack.transaction import Guard, Guarded, gate_lines, restore, should_restore
 from phoenix_tasks.docker.render import render
 from phoenix_tasks.stack.wait import Verdict
 from phoenix_tasks.core.transport import Transport, shell_command

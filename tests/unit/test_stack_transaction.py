@@ -1,4 +1,4 @@
-"""The pure parts of the guarded flows (phoenix_tasks.stack.guarded): the ledger result of
+"""The pure parts of the guarded flows (phoenix_tasks.stack.transaction): the ledger result of
 a deploy's outcome, the objects a document names, the rollback target, the stored
 document, and `check_restorable` over a real Transport whose connection answers the
 pre-flight read with the recorded lab (tests/data/stack/preflight_lab.txt) and chosen
@@ -20,7 +20,7 @@ from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import commands
 from phoenix_tasks.stack.deploy import DeployOutcome
 from phoenix_tasks.stack.facts import parse_preflight
-from phoenix_tasks.stack.guarded import (
+from phoenix_tasks.stack.transaction import (
     RollbackRefused,
     check_restorable,
     referenced_objects,
