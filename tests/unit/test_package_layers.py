@@ -1,5 +1,6 @@
 """The package's layers (docs/architecture.md): no two subpackages of phoenix_tasks import
-each other, the core imports nothing above it, and the root keeps at most five modules.
+each other, the core imports nothing above it, the root keeps at most five modules,
+and docs/architecture.md names every subpackage.
 
 Read from the source (every `import` and `from ... import`, function-level ones too),
 so a lazy import does not hide a cycle."""
@@ -130,3 +131,9 @@ def test_the_root_keeps_at_most_five_modules():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {frozenset("abc")}
+
+
+def test_architecture_names_every_subpackage():
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    packages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
+    assert packages and [p for p in packages if f"`{p}/`" not in text] == []
