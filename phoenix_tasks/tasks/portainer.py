@@ -31,7 +31,7 @@ def rendered_or_exit(config: Config) -> tuple[Rendered, portainer.Password | Non
 
 def carry_data_if_moved(transport, config: Config, dry_run: bool) -> None:
     """A role change moved the server's node: its data first, as sync-all does
-    (portainer_data.py); DataMoveFailed (exit 1, nothing deployed) when it cannot."""
+    (portainer/data.py); DataMoveFailed (exit 1, nothing deployed) when it cannot."""
     from ..portainer import data as portainer_data
     from ..stack.deploy import read_stack
     manager, read = read_stack(transport, config, portainer.namespace(config))

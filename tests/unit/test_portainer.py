@@ -1,4 +1,4 @@
-"""portainer.py on the shipped lab config (etc/lab, stacks/): the admin password file,
+"""portainer/service.py on the shipped lab config (etc/lab, stacks/): the admin password file,
 the rendered document and its secret, the published port, where the server runs, and
 read_status over a recorded stack read and a real loopback TLS server.  No network
 beyond 127.0.0.1; nothing here connects to a VM."""

@@ -1,4 +1,4 @@
-"""sync.py's own logic, without a VM: waiting for SSH on new VMs (a transport whose
+"""sync/sync_all.py's own logic, without a VM: waiting for SSH on new VMs (a transport whose
 `true` fails a given number of times), and the plan and result records the summary is
 built from (hand-built outcomes of the VMs and swarm stages, and of Portainer's deploy)."""
 
