@@ -124,7 +124,7 @@ def cold_swarm_bare(config) -> float:
     join in parallel (each prints its node ID), every node's labels in parallel on the
     manager.  The fair floor of a cold swarm stage: docker's own work."""
     from phoenix_tasks.core.secrets import Secret
-    from phoenix_tasks.swarm.security import init_argv
+    from phoenix_tasks.swarm.init_settings import init_argv
 
     swarm = config.hypervisor.swarm
     first = config.managers[0]
