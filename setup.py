@@ -1,7 +1,7 @@
 """Packaging details pyproject.toml cannot say: the schemas (schemas/) and the verb CLI
 (bin/phoenix) ship inside the package, as `phoenix_tasks._schemas` and
 `phoenix_tasks._bin`, so that an installed Phoenix (pip, pipx) validates and runs
-without the checkout (phoenix_tasks/paths.py finds them there)."""
+without the checkout (phoenix_tasks/core/paths.py finds them there)."""
 
 from setuptools import find_packages, setup
 

@@ -37,12 +37,12 @@ from phoenix_tasks.lab import control  # noqa: E402
 from phoenix_tasks.lab.configgen import write_lab_config  # noqa: E402
 from phoenix_tasks.stack import deploy as deploy_module  # noqa: E402
 from phoenix_tasks.stack.digests import pin  # noqa: E402
-from phoenix_tasks.stack.guarded import Guard, guarded_deploy  # noqa: E402
-from phoenix_tasks.stack.render import render  # noqa: E402
+from phoenix_tasks.stack.transaction import Guard, guarded_deploy  # noqa: E402
+from phoenix_tasks.docker.render import render  # noqa: E402
 from phoenix_tasks.swarm import commands as swarm_commands  # noqa: E402
 from phoenix_tasks.swarm.apply import converge  # noqa: E402
 from phoenix_tasks.swarm.plan import Options  # noqa: E402
-from phoenix_tasks.transport import Transport  # noqa: E402
+from phoenix_tasks.core.transport import Transport  # noqa: E402
 
 APP = "thinkheads_ai_app"
 

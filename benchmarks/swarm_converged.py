@@ -33,7 +33,7 @@ from phoenix_tasks.lab.configgen import write_lab_config  # noqa: E402
 from phoenix_tasks.swarm import commands  # noqa: E402
 from phoenix_tasks.swarm.apply import converge  # noqa: E402
 from phoenix_tasks.swarm.plan import Options  # noqa: E402
-from phoenix_tasks.transport import Transport  # noqa: E402
+from phoenix_tasks.core.transport import Transport  # noqa: E402
 
 
 def floor_fabric(config) -> float:

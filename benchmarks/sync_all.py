@@ -59,7 +59,7 @@ from phoenix_tasks.lab.configgen import write_lab_config  # noqa: E402
 from phoenix_tasks.swarm import commands  # noqa: E402
 from phoenix_tasks.swarm.apply import converge  # noqa: E402
 from phoenix_tasks.swarm.plan import Options  # noqa: E402
-from phoenix_tasks.transport import Transport  # noqa: E402
+from phoenix_tasks.core.transport import Transport  # noqa: E402
 
 SUBNET = "198.18.89.0/24"
 BRIDGE = "phxbench1"
@@ -74,7 +74,7 @@ import sys, time
 sys.path.insert(0, sys.argv[1])
 from phoenix_tasks.config import load_config
 from phoenix_tasks.swarm import commands
-from phoenix_tasks.transport import Transport
+from phoenix_tasks.core.transport import Transport
 config = load_config(sys.argv[2])
 with Transport(config.hypervisor.vm_access) as t:
     results = t.each(config.swarm_vms, lambda vm: t.run(vm, commands.info(), mutating=False))
@@ -123,8 +123,8 @@ def cold_swarm_bare(config) -> float:
     `swarm init` on the first manager (its node ID), the join tokens, every other VM's
     join in parallel (each prints its node ID), every node's labels in parallel on the
     manager.  The fair floor of a cold swarm stage: docker's own work."""
-    from phoenix_tasks.secrets import Secret
-    from phoenix_tasks.swarm.security import init_argv
+    from phoenix_tasks.core.secrets import Secret
+    from phoenix_tasks.swarm.init_settings import init_argv
 
     swarm = config.hypervisor.swarm
     first = config.managers[0]

@@ -50,8 +50,8 @@ from phoenix_tasks.config import load_config  # noqa: E402
 from phoenix_tasks.lab import control  # noqa: E402
 from phoenix_tasks.lab.configgen import write_lab_config  # noqa: E402
 from phoenix_tasks.stack import digests as digests_mod  # noqa: E402
-from phoenix_tasks.stack.render import render  # noqa: E402
-from phoenix_tasks.transport import Transport  # noqa: E402
+from phoenix_tasks.docker.render import render  # noqa: E402
+from phoenix_tasks.core.transport import Transport  # noqa: E402
 
 APP, ENV = "thinkheads_ai_app", "dev1"
 GOALS = {"sync_all_3": 1.5, "unchanged": 1.5, "changed": 1.1}

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     the working directory).  Installed: the program on the package's collection; the
     `--search-root DIR` bin/phoenix passes has nothing to find then, and Invoke would
     refuse the flag with a collection given: it is dropped."""
-    from .paths import IN_CHECKOUT
+    from .core.paths import IN_CHECKOUT
     argv = list(sys.argv if argv is None else argv)
     if IN_CHECKOUT:
         program.run(argv)

@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import paths
+from .core import paths
 
 
 def script() -> Path:

@@ -40,7 +40,7 @@ def lab_skip_reason() -> str | None:
 class Lab:
     """A running lab and ways to reach its VMs that do not go through the lab code."""
 
-    config: object  # phoenix_tasks.model.Config
+    config: object  # phoenix_tasks.core.model.Config
 
     @property
     def names(self):

@@ -350,7 +350,7 @@ class ProxmoxApiSimulator:
 
     def settings(self, **overrides):
         """ProxmoxSettings that point at this simulator (TLS verified against its cert)."""
-        from phoenix_tasks.model import ProxmoxSettings
+        from phoenix_tasks.core.model import ProxmoxSettings
         values = dict(host="127.0.0.1", node=self.nodes[0], ssh_user="root", ssh_port=22,
                       api_token_env="PHOENIX_PROXMOX_API_TOKEN", api_port=self.port, ca_file=self.ca_file)
         values.update(overrides)

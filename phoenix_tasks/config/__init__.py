@@ -1,6 +1,6 @@
 """Configuration: read, schema-checked, cross-checked, then typed (see loader.py)."""
 
-from ..stack.naming import max_env_length, service_name
+from ..docker.naming import max_env_length, service_name
 from .problems import ConfigInvalid, Problem
 
 

@@ -1,4 +1,4 @@
-"""Stage 3 of validation: build the typed model (`phoenix_tasks.model`) from raw documents.
+"""Stage 3 of validation: build the typed model (`phoenix_tasks.core.model`) from raw documents.
 
 Called on documents without errors; schema defaults (port 22, accept-new, ...) are
 filled in here, so library code never sees an absent field.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from .. import paths
-from ..model import (
+from ..core import paths
+from ..core.model import (
     VM,
     Config,
     Hypervisor,
@@ -24,7 +24,7 @@ from ..model import (
     SwarmSettings,
     VMAccess,
 )
-from ..stack.refusals import DEFAULT_MAX_REPLICAS
+from ..docker.refusals import DEFAULT_MAX_REPLICAS
 from . import compose
 from .read import Raw
 

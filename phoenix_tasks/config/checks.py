@@ -11,14 +11,15 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from .. import paths
-from ..model import VM
-from ..stack.naming import MAX_SERVICE_NAME, max_env_length, service_name
+from ..core import paths
+from ..core.model import VM
+from ..docker.naming import MAX_SERVICE_NAME, max_env_length, service_name
 from . import compose, compose_schema
 from .collisions import check_stack_collisions
 from .build import build_vms
-from .constraints import Constraint, first_unsatisfiable, parse
-from .problems import Problem, pointer
+from ..docker.constraints import Constraint, first_unsatisfiable, parse
+from ..core.safe_read import pointer
+from .problems import Problem
 from .read import Raw
 from .render_checks import check_stack_renders
 from .swarm_options import check_swarm_options
@@ -152,7 +153,7 @@ def ca_file_problem(path: Path) -> str | None:
     readable regular file holding at least one PEM certificate.  Read here, before any
     connection, so a run never starts to fail at its first API call."""
     import ssl  # noqa: PLC0415 - only for a config that names a CA file
-    from .safe_read import Unreadable, read_bytes  # noqa: PLC0415
+    from ..core.safe_read import Unreadable, read_bytes  # noqa: PLC0415
     try:
         data = read_bytes(path)
     except Unreadable as exc:

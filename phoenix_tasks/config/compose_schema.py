@@ -27,9 +27,10 @@ from typing import Any, Iterable, Mapping
 from jsonschema import Draft4Validator, Draft7Validator, FormatChecker
 from jsonschema.exceptions import best_match
 
-from ..paths import SCHEMA_DIR
+from ..core.paths import SCHEMA_DIR
 from .documents import _messages
-from .problems import Problem, pointer
+from ..core.safe_read import pointer
+from .problems import Problem
 
 COMPOSE_SCHEMA_DIR = Path("compose")
 SPEC_SCHEMA = COMPOSE_SCHEMA_DIR / "compose-spec.json"
@@ -112,7 +113,7 @@ def check_swarm(path: Path, doc: Any, environments: Mapping[str, Mapping[str, st
     """The file interpolated for each environment, against the schema `docker stack deploy`
     uses for its version.  An environment whose interpolation fails is left to the
     variable checks (they name the missing value)."""
-    from ..stack.interpolate import cast_types, interpolate  # pure functions, no I/O
+    from ..docker.interpolate import cast_types, interpolate  # pure functions, no I/O
 
     version = doc.get("version") if isinstance(doc, dict) else None
     relative = swarm_schema_for(version)

@@ -15,9 +15,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 
-from ..paths import SCHEMA_DIR
-from .problems import Problem, pointer
-from .safe_read import Flaw, Unreadable, parse_json, parse_yaml, read_text
+from ..core.paths import SCHEMA_DIR
+from ..core.safe_read import pointer
+from .problems import Problem
+from ..core.safe_read import Flaw, Unreadable, parse_json, parse_yaml, read_text
 
 VM_SCHEMA = "phoenix_vm_configs.schema.json"
 HYPERVISOR_SCHEMA = "phoenix_hypervisor_config.schema.json"

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Collection
 
-from .. import paths
-from ..model import Config
+from ..core import paths
+from ..core.model import Config
 from .build import build
 from .checks import check_all
 from .problems import ConfigInvalid, Problem, errors

@@ -6,15 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
-from ..errors import PhoenixError
-from ..paths import display
+from ..core.errors import PhoenixError
+from ..core.paths import display
 
 Severity = Literal["error", "warning"]
 
-
-def pointer(*parts: object) -> str:
-    """An RFC 6901 JSON pointer from path parts ('' is the whole document)."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 @dataclass(frozen=True, order=True)

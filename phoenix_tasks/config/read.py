@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import paths
-from ..stack.naming import STACK_NAME
+from ..core import paths
+from ..docker.naming import STACK_NAME
 from . import compose_schema
 from .documents import HYPERVISOR_SCHEMA, STACK_SCHEMA, VM_SCHEMA, check_schema, read_compose, read_json
-from .problems import Problem, pointer
+from ..core.safe_read import pointer
+from .problems import Problem
 
 
 @dataclass

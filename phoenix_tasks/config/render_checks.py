@@ -4,7 +4,7 @@ connecting, so that it refuses what a deploy would refuse (issue 21, item 6).
 
 A render reads the config and secret files the compose file names (regular files
 inside the stack directory, 1 MiB at most: a FIFO, a symlink out or to /dev/zero is
-refused), interpolates and casts the values, and applies stack/refusals.py (bounds,
+refused), interpolates and casts the values, and applies docker/refusals.py (bounds,
 options swarm lacks, image references, references into other environments).  Each
 problem names the compose file, its JSON pointer, and the environments it is found in.
 """
@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import paths
+from ..core import paths
 from . import compose
 from .build import build_stack
-from .problems import Problem, pointer
+from ..core.safe_read import pointer
+from ..docker.render import RenderError, render
+from .problems import Problem
 from .read import Raw
 
 
@@ -30,9 +32,6 @@ def environments_to_render(raw: Raw, name: str) -> list[str]:
 
 
 def check_stack_renders(raw: Raw, problems: list[Problem]) -> None:
-    # Imported here: stack.render reads files through config.safe_read, so importing it
-    # while the config package initialises would be circular.
-    from ..stack.render import RenderError, render
     # Places the compose schemas (checked before, as docker refuses first) refused already.
     refused = {(p.file, p.pointer) for p in problems if p.severity == "error"}
     for name in raw.manifests:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from .. import paths
-from .problems import Problem, pointer
+from ..core import paths
+from ..core.safe_read import pointer
+from .problems import Problem
 from .read import Raw
 
 DOCKER_DEFAULT_POOL = ipaddress.IPv4Network("10.0.0.0/8")

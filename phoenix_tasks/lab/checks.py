@@ -14,9 +14,9 @@ import struct
 from pathlib import Path
 from typing import Callable, Iterable
 
-from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.core.errors import PhoenixError
 from phoenix_tasks.lab.naming import IFNAMSIZ, LabNames
-from phoenix_tasks.model import Config
+from phoenix_tasks.core.model import Config
 
 BUSYBOX = Path("/bin/busybox")
 OPENSSL = Path("/usr/bin/openssl")  # copied into the stand-in images (TLS ports)

@@ -11,7 +11,7 @@ import ipaddress
 import json
 from pathlib import Path
 
-from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.core.errors import PhoenixError
 
 FIRST_VMID = 1001
 TEMPLATE_VMID = 9000

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.core.errors import PhoenixError
 from phoenix_tasks.lab import (checks, commands, images, keys, mirror, private_registry, registry, registry_api,
                                system, var_lib_docker)
 from phoenix_tasks.lab import vm as labvm
 from phoenix_tasks.lab.naming import RUN_ROOT, VM_DOCKER_ROOT, LabNames, VMNames
-from phoenix_tasks.model import VM, Config
+from phoenix_tasks.core.model import VM, Config
 
 RECORD_VERSION = 1
 STATE_POINTER = "state_dir"  # in the lab's run dir

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from phoenix_tasks.config.documents import read_compose
-from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.core.errors import PhoenixError
 from phoenix_tasks.lab import commands
 
 # Where the image holds the TLS pair that SERVE_SCRIPT names (written there literally).

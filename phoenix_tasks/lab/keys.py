@@ -13,7 +13,7 @@ from pathlib import Path
 from phoenix_tasks.lab import commands
 from phoenix_tasks.lab.naming import LabNames, VMNames
 from phoenix_tasks.lab.system import run
-from phoenix_tasks.model import VM
+from phoenix_tasks.core.model import VM
 
 
 def ensure_client_key(names: LabNames) -> bool:

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.core.errors import PhoenixError
 from phoenix_tasks.lab import commands, images, registry, registry_api, system
 from phoenix_tasks.lab import vm as labvm
 from phoenix_tasks.lab.naming import LabNames, VMNames
-from phoenix_tasks.model import Config
-from phoenix_tasks.plan import LOCAL, Action
+from phoenix_tasks.core.model import Config
+from phoenix_tasks.core.plan import LOCAL, Action
 
 Report = Callable[[str], None]
 

@@ -37,7 +37,7 @@ from typing import Mapping
 
 import yaml
 
-from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.core.errors import PhoenixError
 from phoenix_tasks.lab import commands, keys, procs, system
 from phoenix_tasks.lab.naming import LabNames
 

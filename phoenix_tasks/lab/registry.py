@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import yaml
 
-from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.core.errors import PhoenixError
 from phoenix_tasks.lab import commands, keys, procs, registry_api, system
 from phoenix_tasks.lab.naming import REGISTRY_PORT, LabNames
-from phoenix_tasks.plan import LOCAL, Action
+from phoenix_tasks.core.plan import LOCAL, Action
 
 READY_TIMEOUT_S = 20.0
 WHAT = "lab registry"

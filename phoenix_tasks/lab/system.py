@@ -14,7 +14,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.core.errors import PhoenixError
 
 
 class LabCommandFailed(PhoenixError):

@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.core.errors import PhoenixError
 from phoenix_tasks.lab import commands, keys, procs, system
 from phoenix_tasks.lab.images import StandIn, hub_name
 from phoenix_tasks.lab.naming import INSIDE_IFACE, VMNames
-from phoenix_tasks.model import VM
-from phoenix_tasks.plan import LOCAL, Action
+from phoenix_tasks.core.model import VM
+from phoenix_tasks.core.plan import LOCAL, Action
 
 ENGINE_API_VERSION = "1.41"  # docker 20.10; newer engines still speak it
 # Until a started VM's dockerd and sshd answer.  The wait ends as soon as both do; the

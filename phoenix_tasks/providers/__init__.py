@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from phoenix_tasks.model import Config
+from phoenix_tasks.core.model import Config
 from phoenix_tasks.providers.base import VMProvider, VMStatus
 
 

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from phoenix_tasks.errors import PhoenixError
-from phoenix_tasks.model import VM
-from phoenix_tasks.plan import Action, Blocked, Plan
+from phoenix_tasks.core.errors import PhoenixError
+from phoenix_tasks.core.model import VM
+from phoenix_tasks.core.plan import Action, Blocked, Plan
 
 Report = Callable[[str], None]
 

@@ -12,7 +12,7 @@ import threading
 
 from phoenix_tasks.lab import control, mirror
 from phoenix_tasks.lab import vm as labvm
-from phoenix_tasks.model import VM, Config
+from phoenix_tasks.core.model import VM, Config
 from phoenix_tasks.providers.base import VMProvider, VMStatus
 
 CREATE_STEPS = ("network", "host-key", "sshd-config")

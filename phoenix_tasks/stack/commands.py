@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from ..argv import Arg
+from ..core.argv import Arg
+from ..docker.batch import SEPARATOR
 
 DOCKER = "docker"
-SEPARATOR = "--- phoenix ---"
 DETACH_SINCE = (26, 0)  # `docker stack deploy --detach` exists from CLI 26.0 on
 
 

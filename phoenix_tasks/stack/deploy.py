@@ -12,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from ..errors import PhoenixError
-from ..model import VM, Config
-from ..plan import Action, Blocked, Outcome, Payload, Plan
-from ..transport import Transport
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config
+from ..core.plan import Action, Blocked, Outcome, Payload, Plan
+from ..core.transport import Transport
 from . import commands, preflight
 from .diff import Desired, ServiceChange, compare, desired_services
 from .facts import ClusterView, StackRead, on_a_manager, parse_preflight, parse_progress, parse_stack_read
-from .render import Rendered
+from ..docker.render import Rendered
 from .wait import FAILED, STABLE_S, Verdict, wait
 
 DEFAULT_TIMEOUT_S = 300.0

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .facts import Port, ServiceFacts, ServiceShape
-from .render import LABEL_HASH, Rendered
+from ..docker.render import LABEL_HASH, Rendered
 
 # Fields compared one by one; everything else of a service's own spec is covered by its
 # hash label (render.service_hash; a change there shows as "other settings").

@@ -11,7 +11,7 @@ rendered again with `name:tag@sha256:...`, so its hash, the diff and the ledger 
 see a tag that moved as a change.
 
 The endpoint's error is the registry's answer, and it is the deploy's image gate
-(guarded.py): an image the registry says does not exist (manifest unknown, tag or
+(transaction.py): an image the registry says does not exist (manifest unknown, tag or
 repository not found) or refuses (unauthorized, denied) is `blocked`: deploying it
 would stop the running task for one that can never start.  A registry that cannot be
 reached (DNS, refused, timeout, TLS) is `unreachable`: a warning, and the image stays
@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 from urllib.parse import quote
 
-from .. import engine_api
-from ..model import VM
-from ..secrets import Secret
-from ..transport import Transport
+from ..core import engine_api
+from ..core.model import VM
+from ..core.secrets import Secret
+from ..core.transport import Transport
 from . import registries
-from .render import SwarmObject
+from ..docker.render import SwarmObject
 
 # With logins: `$1` logins, then (server, username) pairs; the passwords come first on
 # stdin, one a line, and reach docker login through the shell's builtin printf (never an

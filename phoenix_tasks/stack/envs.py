@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from ..model import Config
+from ..core.model import Config
 from ..swarm import commands as swarm_commands
-from ..transport import Transport
+from ..core.transport import Transport
 from .facts import on_a_manager
-from .render import LABEL_ENV, LABEL_HASH, LABEL_STACK, STACK_NAMESPACE_LABEL
+from ..docker.render import LABEL_ENV, LABEL_HASH, LABEL_STACK, STACK_NAMESPACE_LABEL
 
 OUTSIDE = "(not deployed by Phoenix)"
 

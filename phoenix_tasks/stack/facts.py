@@ -10,12 +10,12 @@ from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..errors import PhoenixError
-from ..model import Config
+from ..core.errors import PhoenixError
+from ..core.model import Config
 from ..swarm.facts import NodeFacts, parse_nodes
-from ..transport import RemoteCommandFailed, Transport, Unreachable
+from ..core.transport import RemoteCommandFailed, Transport, Unreachable
 from . import commands
-from .render import LABEL_HASH
+from ..docker.render import LABEL_HASH
 
 
 class NoManager(PhoenixError):

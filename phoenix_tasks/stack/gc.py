@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from ..model import VM
-from ..transport import Transport
+from ..core.model import VM
+from ..core.transport import Transport
 from . import ledger
 from .commands import SEPARATOR, object_remove
-from .render import STACK_NAMESPACE_LABEL
+from ..docker.render import STACK_NAMESPACE_LABEL
 
 LIST_SCRIPT = (
     f'docker config ls --filter "label={STACK_NAMESPACE_LABEL}=$1" --format "config {{{{.Name}}}}"; '

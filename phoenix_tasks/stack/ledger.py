@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..cluster_text import clean
-from ..model import VM
-from ..transport import RemoteCommandFailed, Transport
+from ..core.cluster_text import clean
+from ..core.model import VM
+from ..core.transport import RemoteCommandFailed, Transport
 from .commands import SEPARATOR, object_remove
 
 ENTRY = "io.phoenix.ledger"  # = namespace

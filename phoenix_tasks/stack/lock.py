@@ -21,20 +21,19 @@ Reads and decisions are pure (`decide`); the commands are argv builders.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..cluster_text import clean
-from ..errors import PhoenixError
-from ..model import VM
+from ..core.cluster_text import clean
+from ..core.identity import me
+from ..core.errors import PhoenixError
+from ..core.model import VM
 from ..swarm import raft
-from ..transport import RemoteCommandFailed, Transport
+from ..core.transport import RemoteCommandFailed, Transport
 from .commands import SEPARATOR, object_remove
 
 LABEL = "io.phoenix.lock"  # = the namespace
@@ -74,14 +73,6 @@ def _clock(epoch: int) -> str:
 
 def lock_name(namespace: str, generation: int) -> str:
     return f"phx-lock-{hashlib.sha256(namespace.encode()).hexdigest()[:12]}-{generation:08d}"
-
-
-def me() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 # The manager's clock, then every generation of the namespace's lock, inspected.

@@ -15,8 +15,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from ..argv import Arg
-from ..errors import PhoenixError
+from ..core.argv import Arg
+from ..core.errors import PhoenixError
 from .commands import DOCKER
 from .facts import parse_time
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from ..config.constraints import parse
+from ..docker.constraints import parse
 from ..swarm.facts import NodeFacts
 from .diff import Desired
 from .facts import ClusterView
-from .render import Rendered
+from ..docker.render import Rendered
 
 
 @dataclass

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from ..errors import PhoenixError
+from ..core.errors import PhoenixError
 from ..swarm.facts import parse_nodes
 from .commands import SEPARATOR, _script
 from .facts import parse_time

@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from ..config import safe_read
-from ..errors import PhoenixError
-from ..model import Config
-from ..secrets import Secret
+from ..core import safe_read
+from ..core.errors import PhoenixError
+from ..core.model import Config
+from ..core.secrets import Secret
 
 
 class RegistryError(PhoenixError):

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import PhoenixError
-from ..model import VM, Config
-from ..plan import Action, Outcome, Plan
-from ..transport import Transport
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config
+from ..core.plan import Action, Outcome, Plan
+from ..core.transport import Transport
 from . import commands
 from .facts import on_a_manager
 

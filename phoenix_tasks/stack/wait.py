@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Sequence
 
 from .diff import Desired, same_image
 from .facts import Progress, ServiceFacts, TaskFacts
-from .render import LABEL_HASH
+from ..docker.render import LABEL_HASH
 
 CONVERGED, PENDING, FAILED = "converged", "pending", "failed"
 FAILED_TASK_STATES = ("failed", "rejected")

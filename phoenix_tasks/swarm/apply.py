@@ -11,13 +11,13 @@ import threading
 import time
 from typing import Callable, Mapping, Sequence
 
-from .. import engine_api
-from ..engine_api import EngineRequest
-from ..errors import PhoenixError
-from ..model import VM, Config
-from ..plan import Action, Outcome, Plan
-from ..secrets import Secret
-from ..transport import RemoteCommandFailed, Transport
+from ..core import engine_api
+from ..core.engine_api import EngineRequest
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config
+from ..core.plan import Action, Outcome, Plan
+from ..core.secrets import Secret
+from ..core.transport import RemoteCommandFailed, Transport
 from . import commands, raft
 from .facts import ClusterFacts, parse_nodes, read_facts
 from .plan import PHASES, Options, plan_phases

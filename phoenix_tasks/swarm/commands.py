@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from ..secrets import Secret
-from ..argv import Arg, Script
-from ..engine_api import EngineRequest
-from ..stack.commands import SEPARATOR
+from ..core.secrets import Secret
+from ..core.argv import Arg, Script
+from ..core.engine_api import EngineRequest
+from ..docker.batch import SEPARATOR
 
 DOCKER = "docker"
 SWARM_PORT = 2377

@@ -15,9 +15,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from ..model import VM
-from ..stack.lock import me
-from ..transport import Transport
+from ..core.model import VM
+from ..core.identity import me
+from ..core.transport import Transport
 
 EVENT = "io.phoenix.event"  # = kind
 E_WHAT, E_WHO, E_AT, E_ON = "io.phoenix.event.what", "io.phoenix.event.who", "io.phoenix.event.at", "io.phoenix.event.on"

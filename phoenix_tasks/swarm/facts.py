@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
-from ..errors import PhoenixError
-from ..model import VM, Config
-from ..transport import Transport, Unreachable
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config
+from ..core.transport import Transport, Unreachable
 from . import commands
 
 # Engine states (docker info .Swarm.LocalNodeState), plus what we could not read.

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from ..model import VM, Config
-from ..plan import Action, Blocked, Plan
+from ..core.model import VM, Config
+from ..core.plan import Action, Blocked, Plan
 from . import commands
 from .facts import ACTIVE, INACTIVE, LOCKED, NO_ENGINE, PENDING, UNREACHABLE, ClusterFacts, NodeFacts
-from .security import KeyFile, init_argv, init_summary, plan_unlock, swarm_warnings, with_unlock_hints
+from .init_settings import init_argv, init_summary
+from .security import KeyFile, plan_unlock, swarm_warnings, with_unlock_hints
 from . import quorum, unclaimed
 
 # Classification of one swarm VM.

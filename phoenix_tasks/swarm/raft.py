@@ -19,8 +19,8 @@ from __future__ import annotations
 import time
 from typing import Callable, Sequence, TypeVar
 
-from ..errors import PhoenixError
-from ..transport import RemoteCommandFailed, Transport
+from ..core.errors import PhoenixError
+from ..core.transport import RemoteCommandFailed, Transport
 from . import commands
 from .facts import parse_nodes
 from .quorum import of_nodes

@@ -1,9 +1,7 @@
-"""The swarm's security and init-only settings: the overlay address pool, join-token
-rotation, autolock with its unlock key file, and unlocking a locked manager.
+"""The swarm's security: join-token rotation, autolock with its unlock key file, and
+unlocking a locked manager (the init-only address pool is in init_settings.py; its drift
+is one of the warnings here).
 
-- **Address pool** (`swarm.default_addr_pool`, `subnet_size`): given to `swarm init`
-  only.  A swarm that exists keeps its pool; a difference from the config is a plan
-  warning, never an action (changing it needs a new swarm).
 - **Token rotation**: `docker swarm join-token --rotate -q ROLE` on the control
   manager.  The new token is a `Secret` held in memory to check the rotation (read
   again: it differs from the old one) and is never printed; a cluster event
@@ -31,16 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from ..errors import PhoenixError
-from ..model import VM, Config, SwarmSettings
-from ..plan import LOCAL, Action, Blocked, Outcome, Payload, Plan
-from ..secrets import Secret
-from ..transport import Transport
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config
+from ..core.plan import LOCAL, Action, Blocked, Outcome, Payload, Plan
+from ..core.secrets import Secret
+from ..core.transport import Transport
 from . import commands, events
 from .facts import LOCKED, ClusterFacts, read_facts
+from .init_settings import DOCKER_DEFAULT_POOL, DOCKER_DEFAULT_SUBNET_SIZE, pool_drift
 
-DOCKER_DEFAULT_POOL = ("10.0.0.0/8",)
-DOCKER_DEFAULT_SUBNET_SIZE = 24
 KEY_PATTERN = re.compile(r"SWMKEY-1-[A-Za-z0-9+/=]{20,200}")
 MAX_KEY_FILE_BYTES = 4096
 ROLES = ("worker", "manager")
@@ -51,46 +48,6 @@ class BadFlag(PhoenixError):
     """A flag's value is wrong (usage: exit 2); nothing was done."""
 
     exit_code = 2
-
-
-# -- address pool (init-only) -----------------------------------------------------------
-
-def init_argv(settings: SwarmSettings, advertise_addr: str) -> tuple[str, ...]:
-    """`docker swarm init` with the configured pool and subnet size, if any."""
-    return tuple(commands.swarm_init(advertise_addr, [str(p) for p in settings.default_addr_pool],
-                                     settings.subnet_size))
-
-
-def describe_pool(pool: Sequence[object], size: int | None) -> str:
-    if not pool:
-        return f"{DOCKER_DEFAULT_POOL[0]} (docker's default) in /{size or DOCKER_DEFAULT_SUBNET_SIZE}s"
-    return f"{', '.join(map(str, pool))} in /{size or DOCKER_DEFAULT_SUBNET_SIZE}s"
-
-
-def init_summary(settings: SwarmSettings) -> str:
-    """What an init adds to its one-line summary: the pool, when one is configured."""
-    if not settings.default_addr_pool:
-        return ""
-    return f", overlay address pool {describe_pool(settings.default_addr_pool, settings.subnet_size)}"
-
-
-def pool_drift(settings: SwarmSettings, facts: ClusterFacts) -> str | None:
-    """The warning when the swarm's pool is not the configured one (None: same, or
-    nothing configured, or no manager read).  Init-only: never an action."""
-    if not settings.default_addr_pool:
-        return None
-    actual = facts.swarm_settings
-    if actual is None or actual.default_addr_pool is None:
-        return None
-    have = tuple(actual.default_addr_pool) or DOCKER_DEFAULT_POOL
-    have_size = actual.subnet_size or DOCKER_DEFAULT_SUBNET_SIZE
-    want = tuple(str(p) for p in settings.default_addr_pool)
-    want_size = settings.subnet_size or DOCKER_DEFAULT_SUBNET_SIZE
-    if (have, have_size) == (want, want_size):
-        return None
-    return (f"default_addr_pool differs: the swarm has {describe_pool(actual.default_addr_pool, have_size)}, "
-            f"the config says {describe_pool(want, want_size)}; changing it needs a new swarm "
-            f"(not done by Phoenix)")
 
 
 # -- the unlock key file --------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model import Config
+from ..core.model import Config
 from .facts import ClusterFacts, NodeFacts
 
 NOT_IN_CONFIG, STALE, UNDECIDED = "not-in-config", "stale", "undecided"

@@ -9,9 +9,9 @@ from typing import Iterator
 from invoke.exceptions import Exit
 
 from ..config.problems import ConfigInvalid, errors
-from ..errors import PhoenixError
-from ..model import Config
-from ..transport import Transport
+from ..core.errors import PhoenixError
+from ..core.model import Config
+from ..core.transport import Transport
 
 # Wide when not on a terminal, so that tables in logs and CI are not cut.  Markup is
 # off: what comes from config, files, the environment or the swarm (a node label
@@ -82,7 +82,7 @@ def load_config_or_exit(config_dir=None, uses=None) -> Config:
 
 def read_portainer_password(config: Config):
     """Portainer's admin password (portainer.read_password), its warnings printed."""
-    from .. import portainer
+    from ..portainer import service as portainer
     password = portainer.read_password(config)
     for warning in password.warnings if password else ():
         err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)

@@ -6,7 +6,7 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from ..config.problems import errors
-from ..paths import display
+from ..core.paths import display
 from .common import CONFIG_DIR_HELP, out, print_problems
 
 

@@ -8,9 +8,9 @@ from typing import Sequence
 
 from invoke.exceptions import Exit
 
-from ..model import Config
-from ..plan import Outcome
-from ..show import show_outcome, show_plan
+from ..core.model import Config
+from ..core.plan import Outcome
+from ..show.plans import show_outcome, show_plan
 from ..swarm.apply import converge
 from ..swarm.plan import Options
 from ..swarm.security import read_key_file
@@ -33,7 +33,7 @@ def options(config: Config, vmid: str | int | None, force_rejoin: bool) -> Optio
 def run_converge(config: Config, phases: Sequence[str], *, dry_run: bool, verbose: bool,
                  vmid: str | int | None = None, force_rejoin: bool = False) -> Outcome:
     """facts -> plan -> show -> apply -> read again, for the given phases; prints as it goes."""
-    from ..cluster_lock import unless_dry_run  # here: the module's imports are another change's
+    from ..core.local_lock import unless_dry_run  # here: the module's imports are another change's
     opts = options(config, vmid, force_rejoin)
     # init and join take the cluster lock (sync-all's too); labels alone create no swarm.
     locks = not dry_run and ("init" in phases or "join" in phases)

@@ -10,9 +10,9 @@ from pathlib import Path
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from phoenix_tasks import paths
+from phoenix_tasks.core import paths
 from phoenix_tasks.lab import checks, commands, configgen
-from phoenix_tasks.model import Config
+from phoenix_tasks.core.model import Config
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks.common import err, user_errors
 

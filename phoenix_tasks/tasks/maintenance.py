@@ -1,15 +1,15 @@
 """`inv swarm.drain`, `swarm.undrain`, `swarm.prune`: node maintenance (the flows are
-phoenix_tasks/swarm/maintenance.py)."""
+phoenix_tasks/cluster/maintenance.py)."""
 
 from __future__ import annotations
 
 from invoke import task
 from invoke.exceptions import Exit
 
-from ..model import VM, Config
-from ..plan import Outcome
-from ..show import show_outcome, show_plan
-from ..swarm import maintenance
+from ..core.model import VM, Config
+from ..core.plan import Outcome
+from ..show.plans import show_outcome, show_plan
+from ..cluster import maintenance
 from . import common
 from .common import CONFIG_DIR_HELP, MUTATING_HELP, err, load_config_or_exit, out, user_errors
 from .stacks import seconds_or_exit

@@ -11,9 +11,9 @@ import sys
 from invoke import task
 from invoke.exceptions import Exit
 
-from ..show import show_tasks
+from ..show.stacks import show_tasks
 from ..stack import logs as logs_mod
-from ..stack import naming
+from ..docker import naming
 from ..stack import ps as ps_mod
 from ..stack.facts import on_a_manager
 from . import common

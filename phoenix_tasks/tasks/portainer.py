@@ -1,5 +1,5 @@
 """`inv portainer.deploy|status`: Portainer alone, through the same deploy path as any
-stack (design in phoenix_tasks/portainer.py).  The password file is read, and the
+stack (design in phoenix_tasks/portainer/service.py).  The password file is read, and the
 stack rendered, before any connection."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import os
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from .. import portainer
-from ..model import Config
-from ..show import show_deploy, show_portainer, show_progress
+from ..portainer import service as portainer
+from ..core.model import Config
+from ..show.portainer import show_portainer
+from ..show.stacks import show_deploy, show_progress
 from ..stack import registries
 from ..stack.deploy import DEFAULT_TIMEOUT_S
-from ..stack.guarded import guarded_deploy
-from ..stack.render import Rendered
+from ..stack.transaction import guarded_deploy
+from ..docker.render import Rendered
 from . import common
 from .common import CONFIG_DIR_HELP, MUTATING_HELP, load_config_or_exit, out, user_errors
 from .stacks import GUARD_HELP, guard_for, note, seconds_or_exit, show_guarded
@@ -32,8 +33,8 @@ def rendered_or_exit(config: Config) -> tuple[Rendered, portainer.Password | Non
 
 def carry_data_if_moved(transport, config: Config, dry_run: bool) -> None:
     """A role change moved the server's node: its data first, as sync-all does
-    (portainer_data.py); DataMoveFailed (exit 1, nothing deployed) when it cannot."""
-    from .. import portainer_data
+    (portainer/data.py); DataMoveFailed (exit 1, nothing deployed) when it cannot."""
+    from ..portainer import data as portainer_data
     from ..stack.deploy import read_stack
     manager, read = read_stack(transport, config, portainer.namespace(config))
     move = portainer_data.plan_move(config, read, portainer.server_service(config), portainer.namespace(config))

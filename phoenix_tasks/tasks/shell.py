@@ -7,7 +7,7 @@ import sys
 from invoke import task
 from invoke.exceptions import Exit
 
-from .. import paths
+from ..core import paths
 from .common import UNREAD_CONFIG_DIR_HELP
 
 

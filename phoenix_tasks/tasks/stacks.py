@@ -13,10 +13,11 @@ import time
 from invoke import task
 from invoke.exceptions import Exit
 
-from .. import portainer
-from ..cluster_text import MAX_TEXT, control_characters
-from ..model import Config
-from ..stack import naming, registries
+from ..portainer import service as portainer
+from ..core.cluster_text import MAX_TEXT, control_characters
+from ..core.model import Config
+from ..docker import naming
+from ..stack import registries
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from ..stack.deploy import read_stack
 from ..stack.diff import compare, describe, desired_services
@@ -24,13 +25,13 @@ from ..stack.diff_report import CHANGES_EXIT
 from ..stack.diff_report import to_json as diff_json
 from ..stack.envs import read_environments
 from ..stack.remove import DEFAULT_TIMEOUT_S as RM_TIMEOUT_S
-from ..stack.render import Rendered, RenderError, render
-from ..show import show_deploy, show_environments, show_history, show_progress, show_remove
+from ..docker.render import Rendered, RenderError, render
+from ..show.stacks import show_deploy, show_environments, show_history, show_progress, show_remove
 from ..stack import ledger
 from ..stack import lock as lock_mod
 from ..stack.digests import pin
 from ..stack.facts import on_a_manager
-from ..stack.guarded import (Guard, Guarded, check_restorable, guarded_deploy, guarded_remove, rollback_target,
+from ..stack.transaction import (Guard, Guarded, check_restorable, guarded_deploy, guarded_remove, rollback_target,
                              stored_rendered)
 from ..stack.lock import DEFAULT_WAIT_S
 from . import common

@@ -5,12 +5,13 @@ from __future__ import annotations
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from ..plan import Outcome
-from ..show import show_autolock, show_plan, show_rotation, show_status
+from ..core.plan import Outcome
+from ..show.plans import show_plan
+from ..show.swarm import show_autolock, show_rotation, show_status
 from ..swarm import events, security
 from ..swarm.apply import read_join_token
 from ..swarm.facts import read_facts
-from ..swarm.status import read_status
+from ..cluster.status import read_status
 from . import common
 from .common import CONFIG_DIR_HELP, MUTATING_HELP, VMID_HELP, err, load_config_or_exit, out, user_errors
 from .converge import run_converge

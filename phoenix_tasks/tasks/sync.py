@@ -1,4 +1,4 @@
-"""`inv sync-all`: from nothing to a dashboard (the flow is phoenix_tasks/sync.py)."""
+"""`inv sync-all`: from nothing to a dashboard (the flow is phoenix_tasks/sync/sync_all.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import time
 from invoke import task
 from invoke.exceptions import Exit
 
-from .. import portainer, sync
+from ..portainer import service as portainer
+from ..sync import sync_all as sync
 from ..providers import get_provider
-from ..show import SyncReporter, show_sync_plan, show_sync_summary
+from ..show.sync import SyncReporter, show_sync_plan, show_sync_summary
 from ..stack import registries
 from ..stack.deploy import DEFAULT_TIMEOUT_S
 from . import common
@@ -46,7 +47,7 @@ def sync_all(c, dry_run=False, verbose=False, force_rejoin=False, timeout=None, 
             return portainer.render_portainer(config, password, digests)
         port = portainer.published_port(renderer({}))
         provider = get_provider(config)
-    from ..cluster_lock import DEFAULT_WAIT_S, unless_dry_run  # here: the module's imports are another change's
+    from ..core.local_lock import DEFAULT_WAIT_S, unless_dry_run  # here: the module's imports are another change's
     lock_wait_s = seconds_or_exit(lock_wait, DEFAULT_WAIT_S, minimum=0, flag="--lock-wait")
     reporter = SyncReporter(out, err, verbose=verbose)
     # One converging run per cluster from this machine, held from the first read to the end.

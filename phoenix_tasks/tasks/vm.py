@@ -1,6 +1,6 @@
 """`inv vm.create` / `inv vm.status`: one VM (or every VM) through the config's provider.
 
-The same plan and apply as `sync-all`'s first step (phoenix_tasks/vms.py), then, for
+The same plan and apply as `sync-all`'s first step (phoenix_tasks/sync/vm_stage.py), then, for
 a VM it started, the same wait until SSH answers as that VM.
 """
 
@@ -12,10 +12,10 @@ import re
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from ..model import VM, Config
+from ..core.model import VM, Config
 from ..providers import get_provider
-from ..show import show_vm_plan
-from ..vms import SSH_WAIT_S, bring_up, plan_vms, wait_for_ssh
+from ..show.vms import show_vm_plan
+from ..sync.vm_stage import SSH_WAIT_S, bring_up, plan_vms, wait_for_ssh
 from . import common
 from .common import CONFIG_DIR_HELP, MUTATING_HELP, err, load_config_or_exit, out, user_errors
 

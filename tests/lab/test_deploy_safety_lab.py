@@ -159,7 +159,7 @@ def test_two_deploys_at_once_never_interleave(safety_lab, run, stacks_dir):
     assert both.count("deploy converged") == 1, both
     assert "held by" in both and "no changes" in both, both
     # every service carries the hash of its own spec as this document renders it
-    from phoenix_tasks.stack.render import render
+    from phoenix_tasks.docker.render import render
     rendered = render(safety_lab.config.stacks[APP], "s1")
     assert service_hash(safety_lab) == {f"s1_{APP}_{name}": svc["deploy"]["labels"]["io.phoenix.hash"]
                                         for name, svc in rendered.services.items()}

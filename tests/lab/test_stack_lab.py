@@ -19,7 +19,7 @@ from phoenix_tasks.config import load_config
 from phoenix_tasks.stack import commands
 from phoenix_tasks.tasks import stacks as stack_tasks
 from phoenix_tasks.tasks import sync as sync_tasks
-from phoenix_tasks.transport import Transport
+from phoenix_tasks.core.transport import Transport
 
 from conftest import REPO, copy_stacks, module_lab, task_runner
 
@@ -260,7 +260,7 @@ def test_bad_input_is_refused_before_any_connection(stack_lab, run):
 
 
 def test_the_stdin_channel_carries_data_and_secrets_stay_out_of_the_log(stack_lab):
-    from phoenix_tasks.secrets import Secret
+    from phoenix_tasks.core.secrets import Secret
     vm0 = stack_lab.vms[0]
     big = "x" * 200_000 + "\n"
     with Transport(stack_lab.config.hypervisor.vm_access) as t:

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from phoenix_tasks.model import VM
+from phoenix_tasks.core.model import VM
 from phoenix_tasks.swarm import commands
-from phoenix_tasks.transport import Transport, Unreachable, fabric_connection
+from phoenix_tasks.core.transport import Transport, Unreachable, fabric_connection
 
 pytestmark = pytest.mark.lab
 

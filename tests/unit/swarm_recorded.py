@@ -13,7 +13,7 @@ from phoenix_tasks.config import load_config
 from phoenix_tasks.lab.configgen import write_lab_config
 from phoenix_tasks.swarm import commands
 from phoenix_tasks.swarm.facts import EngineFacts, ClusterFacts, UNREACHABLE, parse_info, parse_nodes
-from phoenix_tasks.transport import shell_command
+from phoenix_tasks.core.transport import shell_command
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "swarm"
 MANAGER_ID = "xo3vdp6jnbv45x70pg0t87f1s"

@@ -10,12 +10,12 @@ import time
 import pytest
 from invoke import Result
 
-from phoenix_tasks.cluster_lock import ClusterLockHeld, cluster_lock, lock_path
-from phoenix_tasks.plan import Outcome, Plan
+from phoenix_tasks.core.local_lock import ClusterLockHeld, cluster_lock, lock_path
+from phoenix_tasks.core.plan import Outcome, Plan
 from phoenix_tasks.swarm import commands
 from phoenix_tasks.swarm.apply import _run_phase
 from phoenix_tasks.swarm.plan import Options, plan_phases
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 from swarm_recorded import CONVERGED, FRESH, facts, infos, lab_config
 
@@ -28,7 +28,7 @@ def test_lock_path_is_per_config_dir_under_the_runtime_dir(tmp_path):
 
 def test_second_holder_waits_says_whom_then_fails_clearly(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from phoenix_tasks.cluster_lock import cluster_lock\n"
+        "import sys, time; from pathlib import Path; from phoenix_tasks.core.local_lock import cluster_lock\n"
         f"with cluster_lock(Path({str(tmp_path / 'etc')!r}), 'sync-all', runtime_dir={str(tmp_path)!r}):\n"
         "    print('held', flush=True); time.sleep(30)\n")], stdout=subprocess.PIPE, text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))

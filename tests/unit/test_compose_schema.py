@@ -12,7 +12,7 @@ import yaml
 
 from phoenix_tasks.config import compose_schema
 from phoenix_tasks.config.checks import _environments
-from phoenix_tasks.paths import SCHEMA_DIR
+from phoenix_tasks.core.paths import SCHEMA_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_DIRS = sorted(d for root in ("stacks", "tests/data/lab_stacks") for d in (REPO / root).iterdir() if d.is_dir())

@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from phoenix_tasks.config.constraints import Constraint, first_unsatisfiable, parse
-from phoenix_tasks.model import VM, NetworkConfig
+from phoenix_tasks.docker.constraints import Constraint, first_unsatisfiable, parse
+from phoenix_tasks.core.model import VM, NetworkConfig
 
 
 def vm(name: str, role: str | None, **labels: str) -> VM:

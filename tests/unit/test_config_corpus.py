@@ -3,7 +3,7 @@
 ``tests/corpus/<case>/case.json``: configurations that are wrong.
 ``tests/corpus_hostile/<case>/case.json``: files that are hostile (a FIFO, a symlink to
 /dev/zero, 2 MiB, invalid UTF-8, NaN, a YAML alias bomb, deep nesting, control
-characters...), read by `phoenix_tasks.config.safe_read`; each runs with a time limit
+characters...), read by `phoenix_tasks.core.safe_read`; each runs with a time limit
 (`HOSTILE_TIMEOUT_S`) and a memory limit, so a hang or a runaway read fails the case
 instead of the suite or the machine.
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from phoenix_tasks import paths
+from phoenix_tasks.core import paths
 from phoenix_tasks.__main__ import PhoenixProgram
 from phoenix_tasks.collection import ns
 from phoenix_tasks.config import validate

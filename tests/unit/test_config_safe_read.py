@@ -1,4 +1,4 @@
-"""The safe reader (phoenix_tasks/config/safe_read.py), directly: files, JSON, YAML.
+"""The safe reader (phoenix_tasks/core/safe_read.py), directly: files, JSON, YAML.
 
 The hostile corpus (tests/corpus_hostile, run by test_config_corpus.py) checks what
 `inv validate` prints for hostile files; these tests pin the reader's limits and
@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from phoenix_tasks.config import documents, safe_read
+from phoenix_tasks.config import documents
+from phoenix_tasks.core import safe_read
 from phoenix_tasks.config.documents import HYPERVISOR_SCHEMA, check_schema, read_compose, read_json
 from phoenix_tasks.config.problems import Problem
-from phoenix_tasks.config.safe_read import MAX_BYTES, MAX_DEPTH, Unreadable, parse_json, parse_yaml, read_text
+from phoenix_tasks.core.safe_read import MAX_BYTES, MAX_DEPTH, Unreadable, parse_json, parse_yaml, read_text
 from phoenix_tasks.lab import images
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix_tasks import paths
+from phoenix_tasks.core import paths
 from phoenix_tasks.config import ConfigInvalid, Problem, load_config, validate
 from test_config_corpus import REPO, apply_patch, base_tree, run_validate
 

@@ -7,11 +7,11 @@ import json
 import pytest
 from invoke import Result
 
-from phoenix_tasks import engine_api
-from phoenix_tasks.secrets import Secret
+from phoenix_tasks.core import engine_api
+from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.swarm import commands
 from phoenix_tasks.swarm.apply import ALREADY_IN_SWARM
-from phoenix_tasks.transport import RemoteCommandFailed, Transport
+from phoenix_tasks.core.transport import RemoteCommandFailed, Transport
 
 from swarm_recorded import lab_config
 

@@ -49,7 +49,7 @@ def run(installed, *argv, **env):
 
 def test_the_package_is_the_installed_one(installed):
     venv, _ = installed
-    res = run(installed, "python", "-c", "import phoenix_tasks, phoenix_tasks.paths as p; "
+    res = run(installed, "python", "-c", "import phoenix_tasks, phoenix_tasks.core.paths as p; "
                                          "print(phoenix_tasks.__file__); print(p.IN_CHECKOUT); print(p.SCHEMA_DIR)")
     where, in_checkout, schemas = res.stdout.split()
     assert Path(where).is_relative_to(venv) and in_checkout == "False"

@@ -6,9 +6,9 @@ import pytest
 from invoke import MockContext
 from invoke.exceptions import Exit
 
-from phoenix_tasks.ssh_connection import check_known_hosts
+from phoenix_tasks.core.ssh_connection import check_known_hosts
 from phoenix_tasks.tasks import swarm as swarm_tasks
-from phoenix_tasks.transport import KnownHostsInvalid, Transport
+from phoenix_tasks.core.transport import KnownHostsInvalid, Transport
 
 from swarm_recorded import lab_config
 

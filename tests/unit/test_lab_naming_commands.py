@@ -154,7 +154,7 @@ def test_image_push_pull_and_untag_talk_to_the_vms_engine():
 
 
 def test_ssh_client_argv_is_strict_and_keeps_the_command_one_argument():
-    from phoenix_tasks.model import VMAccess
+    from phoenix_tasks.core.model import VMAccess
     access = VMAccess("root", 22, Path("/s/ssh/id_ed25519"), "strict",
                       Path("/s/ssh/known_hosts"), 5.0)
     argv = commands.ssh_client(access, "198.18.42.11", "docker info; hostname")
@@ -166,7 +166,7 @@ def test_ssh_client_argv_is_strict_and_keeps_the_command_one_argument():
 def test_ssh_client_a_command_that_looks_like_an_option_stays_the_remote_command():
     # Without `--` OpenSSH parses options again after the destination: this command
     # would run on this machine as a ProxyCommand instead of on the VM.
-    from phoenix_tasks.model import VMAccess
+    from phoenix_tasks.core.model import VMAccess
     access = VMAccess("root", 2222, Path("/s/ssh/id_ed25519"), "strict", Path("/s/ssh/known_hosts"), 0.5)
     hostile = "-oProxyCommand=touch /tmp/pwned"
     assert commands.ssh_client(access, "198.18.42.11", hostile) == [
@@ -178,7 +178,7 @@ def test_ssh_client_a_command_that_looks_like_an_option_stays_the_remote_command
 
 @pytest.mark.parametrize("seconds, expected", [(0.5, "1"), (5.0, "5"), (2.5, "3"), (10, "10")])
 def test_ssh_client_connect_timeout_is_whole_seconds_rounded_up(seconds, expected):
-    from phoenix_tasks.model import VMAccess
+    from phoenix_tasks.core.model import VMAccess
     access = VMAccess("root", 22, Path("/k"), "strict", Path("/kh"), seconds)
     argv = commands.ssh_client(access, "198.18.42.11")
     assert argv[argv.index("BatchMode=yes") + 2] == f"ConnectTimeout={expected}"

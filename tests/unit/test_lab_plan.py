@@ -10,7 +10,7 @@ from pathlib import Path
 from phoenix_tasks.lab import commands, keys, vm as labvm
 from phoenix_tasks.lab.images import StandIn
 from phoenix_tasks.lab.naming import LabNames
-from phoenix_tasks.model import VM, NetworkConfig
+from phoenix_tasks.core.model import VM, NetworkConfig
 
 NAMES = LabNames("phxlab0", Path("/var/lib/phoenix-lab"))
 VM1 = VM(vmid=1001, name="portainer", username="root", cores=1, memory_mb=1024,

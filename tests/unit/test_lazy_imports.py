@@ -82,8 +82,8 @@ def test_schemas_are_not_checked_against_the_metaschema_on_every_load(monkeypatc
 
 
 def test_the_transport_still_loads_fabric_when_it_connects(tmp_path):
-    from phoenix_tasks.model import Host, VMAccess
-    from phoenix_tasks.transport import fabric_connection
+    from phoenix_tasks.core.model import Host, VMAccess
+    from phoenix_tasks.core.transport import fabric_connection
     acc = VMAccess(user="root", port=22, private_key_file=tmp_path / "id", host_key_policy="accept-new",
                    known_hosts_file=tmp_path / "known_hosts", connect_timeout_s=1.0, command_timeout_s=1.0)
     conn = fabric_connection(Host("vm1", "127.0.0.1"), acc)

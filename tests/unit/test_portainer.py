@@ -1,4 +1,4 @@
-"""portainer.py on the shipped lab config (etc/lab, stacks/): the admin password file,
+"""portainer/service.py on the shipped lab config (etc/lab, stacks/): the admin password file,
 the rendered document and its secret, the published port, where the server runs, and
 read_status over a recorded stack read and a real loopback TLS server.  No network
 beyond 127.0.0.1; nothing here connects to a VM."""
@@ -15,17 +15,17 @@ from types import MappingProxyType
 import pytest
 import yaml
 
-from phoenix_tasks import portainer
+from phoenix_tasks.portainer import service as portainer
 from phoenix_tasks.config import load_config
-from phoenix_tasks.portainer import (
+from phoenix_tasks.portainer.service import (
     PASSWORD_ENV, Password, PortainerError, PortainerStatus, ServerTask, parse_where, published_port,
     read_password, read_status, render_portainer, where_argv,
 )
-from phoenix_tasks.probe import request_bytes
-from phoenix_tasks.secrets import Secret
+from phoenix_tasks.core.probe import request_bytes
+from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import commands
-from phoenix_tasks.stack.render import Rendered, object_labels
-from phoenix_tasks.transport import CommandResult, TunnelRefused, Unreachable, shell_command
+from phoenix_tasks.docker.render import Rendered, object_labels
+from phoenix_tasks.core.transport import CommandResult, TunnelRefused, Unreachable, shell_command
 
 from test_probe import answer, close_at_once, reset, serve, tls_context  # noqa: F401 - fixtures
 

@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from phoenix_tasks import portainer, portainer_data
+from phoenix_tasks.portainer import service as portainer, data as portainer_data
 from phoenix_tasks.stack.facts import StackRead, parse_service
 
 from swarm_recorded import lab_config
@@ -167,7 +167,7 @@ def _dir(name):
 
 
 def test_pipe_streams_bytes_between_two_vms_and_manifest_reads_the_engines_tar(tmp_path):
-    from phoenix_tasks.transport import RemoteCommandFailed, Transport, shell_command
+    from phoenix_tasks.core.transport import RemoteCommandFailed, Transport, shell_command
     config = lab_config(tmp_path)
     old, new = (next(v for v in config.real_vms if v.name == n) for n in ("portainer", "cpuworker"))
     data = tar_of({"portainer.db": b"admin user and settings", "certs/cert.pem": b"pem"})

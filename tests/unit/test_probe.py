@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from phoenix_tasks.probe import MAX_REPLY, ProbeFailed, Reply, http_get, https_get, parse_reply, request_bytes
+from phoenix_tasks.core.probe import MAX_REPLY, ProbeFailed, Reply, http_get, https_get, parse_reply, request_bytes
 
 HOST = "198.18.42.11"
 PATH = "/api/system/status"

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from phoenix_tasks.plan import Action, Plan
+from phoenix_tasks.core.plan import Action, Plan
 from phoenix_tasks.providers.proxmox import api
 from phoenix_tasks.providers.proxmox.apply import Applier, SafetyRefused, Timing
 from phoenix_tasks.providers.proxmox.plan import Options, plan_vms

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from phoenix_tasks.model import ProxmoxSettings
+from phoenix_tasks.core.model import ProxmoxSettings
 from phoenix_tasks.providers.proxmox import api, clients
 from phoenix_tasks.providers.proxmox.http import Client
 from phoenix_tasks.providers.proxmox.pvesh import PveshClient

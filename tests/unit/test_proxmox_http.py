@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from phoenix_tasks.errors import PhoenixError
-from phoenix_tasks.model import ProxmoxSettings
+from phoenix_tasks.core.errors import PhoenixError
+from phoenix_tasks.core.model import ProxmoxSettings
 from phoenix_tasks.providers.proxmox import api
 from phoenix_tasks.providers.proxmox.http import Client
 from phoenix_tasks.providers.proxmox.task_wait import ApiError, wait_task

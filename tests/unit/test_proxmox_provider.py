@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.core.errors import PhoenixError
 from phoenix_tasks.providers.proxmox.apply import Timing
 from phoenix_tasks.providers.proxmox.http import Client
 from phoenix_tasks.providers.proxmox.provider import KeyMissing, ProxmoxProvider, public_key

@@ -18,9 +18,9 @@ import shlex
 
 import pytest
 
-from phoenix_tasks.argv import shell_command
-from phoenix_tasks.errors import PhoenixError
-from phoenix_tasks.model import ProxmoxSettings
+from phoenix_tasks.core.argv import shell_command
+from phoenix_tasks.core.errors import PhoenixError
+from phoenix_tasks.core.model import ProxmoxSettings
 from phoenix_tasks.providers.proxmox import api
 from phoenix_tasks.providers.proxmox.http import ApiUnreachable
 from phoenix_tasks.providers.proxmox.pvesh import (

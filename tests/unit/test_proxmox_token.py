@@ -11,8 +11,8 @@ from rich.console import Console
 
 from phoenix_tasks.providers.proxmox.plan import Options, plan_vms
 from phoenix_tasks.providers.proxmox.token import TokenMissing, api_token
-from phoenix_tasks.secrets import Secret
-from phoenix_tasks.show import show_plan
+from phoenix_tasks.core.secrets import Secret
+from phoenix_tasks.show.plans import show_plan
 
 from proxmox_recorded import PUBLIC_KEY, etc_config, read, responses, without
 

@@ -7,7 +7,7 @@ import pytest
 from invoke import Result
 
 from phoenix_tasks.config import load_config, validate
-from phoenix_tasks.transport import Transport
+from phoenix_tasks.core.transport import Transport
 
 from swarm_recorded import lab_config
 from test_config_model import _tree

@@ -9,10 +9,12 @@ import sys
 
 from rich.console import Console
 
-from phoenix_tasks.plan import LOCAL, Action, Blocked, Plan
-from phoenix_tasks.show import show_environments, show_plan, show_status
+from phoenix_tasks.core.plan import LOCAL, Action, Blocked, Plan
+from phoenix_tasks.show.plans import show_plan
+from phoenix_tasks.show.stacks import show_environments
+from phoenix_tasks.show.swarm import show_status
 from phoenix_tasks.stack.envs import EnvService, EnvStack, Environment
-from phoenix_tasks.swarm.status import ClusterStatus, NodeStatus
+from phoenix_tasks.cluster.status import ClusterStatus, NodeStatus
 
 from conftest import REPO
 

@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from phoenix_tasks.argv import shell_command
+from phoenix_tasks.core.argv import shell_command
 from phoenix_tasks.stack import commands
 
 NS = "dev1_thinkheads_ai_app"

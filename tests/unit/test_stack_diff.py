@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from phoenix_tasks.model import Stack, StackService
+from phoenix_tasks.core.model import Stack, StackService
 from phoenix_tasks.stack.diff import (
     FIELDS,
     Desired,
@@ -18,7 +18,7 @@ from phoenix_tasks.stack.diff import (
     desired_services,
 )
 from phoenix_tasks.stack.facts import Port, ServiceFacts
-from phoenix_tasks.stack.render import LABEL_ENV, LABEL_HASH, LABEL_STACK, Rendered, render
+from phoenix_tasks.docker.render import LABEL_ENV, LABEL_HASH, LABEL_STACK, Rendered, render
 
 HASH = "0123456789ab"
 DIGEST = "sha256:" + "c" * 64

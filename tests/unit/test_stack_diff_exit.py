@@ -15,7 +15,7 @@ from phoenix_tasks.stack import commands
 from phoenix_tasks.stack.diff_report import CHANGES_EXIT
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import stacks as stack_tasks
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 from swarm_recorded import lab_config
 

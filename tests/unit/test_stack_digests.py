@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from phoenix_tasks.config import load_config
-from phoenix_tasks import engine_api
+from phoenix_tasks.core import engine_api
 from phoenix_tasks.stack import digests
 from phoenix_tasks.stack.digests import (
     Resolution,
@@ -25,8 +25,8 @@ from phoenix_tasks.stack.digests import (
     resolve,
     resolve_argv,
 )
-from phoenix_tasks.stack.render import SwarmObject, render
-from phoenix_tasks.transport import CommandResult, shell_command
+from phoenix_tasks.docker.render import SwarmObject, render
+from phoenix_tasks.core.transport import CommandResult, shell_command
 
 REPO = Path(__file__).resolve().parents[2]
 D1, D2, D3 = ("sha256:" + c * 64 for c in "abc")

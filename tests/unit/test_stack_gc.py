@@ -20,8 +20,8 @@ from phoenix_tasks.stack.gc import (
     plan_collect,
 )
 from phoenix_tasks.stack.ledger import CONVERGED, FAILED, Entry, entry_name
-from phoenix_tasks.stack.render import STACK_NAMESPACE_LABEL, object_labels
-from phoenix_tasks.transport import shell_command
+from phoenix_tasks.docker.render import STACK_NAMESPACE_LABEL, object_labels
+from phoenix_tasks.core.transport import shell_command
 
 OTHER_NS = "dev2_thinkheads_ai_app"
 

@@ -1,11 +1,11 @@
 """Compose variable interpolation and the type casts after it
-(phoenix_tasks.stack.interpolate): every operator form, every error, with paths."""
+(phoenix_tasks.docker.interpolate): every operator form, every error, with paths."""
 
 from __future__ import annotations
 
 import pytest
 
-from phoenix_tasks.stack.interpolate import (
+from phoenix_tasks.docker.interpolate import (
     InterpolationError,
     cast_types,
     escape_dollars,

@@ -24,11 +24,11 @@ from test_stack_lock import (
     transport_on,
 )
 
-from phoenix_tasks.portainer import Password, render_portainer
-from phoenix_tasks.secrets import Secret
+from phoenix_tasks.portainer.service import Password, render_portainer
+from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import digests, ledger
 from phoenix_tasks.stack.commands import SEPARATOR
-from phoenix_tasks.stack.guarded import referenced_objects
+from phoenix_tasks.stack.transaction import referenced_objects
 from phoenix_tasks.stack.ledger import (
     CONVERGED,
     ENTRY,
@@ -50,7 +50,7 @@ from phoenix_tasks.stack.ledger import (
     result_data,
     retained,
 )
-from phoenix_tasks.transport import RemoteCommandFailed, shell_command
+from phoenix_tasks.core.transport import RemoteCommandFailed, shell_command
 
 SECRET_VALUE = "hunter2-but-much-longer-and-secret"
 

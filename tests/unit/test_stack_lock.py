@@ -41,8 +41,8 @@ from phoenix_tasks.stack.lock import (
     read_lock,
     remove_argv,
 )
-from phoenix_tasks.stack.render import STACK_NAMESPACE_LABEL
-from phoenix_tasks.transport import RemoteCommandFailed, Transport, shell_command
+from phoenix_tasks.docker.render import STACK_NAMESPACE_LABEL
+from phoenix_tasks.core.transport import RemoteCommandFailed, Transport, shell_command
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = load_config(REPO / "etc" / "lab", REPO / "stacks")

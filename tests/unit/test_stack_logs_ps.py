@@ -12,7 +12,7 @@ from invoke import MockContext, Result
 
 from phoenix_tasks.stack import logs, ps
 from phoenix_tasks.tasks import common, observe
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 from conftest import call_task
 from swarm_recorded import lab_config

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from phoenix_tasks.stack.naming import (
+from phoenix_tasks.docker.naming import (
     MAX_SERVICE_NAME,
     check_env_name,
     check_stack_name,

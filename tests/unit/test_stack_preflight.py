@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from phoenix_tasks.model import VM, NetworkConfig, Stack, StackService
-from phoenix_tasks.plan import Blocked
-from phoenix_tasks.secrets import Secret
+from phoenix_tasks.core.model import VM, NetworkConfig, Stack, StackService
+from phoenix_tasks.core.plan import Blocked
+from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import commands, preflight
 from phoenix_tasks.stack.deploy import plan_deploy
 from phoenix_tasks.stack.diff import compare, desired_services
 from phoenix_tasks.stack.facts import ClusterView, Port, ServiceFacts, parse_preflight, parse_time
-from phoenix_tasks.stack.render import render
+from phoenix_tasks.docker.render import render
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "stack"
 RECORDED_CLOCK = 1795645101474565312
@@ -410,7 +410,7 @@ class _Recorder:
         self.hung_logs = hung_logs
 
     def run(self, host, argv, *, mutating, check=True, stdin=None, quiet=False, timeout=None):
-        from phoenix_tasks.transport import CommandResult, TimedOut, display_command
+        from phoenix_tasks.core.transport import CommandResult, TimedOut, display_command
         self.calls.append((tuple(argv), timeout))
         if self.hung_logs and tuple(argv[:3]) == ("docker", "service", "logs"):
             raise TimedOut(host, display_command(argv), 60.0)

@@ -1,4 +1,4 @@
-"""What a rendered document may not ask of the cluster (stack/refusals.py), and that a
+"""What a rendered document may not ask of the cluster (docker/refusals.py), and that a
 deploy's render refuses it before any connection (issue 21: items 1, 2, 7)."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from phoenix_tasks.model import Stack, StackService
-from phoenix_tasks.stack import refusals
-from phoenix_tasks.stack.render import RenderError, render
+from phoenix_tasks.core.model import Stack, StackService
+from phoenix_tasks.docker import refusals
+from phoenix_tasks.docker.render import RenderError, render
 
 
 def stack(tmp_path: Path, compose: dict, *, variables: dict | None = None, max_replicas: int = 100,

@@ -14,11 +14,11 @@ import pytest
 from invoke import MockContext, Result
 
 from phoenix_tasks.config import load_config
-from phoenix_tasks.secrets import Secret
+from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import commands, digests, registries
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import stacks as stack_tasks
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 from swarm_recorded import lab_config
 from test_stack_digests import error
@@ -178,7 +178,7 @@ def test_portainer_deploy_and_sync_all_log_in_to_private_registries_too(tmp_path
     """Portainer's images may live in a private registry as well: portainer.deploy and
     sync-all's Portainer stage read the credentials before any connection and hand them
     to the same resolve (and login) that swarm.deploy uses."""
-    from phoenix_tasks import sync
+    from phoenix_tasks.sync import sync_all as sync
     from phoenix_tasks.tasks import portainer as portainer_tasks
     from phoenix_tasks.tasks import sync as sync_tasks
     cfg = with_registries(load_config(lab_config(tmp_path, None).config_dir, stacks_dir),

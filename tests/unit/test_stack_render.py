@@ -1,4 +1,4 @@
-"""Rendering a stack for an environment (phoenix_tasks.stack.render), as data cases.
+"""Rendering a stack for an environment (phoenix_tasks.docker.render), as data cases.
 
 Each case is a directory ``tests/data/render/<case>/`` holding a ``docker-compose.yml``,
 a ``phoenix.json`` (the stack manifest), any config/secret files the compose names, and
@@ -36,10 +36,10 @@ import pytest
 import yaml
 
 import phoenix_tasks
-from phoenix_tasks.model import Stack, StackService
-from phoenix_tasks.secrets import Secret
-from phoenix_tasks.stack.interpolate import escape_dollars
-from phoenix_tasks.stack.render import (service_hash, 
+from phoenix_tasks.core.model import Stack, StackService
+from phoenix_tasks.core.secrets import Secret
+from phoenix_tasks.docker.interpolate import escape_dollars
+from phoenix_tasks.docker.render import (service_hash, 
     LABEL_ENV,
     LABEL_HASH,
     LABEL_STACK,

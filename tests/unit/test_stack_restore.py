@@ -1,4 +1,4 @@
-"""The automatic restore of a failed deploy (phoenix_tasks.stack.guarded): when it runs,
+"""The automatic restore of a failed deploy (phoenix_tasks.stack.transaction): when it runs,
 and which ledger record it goes back to, decided from a recorded-format ledger read.
 The restore itself (redeploy, wait, two records) is proven on the lab
 (tests/lab/test_deploy_restore_lab.py)."""
@@ -13,14 +13,14 @@ import pytest
 from invoke import MockContext, Result
 
 from phoenix_tasks.config import load_config
-from phoenix_tasks.plan import Plan
+from phoenix_tasks.core.plan import Plan
 from phoenix_tasks.stack import ledger
 from phoenix_tasks.stack.deploy import DeployOutcome
 from phoenix_tasks.stack.digests import Resolution
-from phoenix_tasks.stack.guarded import Guard, Guarded, gate_lines, restore, should_restore
-from phoenix_tasks.stack.render import render
+from phoenix_tasks.stack.transaction import Guard, Guarded, gate_lines, restore, should_restore
+from phoenix_tasks.docker.render import render
 from phoenix_tasks.stack.wait import Verdict
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = load_config(REPO / "etc" / "lab", REPO / "stacks")

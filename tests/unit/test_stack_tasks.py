@@ -18,11 +18,11 @@ from phoenix_tasks.stack import commands, digests
 from phoenix_tasks.stack.envs import OUTSIDE
 from phoenix_tasks.stack.facts import parse_services
 from phoenix_tasks.stack.remove import Leftovers, parse_leftovers
-from phoenix_tasks.stack.render import render
+from phoenix_tasks.docker.render import render
 from phoenix_tasks.swarm import commands as swarm_commands
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import stacks as stack_tasks
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 from conftest import call_task
 from swarm_recorded import lab_config

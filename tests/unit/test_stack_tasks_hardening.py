@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 
-from phoenix_tasks.cluster_text import clean
+from phoenix_tasks.core.cluster_text import clean
 from phoenix_tasks.stack import ledger
 from phoenix_tasks.stack import lock as lock_mod
 from phoenix_tasks.stack.commands import SEPARATOR

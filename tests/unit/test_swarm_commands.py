@@ -6,10 +6,10 @@ import shlex
 
 import pytest
 
-from phoenix_tasks import engine_api
-from phoenix_tasks.secrets import MASK, Secret, scrub
+from phoenix_tasks.core import engine_api
+from phoenix_tasks.core.secrets import MASK, Secret, scrub
 from phoenix_tasks.swarm import commands
-from phoenix_tasks.transport import display_command, shell_command
+from phoenix_tasks.core.transport import display_command, shell_command
 
 TOKEN = "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx"
 

@@ -8,7 +8,7 @@ from invoke import MockContext
 from invoke.exceptions import Exit
 
 from phoenix_tasks.swarm.plan import FOREIGN, UNVERIFIED, Options, classify, plan_phases
-from phoenix_tasks.swarm.status import build_status
+from phoenix_tasks.cluster.status import build_status
 from phoenix_tasks.tasks import swarm as swarm_tasks
 
 from swarm_recorded import CONVERGED, CPU_ID, converged_outputs, facts, infos, lab_config

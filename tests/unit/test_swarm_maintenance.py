@@ -6,13 +6,14 @@ import json
 
 import pytest
 
-from phoenix_tasks.plan import Blocked
-from phoenix_tasks.swarm import commands, maintenance, unclaimed
-from phoenix_tasks.swarm.maintenance import (
+from phoenix_tasks.core.plan import Blocked
+from phoenix_tasks.swarm import commands, unclaimed
+from phoenix_tasks.cluster import maintenance
+from phoenix_tasks.cluster.maintenance import (
     NodeRef, judge_drain, plan_drain, plan_prune, plan_undrain, stranded_services, wait_drained,
 )
 from phoenix_tasks.swarm.plan import Options, plan_phases
-from phoenix_tasks.transport import shell_command
+from phoenix_tasks.core.transport import shell_command
 
 from maint_recorded import CPU, CPU2, CPU_NEW, DRPHOENIX, PORTAINER, config, facts, infos, nodes, progress
 
@@ -435,7 +436,7 @@ def test_a_converged_swarm_prunes_nothing(cfg):
 # -- status: quorum, unclaimed nodes, pinned availability -------------------------------------------
 
 def test_status_says_how_many_manager_failures_the_cluster_tolerates(tmp_path):
-    from phoenix_tasks.swarm.status import build_status
+    from phoenix_tasks.cluster.status import build_status
     c = managers_config(tmp_path)
     st = build_status(c, facts(c, infos(**MANAGER_INFOS), "nodes_three_managers.json"), [])
     assert st.quorum == {"managers": 3, "reachable": 3, "needed": 2, "tolerates": 1, "has_quorum": True,
@@ -447,8 +448,8 @@ def test_status_says_how_many_manager_failures_the_cluster_tolerates(tmp_path):
 
 def test_status_table_shows_quorum_and_why_a_node_is_unclaimed(tmp_path):
     from rich.console import Console
-    from phoenix_tasks.show import show_status
-    from phoenix_tasks.swarm.status import build_status
+    from phoenix_tasks.show.swarm import show_status
+    from phoenix_tasks.cluster.status import build_status
     c = managers_config(tmp_path, drop_cpuworker=True)
     st = build_status(c, facts(c, infos(drphoenix="info_1002_manager.json"), "nodes_manager_down.json"), [])
     console = Console(record=True, width=200, markup=False)
@@ -460,7 +461,7 @@ def test_status_table_shows_quorum_and_why_a_node_is_unclaimed(tmp_path):
 
 
 def test_a_pinned_drain_is_healthy_and_a_drain_by_hand_is_not(tmp_path):
-    from phoenix_tasks.swarm.status import build_status
+    from phoenix_tasks.cluster.status import build_status
     c = pinned(tmp_path)
     f = facts(c, node_list="nodes_drained.json")
     assert not build_status(c, f, []).degraded

@@ -7,10 +7,11 @@ import pytest
 from invoke import MockContext, Result
 from invoke.exceptions import Exit
 
-from phoenix_tasks.swarm import commands, maintenance
+from phoenix_tasks.swarm import commands
+from phoenix_tasks.cluster import maintenance
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import maintenance as maint_tasks
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 from maint_recorded import CPU, CPU2, DATA, config, nodes, recorded
 
@@ -176,7 +177,7 @@ def test_remove_retries_while_raft_still_lists_a_demoted_manager():
             failed = len(calls) < 3
             text = "Error response from daemon: node x is a cluster manager and is a member of the raft cluster. " \
                    "It must be demoted to worker before removal" if failed else ""
-            from phoenix_tasks.transport import CommandResult
+            from phoenix_tasks.core.transport import CommandResult
             return CommandResult(where, "docker node rm -- x", 1 if failed else 0, "", text)
 
     action = maintenance.Action(kind="remove", where="portainer", summary="", argv=("docker", "node", "rm", "--", "x"))

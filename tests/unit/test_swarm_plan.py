@@ -209,7 +209,7 @@ def test_vmid_scope(config):
 
 
 def test_parse_services_groups_by_longest_stack_prefix():
-    from phoenix_tasks.swarm.status import parse_services
+    from phoenix_tasks.cluster.status import parse_services
     from swarm_recorded import DATA
     stacks = parse_services((DATA / "services_two_stacks.txt").read_text())
     got = {s.name: [(x.name, x.running, x.desired) for x in s.services] for s in stacks}

@@ -10,10 +10,10 @@ import json
 import pytest
 from invoke import Result
 
-from phoenix_tasks.errors import PhoenixError
+from phoenix_tasks.core.errors import PhoenixError
 from phoenix_tasks.stack.lock import L_TOKEN, lock_name
 from phoenix_tasks.swarm import commands, raft
-from phoenix_tasks.transport import CommandResult, RemoteCommandFailed
+from phoenix_tasks.core.transport import CommandResult, RemoteCommandFailed
 
 from swarm_recorded import lab_config, nodes
 from test_stack_lock import NS, FakeSwarm, Clock, make_lock

@@ -7,12 +7,12 @@ from collections import Counter
 
 from invoke import Result
 
-from phoenix_tasks.argv import display_command
+from phoenix_tasks.core.argv import display_command
 from phoenix_tasks.swarm import commands
 from phoenix_tasks.swarm.apply import converge
 from phoenix_tasks.swarm.facts import parse_facts, read_facts
 from phoenix_tasks.swarm.plan import Options
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 from swarm_recorded import CONVERGED, MANAGER_ID, converged_outputs, lab_config, mock_connections, nodes, recorded
 

@@ -9,13 +9,13 @@ import json
 
 import pytest
 
-from phoenix_tasks.errors import PhoenixError
-from phoenix_tasks.plan import Outcome, Plan
+from phoenix_tasks.core.errors import PhoenixError
+from phoenix_tasks.core.plan import Outcome, Plan
 from phoenix_tasks.swarm import commands
 from phoenix_tasks.swarm.apply import _run_phase, wait_until_reachable
 from phoenix_tasks.swarm.facts import read_facts
 from phoenix_tasks.swarm.plan import FOREIGN, MEMBER, WRONG_ROLE, Options, classify, plan_phases
-from phoenix_tasks.transport import CommandResult
+from phoenix_tasks.core.transport import CommandResult
 
 from swarm_recorded import CONVERGED, CPU_ID, FRESH, MANAGER_ID, facts, info, infos, lab_config, nodes, recorded
 
@@ -203,7 +203,7 @@ def test_a_just_demoted_manager_is_not_the_control_when_another_manager_answers(
 
 def test_a_busy_raft_answer_is_retried_and_a_change_that_landed_is_not_sent_again(tmp_path):
     from phoenix_tasks.swarm.apply import run_role_change
-    from phoenix_tasks.transport import RemoteCommandFailed
+    from phoenix_tasks.core.transport import RemoteCommandFailed
     config = swapped(tmp_path)
     f = facts(config, infos(CONVERGED))
     [promote, demote] = plan_phases(config, f, Options(), ["join"]).actions

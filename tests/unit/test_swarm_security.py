@@ -20,14 +20,14 @@ from rich.console import Console
 
 from phoenix_tasks.config import load_config
 from phoenix_tasks.lab.configgen import write_lab_config
-from phoenix_tasks.secrets import Secret
-from phoenix_tasks.show import show_plan
+from phoenix_tasks.core.secrets import Secret
+from phoenix_tasks.show.plans import show_plan
 from phoenix_tasks.swarm import commands, events, security
 from phoenix_tasks.swarm.facts import LOCKED, parse_info
 from phoenix_tasks.swarm.plan import Options, classify, plan_phases
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import swarm as swarm_tasks
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 from swarm_recorded import CONVERGED, FRESH, converged_outputs, facts, infos, recorded
 

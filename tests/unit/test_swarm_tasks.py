@@ -7,11 +7,11 @@ import pytest
 from invoke import MockContext, Result
 from invoke.exceptions import CommandTimedOut, Exit
 
-from phoenix_tasks import engine_api
+from phoenix_tasks.core import engine_api
 from phoenix_tasks.swarm import commands, events
 from phoenix_tasks.tasks import common
 from phoenix_tasks.tasks import swarm as swarm_tasks
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 from swarm_recorded import GPU_ID, converged_outputs, lab_config, nodes, recorded
 
@@ -95,7 +95,7 @@ def test_join_fetches_token_in_memory_and_never_prints_it(wired, capsys):
     outputs = converged_outputs()
     outputs["cpuworker"] = {tuple(commands.facts()): (json.dumps(recorded("info_inactive.json")), 0)}
     outputs["portainer"][tuple(commands.join_token("worker"))] = (TOKEN + "\n", 0)
-    from phoenix_tasks.secrets import Secret
+    from phoenix_tasks.core.secrets import Secret
     # The join (an Engine API request on dial-stdio's stdin) fails, as it would with a
     # bad token; the engine's answer even echoes the token.
     body = json.dumps({"message": f"invalid join token {TOKEN}"})

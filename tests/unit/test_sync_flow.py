@@ -1,4 +1,4 @@
-"""sync.py's own logic, without a VM: waiting for SSH on new VMs (a transport whose
+"""sync/sync_all.py's own logic, without a VM: waiting for SSH on new VMs (a transport whose
 `true` fails a given number of times), and the plan and result records the summary is
 built from (hand-built outcomes of the VMs and swarm stages, and of Portainer's deploy)."""
 
@@ -10,15 +10,15 @@ from types import SimpleNamespace
 import pytest
 
 from phoenix_tasks.config import load_config
-from phoenix_tasks.errors import PhoenixError
-from phoenix_tasks.plan import Action, Blocked, Outcome, Plan
-from phoenix_tasks.portainer import PortainerStatus
+from phoenix_tasks.core.errors import PhoenixError
+from phoenix_tasks.core.plan import Action, Blocked, Outcome, Plan
+from phoenix_tasks.portainer.service import PortainerStatus
 from phoenix_tasks.stack.deploy import DeployOutcome
 from phoenix_tasks.stack.diff import ServiceChange
-from phoenix_tasks.sync import SyncPlan, SyncResult
-from phoenix_tasks.vms import wait_for_ssh
-from phoenix_tasks.transport import CommandResult, Unreachable
-from phoenix_tasks.vms import VMsOutcome
+from phoenix_tasks.sync.sync_all import SyncPlan, SyncResult
+from phoenix_tasks.sync.vm_stage import wait_for_ssh
+from phoenix_tasks.core.transport import CommandResult, Unreachable
+from phoenix_tasks.sync.vm_stage import VMsOutcome
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -321,7 +321,7 @@ class Recorder:
 def test_portainer_images_refused_by_their_registry_block_its_stage_and_change_nothing(vms, config):
     """As swarm.deploy's gate: an image the registry says does not exist (or refuses) is
     never deployed by tag; the run says which, fails, and Portainer is left as it runs."""
-    from phoenix_tasks import sync
+    from phoenix_tasks.sync import sync_all as sync
     gate = "image portainer/portainer-ce:9.9.9: registry docker.io answered: manifest unknown"
     plan = SyncPlan(vms=[], swarm=Outcome(Plan(), dry_run=True, facts=SimpleNamespace(control=vms.portainer)),
                     portainer=deploy_outcome(dry_run=True), rendered=SimpleNamespace(namespace="prod_portainer_service"),

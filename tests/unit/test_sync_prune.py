@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from phoenix_tasks.plan import Action, Blocked, Outcome, Plan
-from phoenix_tasks.show import show_sync_plan
+from phoenix_tasks.core.plan import Action, Blocked, Outcome, Plan
+from phoenix_tasks.show.sync import show_sync_plan
 from phoenix_tasks.stack.deploy import DeployOutcome
-from phoenix_tasks.swarm.maintenance import NodeRef
-from phoenix_tasks.sync import SyncPlan, SyncResult
+from phoenix_tasks.cluster.maintenance import NodeRef
+from phoenix_tasks.sync.sync_all import SyncPlan, SyncResult
 
 REF = NodeRef("175axxtoqiggoeek7e8h9hhcw", "cpuworker2")
 REMOVE = Action(kind="remove", where=REF, target=REF, summary="not in config: remove its entry (the node is down)",

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from fabric import Config as FabricConfig
 
-from phoenix_tasks.model import Host, VMAccess
-from phoenix_tasks.transport import TimedOut, Transport, Unreachable, fabric_connection
+from phoenix_tasks.core.model import Host, VMAccess
+from phoenix_tasks.core.transport import TimedOut, Transport, Unreachable, fabric_connection
 
 from ssh_server import not_ssh, silent, ssh_server
 
@@ -186,7 +186,7 @@ def test_the_deadline_covers_a_session_that_is_never_opened(tmp_path):
 
 
 def test_a_step_can_give_its_own_longer_deadline_and_secrets_stay_masked(tmp_path):
-    from phoenix_tasks.secrets import Secret
+    from phoenix_tasks.core.secrets import Secret
     with ssh_server(tmp_path) as server, Transport(access(tmp_path, server.port, command_timeout_s=30)) as t:
         with pytest.raises(TimedOut) as exc:
             t.run(HOST, ["sleep-forever", Secret("s3cret")], mutating=False, timeout=0.25)
@@ -207,8 +207,8 @@ def test_stdin_still_arrives_in_one_piece(tmp_path):
 QUIET_SCRIPT = """
 import sys
 from pathlib import Path
-from phoenix_tasks.model import Host, VMAccess
-from phoenix_tasks.transport import Transport, Unreachable
+from phoenix_tasks.core.model import Host, VMAccess
+from phoenix_tasks.core.transport import Transport, Unreachable
 tmp = Path(sys.argv[2])
 access = VMAccess("phoenix", int(sys.argv[1]), tmp / "id_rsa", "accept-new", tmp / "known_hosts", 2.0)
 try:

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from phoenix_tasks import transport as transport_mod
-from phoenix_tasks.model import Host, VMAccess
-from phoenix_tasks.transport import MAX_CHANNELS_PER_HOST, Transport
+from phoenix_tasks.core import transport as transport_mod
+from phoenix_tasks.core.model import Host, VMAccess
+from phoenix_tasks.core.transport import MAX_CHANNELS_PER_HOST, Transport
 
 
 def access(tmp_path: Path) -> VMAccess:

@@ -3,7 +3,7 @@
 - `api`: each API call as data (`ApiCall`); no DELETE; path parts checked.
 - `facts`: the cluster-wide guest list and each configured VM's config, parsed.
 - `classify`: each configured VM against its facts (missing, running, drifted, ...).
-- `plan`: the calls that reach the config, as `phoenix_tasks.plan` actions.
+- `plan`: the calls that reach the config, as `phoenix_tasks.core.plan` actions.
 - `apply`: the calls sent, each task polled to its exit status (`task_wait`), clones
   bounded and retried on lock timeouts, locked VMs waited for.
 - `provider`: `ProxmoxProvider`, facts -> plan -> apply -> facts again, for `sync-all`

@@ -27,9 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ...errors import PhoenixError
-from ...model import VM, Config
-from ...plan import Action, Plan
+from ...core.errors import PhoenixError
+from ...core.model import VM, Config
+from ...core.plan import Action, Plan
 from . import api
 from .plan import calls_outside_config
 from .task_wait import ApiError, TaskResult, retry_lock_timeouts, wait_task, when_unlocked

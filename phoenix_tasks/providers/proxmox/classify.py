@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ...model import VM, Config
+from ...core.model import VM, Config
 from .facts import CloudInit, Guest, PendingChange, ProxmoxFacts, QemuConfig
 
 MISSING = "missing"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Protocol
 
-from ...model import ProxmoxSettings
+from ...core.model import ProxmoxSettings
 from .api import ApiCall
 from .http import Client
 from .pvesh import PveshClient, ssh_runner

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote
 
-from ...errors import PhoenixError
-from ...model import VM, Config
+from ...core.errors import PhoenixError
+from ...core.model import VM, Config
 from . import api
 from .task_wait import ApiError
 

@@ -36,8 +36,8 @@ import ssl
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ...errors import PhoenixError
-from ...model import ProxmoxSettings
+from ...core.errors import PhoenixError
+from ...core.model import ProxmoxSettings
 from .api import ApiCall
 from .task_wait import ApiError
 from .token import ApiToken

@@ -1,6 +1,6 @@
 """The plan: the Proxmox API calls that make each configured VM match its config.
 
-A pure function of (config, facts, options), as `phoenix_tasks.plan` actions, each
+A pure function of (config, facts, options), as `phoenix_tasks.core.plan` actions, each
 holding its `ApiCall` in `Action.call`.  Per VM, in this order: clone (full, to
 `clone_storage`) -> cores/memory -> resize (grow only) -> cloud-init -> regenerate the
 cloud-init drive -> tags -> start.  An existing VM that differs from the config is
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...model import VM, Config, Host
-from ...plan import Action, Blocked, Plan
+from ...core.model import VM, Config, Host
+from ...core.plan import Action, Blocked, Plan
 from . import api
 from .classify import (
     DRIFTED, LIVE, LOCKED, MISSING, NEVER, NEXT_BOOT, NOT_REPORTED, NOT_TEMPLATE, STOPPED, TEMPLATE, WRONG_NAME,

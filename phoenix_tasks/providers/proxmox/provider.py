@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from phoenix_tasks.errors import PhoenixError
-from phoenix_tasks.model import VM, Config
-from phoenix_tasks.plan import Blocked, Plan
+from phoenix_tasks.core.errors import PhoenixError
+from phoenix_tasks.core.model import VM, Config
+from phoenix_tasks.core.plan import Blocked, Plan
 from phoenix_tasks.providers.base import Report, VMProvider, VMsOutcome, VMStatus, plan_targets
 
 from . import api

@@ -48,9 +48,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from ...errors import PhoenixError
-from ...model import Host, ProxmoxSettings, VMAccess
-from ...transport import TimedOut, Transport, Unreachable, fabric_connection
+from ...core.errors import PhoenixError
+from ...core.model import Host, ProxmoxSettings, VMAccess
+from ...core.transport import TimedOut, Transport, Unreachable, fabric_connection
 from .api import ApiCall
 from .http import ApiUnreachable
 from .task_wait import ApiError

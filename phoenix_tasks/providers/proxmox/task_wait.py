@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
-from ...errors import PhoenixError
+from ...core.errors import PhoenixError
 
 LOCK_TIMEOUT = re.compile(r"can't lock file '[^']*' - got timeout")
 VM_LOCKED = re.compile(r"VM is locked \((?P<lock>[a-z-]+)\)")

@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from ...errors import PhoenixError
-from ...model import ProxmoxSettings
-from ...secrets import Secret
+from ...core.errors import PhoenixError
+from ...core.model import ProxmoxSettings
+from ...core.secrets import Secret
 
 # USER@REALM!TOKENID=UUID, the form of the PVEAPIToken header.
 FORM = re.compile(r"(?P<user>[^@!=\s]+@[^@!=\s]+)!(?P<name>[A-Za-z][A-Za-z0-9._-]*)=(?P<value>\S+)")

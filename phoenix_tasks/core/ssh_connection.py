@@ -21,7 +21,7 @@ from invoke.exceptions import CommandTimedOut
 from invoke.runners import Result
 
 from .model import VMAccess
-from .transport import KnownHostsInvalid, Reachable, Unreachable
+from .reach import KnownHostsInvalid, Reachable, Unreachable
 
 
 def _quiet_paramiko() -> None:

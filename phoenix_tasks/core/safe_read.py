@@ -61,7 +61,6 @@ import yaml
 from yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from .problems import pointer
 
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 64
@@ -76,6 +75,11 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_IN_YAML_VALUE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 # Raw in a YAML file: tab, newline and carriage return (CRLF files) are fine.
 _CONTROL_IN_YAML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def pointer(*parts: object) -> str:
+    """An RFC 6901 JSON pointer from path parts ('' is the whole document)."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 class Unreadable(Exception):

@@ -35,12 +35,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .argv import Arg
-from .errors import PhoenixError
-from .model import VM, Config
-from .stack.facts import StackRead
-from .stack.render import STACK_NAMESPACE_LABEL
-from .transport import RemoteCommandFailed, Transport
+from ..core.argv import Arg
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config
+from ..stack.facts import StackRead
+from ..docker.render import STACK_NAMESPACE_LABEL
+from ..core.transport import RemoteCommandFailed, Transport
 
 HOSTNAME_PIN = re.compile(r"^\s*node\.hostname\s*==\s*(\S+)\s*$")
 HOLDER_LABEL = "io.phoenix.volume-copy"

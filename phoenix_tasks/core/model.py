@@ -201,7 +201,7 @@ class Stack:
     # the parsed docker-compose.yml, exactly as yaml.safe_load returned it
     compose: Mapping[str, Any] = field(default_factory=dict)
     # the most replicas a service may ask for: stacks.max_replicas of the hypervisor
-    # config, or the stack's own max_replicas in phoenix.json (stack/refusals.py)
+    # config, or the stack's own max_replicas in phoenix.json (docker/refusals.py)
     max_replicas: int = 100
     max_replicas_source: str = ""  # where that limit is set, for the refusal's message
     # section (secrets, configs, networks, volumes) -> names of other environments'

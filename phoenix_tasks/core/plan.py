@@ -5,7 +5,7 @@ Every change has one shape: read facts -> plan a list of `Action`s -> show the p
 what it changes, one line for people, and its argv (or that the argv is resolved at
 apply time, from facts only the apply can know), or instead of an argv the API call it
 makes (`call`: the Proxmox provider's typed `ApiCall`).  A `Plan` is the actions and what
-cannot be done (`Blocked`); an `Outcome` is what the apply did.  `show.py` prints
+cannot be done (`Blocked`); an `Outcome` is what the apply did.  `show/plans.py` prints
 them, one way for every flow.
 """
 

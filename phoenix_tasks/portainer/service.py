@@ -26,17 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import safe_read
-from .errors import PhoenixError
-from .model import VM, Config, Stack
-from .probe import ProbeFailed, https_get
-from .secrets import Secret
-from .stack import naming
-from .stack.deploy import read_stack
-from .stack.facts import StackRead
-from .stack.digests import chain, pin
-from .stack.render import Rendered, RenderError, SwarmObject, object_labels, render, secret_name
-from .transport import Transport, TunnelRefused
+from ..core import safe_read
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config, Stack
+from ..core.probe import ProbeFailed, https_get
+from ..core.secrets import Secret
+from ..docker import naming
+from ..stack.deploy import read_stack
+from ..stack.facts import StackRead
+from ..stack.digests import chain, pin
+from ..docker.render import Rendered, RenderError, SwarmObject, object_labels, render, secret_name
+from ..core.transport import Transport, TunnelRefused
 
 PASSWORD_ENV = "PHOENIX_PORTAINER_ADMIN_PASSWORD_FILE"
 SERVER_ROLE = "portainer"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Run from a checkout (tasks.py beside the package), or installed (pip/pipx): then the
 # schemas and bin/phoenix ship inside the package (`_schemas`, `_bin`: pyproject.toml),
 # and the configuration has no checkout to default to: ./etc and ./stacks of the

@@ -30,11 +30,12 @@ from typing import Any, Callable, Literal, Mapping
 
 import yaml
 
-from .. import __version__, paths
-from ..config import safe_read
-from ..errors import PhoenixError
-from ..model import Stack
-from ..secrets import Secret
+from .. import __version__
+from ..core import paths
+from ..core import safe_read
+from ..core.errors import PhoenixError
+from ..core.model import Stack
+from ..core.secrets import Secret
 from . import naming
 from . import refusals as refuse
 from .interpolate import cast_types, escape_dollars, interpolate
@@ -136,7 +137,7 @@ def _from_variable(stack: Stack, path: tuple) -> str:
 
 
 def refusals(stack: Stack, env: str, doc: Mapping) -> tuple[list[tuple[tuple, str]], list[str]]:
-    """(errors by path, warnings) of stack/refusals.py's checks on the interpolated document."""
+    """(errors by path, warnings) of docker/refusals.py's checks on the interpolated document."""
     found = [*refuse.check_bounds(doc, stack.max_replicas, stack.max_replicas_source),
              *refuse.check_unsupported(doc), *refuse.check_images(doc),
              *refuse.check_externals(doc, env, stack.known_stacks or (stack.name,), stack.shares)]

@@ -27,15 +27,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-from ..errors import PhoenixError
-from ..model import VM, Config
-from ..plan import Action, Blocked, Outcome, Plan
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config
+from ..core.plan import Action, Blocked, Outcome, Plan
 from ..stack.facts import Progress, TaskFacts, parse_progress
 from ..stack.preflight import candidates_for
-from ..transport import Transport
-from . import commands, quorum, unclaimed
-from .facts import ClusterFacts, NodeFacts, read_facts
-from .plan import MEMBER, WRONG_ROLE, classify
+from ..core.transport import Transport
+from ..swarm import commands, quorum, unclaimed
+from ..swarm.facts import ClusterFacts, NodeFacts, read_facts
+from ..swarm.plan import MEMBER, WRONG_ROLE, classify
 
 DRAIN_TIMEOUT_S = 120.0
 # Task states in which a task still holds its node (swarmkit's states before "running", and running).

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from ..model import VM
+from ..core.model import VM
 
 _CONSTRAINT = re.compile(
     r"^\s*(?:node\.(?P<attr>[A-Za-z0-9._-]+)|(?P<engine>engine\.labels\.[A-Za-z0-9._-]+))"

@@ -6,15 +6,15 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 
-from ..errors import PhoenixError
-from ..model import Config
+from ..core.errors import PhoenixError
+from ..core.model import Config
 from ..stack.envs import parse_environments
-from ..transport import Transport
-from . import commands
-from .facts import ClusterFacts, NodeFacts, read_facts
-from .plan import MEMBER, NO_SWARM, WRONG_ROLE, classify, label_diff, no_manager_reason
-from .security import read_key_file, status_fields
-from . import quorum, unclaimed
+from ..core.transport import Transport
+from ..swarm import commands
+from ..swarm.facts import ClusterFacts, NodeFacts, read_facts
+from ..swarm.plan import MEMBER, NO_SWARM, WRONG_ROLE, classify, label_diff, no_manager_reason
+from ..swarm.security import read_key_file, status_fields
+from ..swarm import quorum, unclaimed
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
-from .errors import PhoenixError
-from .model import VM, Config
-from .plan import Plan
-from .providers import VMProvider
-from .providers.base import VMsOutcome, plan_targets
-from .transport import Transport
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config
+from ..core.plan import Plan
+from ..providers import VMProvider
+from ..providers.base import VMsOutcome, plan_targets
+from ..core.transport import Transport
 
 SSH_WAIT_S = 300.0  # a fresh clone boots, runs cloud-init, then starts sshd
 

@@ -1,4 +1,4 @@
-"""The pure parts of the guarded flows (phoenix_tasks.stack.guarded): the ledger result of
+"""The pure parts of the guarded flows (phoenix_tasks.stack.transaction): the ledger result of
 a deploy's outcome, the objects a document names, the rollback target, the stored
 document, and `check_restorable` over a real Transport whose connection answers the
 pre-flight read with the recorded lab (tests/data/stack/preflight_lab.txt) and chosen
@@ -14,13 +14,13 @@ import yaml
 from invoke import MockContext, Result
 
 from phoenix_tasks.config import load_config
-from phoenix_tasks.plan import Action, Blocked, Plan
-from phoenix_tasks.portainer import Password, render_portainer
-from phoenix_tasks.secrets import Secret
+from phoenix_tasks.core.plan import Action, Blocked, Plan
+from phoenix_tasks.portainer.service import Password, render_portainer
+from phoenix_tasks.core.secrets import Secret
 from phoenix_tasks.stack import commands
 from phoenix_tasks.stack.deploy import DeployOutcome
 from phoenix_tasks.stack.facts import parse_preflight
-from phoenix_tasks.stack.guarded import (
+from phoenix_tasks.stack.transaction import (
     RollbackRefused,
     check_restorable,
     referenced_objects,
@@ -36,9 +36,9 @@ from phoenix_tasks.stack.ledger import (
     ROLLED_BACK,
     Entry,
 )
-from phoenix_tasks.stack.render import render
+from phoenix_tasks.docker.render import render
 from phoenix_tasks.stack.wait import Verdict
-from phoenix_tasks.transport import Transport, shell_command
+from phoenix_tasks.core.transport import Transport, shell_command
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = load_config(REPO / "etc" / "lab", REPO / "stacks")

@@ -23,13 +23,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Protocol, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 from invoke.exceptions import CommandTimedOut, ThreadException
 
 from .argv import Arg, Argv, display_command, shell_command
 from .errors import PhoenixError
 from .model import VMAccess
+from .reach import KnownHostsInvalid, Reachable, Unreachable
 from .secrets import Secret, scrub
 
 __all__ = ["Arg", "Argv", "CommandResult", "KnownHostsInvalid", "RemoteCommandFailed", "TimedOut", "Transport",
@@ -45,25 +46,6 @@ T = TypeVar("T")
 # below the default 10 with room for one interactive `ssh` of an operator (and for a
 # channel paramiko has not finished closing yet).
 MAX_CHANNELS_PER_HOST = 8
-
-
-class Reachable(Protocol):
-    """What the transport needs of a host: a VM and a `model.Host` both qualify."""
-
-    name: str
-
-    @property
-    def address(self) -> str: ...
-
-
-class Unreachable(PhoenixError):
-    """SSH to the VM failed: no connection, refused, auth or host key problem."""
-
-
-class KnownHostsInvalid(PhoenixError):
-    """The known_hosts file has a line the SSH client cannot use (named by file and line
-    number).  A problem of this machine, not of one VM: it stops the run (`each` does
-    not report it per host) before any connection is made."""
 
 
 class TimedOut(Unreachable):

@@ -19,21 +19,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import portainer, portainer_data
-from .errors import PhoenixError
-from .model import VM, Config
-from .plan import Outcome, Plan
-from .providers import VMProvider
-from .stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy
-from .stack.facts import StackRead
-from .stack.guarded import Guard, Renderer, guarded_deploy, read_resolve_gate
-from .stack.render import Rendered
-from .swarm.apply import converge
-from .swarm import maintenance
-from .swarm.facts import ClusterFacts
-from .swarm.plan import PHASES, Options
-from .transport import Transport
-from .vms import SSH_WAIT_S, VMsOutcome, bring_up, plan_targets, plan_vms, wait_for_ssh
+from ..portainer import service as portainer, data as portainer_data
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config
+from ..core.plan import Outcome, Plan
+from ..providers import VMProvider
+from ..stack.deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy
+from ..stack.facts import StackRead
+from ..stack.transaction import Guard, Renderer, guarded_deploy, read_resolve_gate
+from ..docker.render import Rendered
+from ..swarm.apply import converge
+from ..cluster import maintenance
+from ..swarm.facts import ClusterFacts
+from ..swarm.plan import PHASES, Options
+from ..core.transport import Transport
+from .vm_stage import SSH_WAIT_S, VMsOutcome, bring_up, plan_targets, plan_vms, wait_for_ssh
 
 
 class Reporter(Protocol):

@@ -19,10 +19,10 @@ from typing import Callable, Mapping
 
 import yaml
 
-from ..errors import PhoenixError
-from ..model import VM, Config
-from ..plan import Action, Blocked, Plan
-from ..transport import Transport
+from ..core.errors import PhoenixError
+from ..core.model import VM, Config
+from ..core.plan import Action, Blocked, Plan
+from ..core.transport import Transport
 from . import digests as digests_mod
 from . import gc, ledger
 from .deploy import DEFAULT_TIMEOUT_S, DeployOutcome, deploy, read_stack, read_view
@@ -31,7 +31,7 @@ from .facts import StackRead
 from .lock import DEFAULT_WAIT_S, Lock
 from .remove import DEFAULT_TIMEOUT_S as RM_TIMEOUT_S
 from .remove import RemoveOutcome, remove
-from .render import Rendered
+from ..docker.render import Rendered
 from .wait import FAILED
 
 Renderer = Callable[[Mapping[str, str]], Rendered]  # digests -> the document to deploy
