@@ -125,7 +125,7 @@ def with_table(script: str, table: str) -> str:
 def main(argv: list[str]) -> int:
     """--write: rewrite bin/phoenix's table from the collection; else print the table."""
     from .collection import ns
-    from .paths import REPO_ROOT
+    from .core.paths import REPO_ROOT
     table = cli_table(ns)
     if argv[1:] == ["--write"]:
         path = REPO_ROOT / "bin" / "phoenix"
