@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # rich is imported where something is printed: `inv --list` p
     from rich.text import Text
 
 from ..core.argv import display_command
+from ..core.cluster_text import clean
 from ..core.plan import Outcome, Plan
 
 
@@ -59,9 +60,11 @@ def show_outcome(console: Console, err: Console, outcome: Outcome) -> None:
 
 def cells(*values) -> list[Text]:
     """Table cells as text: a value read from the swarm or the config is never markup,
-    whatever the console's markup setting."""
+    whatever the console's markup setting, and never a control character (a node label,
+    a task's error or a service name anyone with access to the swarm wrote: an ESC or a
+    newline would reach the operator's terminal raw); each cell is cut to MAX_TEXT."""
     from rich.text import Text
-    return [Text(str(v)) for v in values]
+    return [Text(clean(v)) for v in values]
 
 
 def labels_text(labels: dict) -> str:

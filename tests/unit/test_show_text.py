@@ -58,3 +58,16 @@ def test_validate_with_a_config_dir_that_looks_like_markup(tmp_path):
                          timeout=60)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "etc[/]" in res.stderr and "file not found" in res.stderr, res.stderr
+
+
+def test_text_from_the_cluster_reaches_no_terminal_raw_in_tables():
+    """A node label, a service or environment name read from the swarm may hold an ESC
+    (terminal escapes), a newline or 100 KB: every table cell keeps one printable line,
+    cut to a bounded length (issue 21, item 7)."""
+    evil = "\x1b]0;owned\x07\x1b[2Jzone\nx" + "y" * 100_000
+    status = ClusterStatus([node({"zone": evil})], [], "portainer", "portainer", "cid", [])
+    envs = [Environment("dev1", [EnvStack("app", "dev1_app", "h", [EnvService(evil, "replicated", 1, 1, evil)])])]
+    for text in (printed(show_status, status), printed(show_environments, envs)):
+        assert "\x1b" not in text and "\x07" not in text
+        assert "owned" in text and "more characters" in text
+        assert len(text) < 20_000
